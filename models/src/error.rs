@@ -1,0 +1,101 @@
+//! The one error type of mio-models.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong inside mio-models.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A file could not be read or written.
+    #[error("cannot access {path}: {source}")]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// The underlying I/O error.
+        source: std::io::Error,
+    },
+    /// A required file of the model folder is missing.
+    #[error("missing model file {0}")]
+    MissingFile(PathBuf),
+    /// A JSON file could not be parsed.
+    #[error("cannot parse {path}: {message}")]
+    Json {
+        /// The file.
+        path: PathBuf,
+        /// What serde said.
+        message: String,
+    },
+    /// A checkpoint is corrupt, truncated or not laid out as expected.
+    #[error("invalid checkpoint {path}: {message}")]
+    Checkpoint {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A tensor has a shape other than the config implies.
+    #[error("tensor {name} has shape {got:?}, expected {expected:?} from the config")]
+    ShapeMismatch {
+        /// Tensor name.
+        name: String,
+        /// Shape implied by the config.
+        expected: Vec<usize>,
+        /// Shape found in the checkpoint.
+        got: Vec<usize>,
+    },
+    /// A tensor the model needs is absent from every shard.
+    #[error("tensor {0} is missing from the checkpoint")]
+    MissingTensor(String),
+    /// The tokenizer files are invalid or inconsistent.
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+    /// A token id outside the vocabulary.
+    #[error("unknown token id {id} (vocabulary has {vocab_size} tokens)")]
+    UnknownTokenId {
+        /// The offending id.
+        id: u32,
+        /// Size of the vocabulary.
+        vocab_size: usize,
+    },
+    /// Generation was asked to continue an empty prompt.
+    #[error("the prompt is empty")]
+    EmptyPrompt,
+    /// The prompt plus the requested new tokens do not fit the context.
+    #[error("the prompt has {len} tokens but the model's context holds {max}")]
+    PromptTooLong {
+        /// Prompt length in tokens.
+        len: usize,
+        /// Context length of the model.
+        max: usize,
+    },
+    /// Invalid generation or request parameters.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// A media block in model output is malformed (see [`crate::text::BlockError`]).
+    #[error("malformed block: {0}")]
+    MalformedBlock(#[from] crate::text::BlockError),
+    /// The requested device or feature is not available in this build.
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+    /// The request was cancelled.
+    #[error("cancelled")]
+    Cancelled,
+    /// An error inside candle.
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+}
+
+/// Result with [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    /// An [`Error::Io`] for `path`.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { path: path.into(), source }
+    }
+
+    /// An [`Error::Checkpoint`] for `path`.
+    pub fn checkpoint(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        Error::Checkpoint { path: path.into(), message: message.into() }
+    }
+}

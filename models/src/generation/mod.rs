@@ -1,0 +1,7 @@
+//! Generation, separate from the networks: the [`CausalLm`] trait every LM backend
+//! implements, greedy / sampling / beam search, modality constraints, stop handling and the
+//! incremental detokenizer.
+
+mod lm_trait;
+
+pub use lm_trait::CausalLm;

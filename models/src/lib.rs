@@ -1,0 +1,12 @@
+//! mio-models: the MIO networks and everything model-side (tokenizers, LM, generation).
+//!
+//! Pure compute: no threads, no devices beyond candle's `Device`, no I/O other than
+//! reading model files. The rest of the workspace talks to [`engine`] only.
+
+pub mod engine;
+pub mod error;
+pub mod generation;
+pub mod lm;
+pub mod text;
+
+pub use error::{Error, Result};

@@ -1,0 +1,1 @@
+//! mio-runtime: the assistant around the engine (worker thread, sessions, CLI).

@@ -1,0 +1,3 @@
+//! `mio`: the headless command line of MIO Desktop.
+
+fn main() {}
