@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs what building and testing MIO Desktop needs on a fresh Debian machine.
+# Safe to run again: packages already present are skipped by apt.
+set -euo pipefail
+
+SUDO=""
+if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
+
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends \
+  build-essential cmake clang libclang-dev pkg-config curl ca-certificates >/dev/null
+
+if ! command -v cargo >/dev/null 2>&1; then
+  curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
+  # shellcheck disable=SC1091
+  source "$HOME/.cargo/env"
+fi
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
