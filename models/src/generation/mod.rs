@@ -7,6 +7,8 @@ mod beam_search;
 mod config;
 mod constraints;
 mod generate;
+#[cfg(test)]
+mod hf_cases_tests;
 mod lm_trait;
 mod output;
 mod processors;
