@@ -37,8 +37,20 @@ pub(crate) struct BeamHypotheses {
 }
 
 impl BeamHypotheses {
-    pub fn new(num_beams: usize, length_penalty: f64, early_stopping: EarlyStopping, max_length: usize) -> Self {
-        Self { num_beams, length_penalty, early_stopping, max_length, beams: Vec::new(), worst_score: 1e9 }
+    pub fn new(
+        num_beams: usize,
+        length_penalty: f64,
+        early_stopping: EarlyStopping,
+        max_length: usize,
+    ) -> Self {
+        Self {
+            num_beams,
+            length_penalty,
+            early_stopping,
+            max_length,
+            beams: Vec::new(),
+            worst_score: 1e9,
+        }
     }
 
     /// `BeamHypotheses.add`.
@@ -47,8 +59,12 @@ impl BeamHypotheses {
         if self.beams.len() < self.num_beams || score > self.worst_score {
             self.beams.push(Hypothesis { score, tokens, eos });
             if self.beams.len() > self.num_beams {
-                let mut sorted: Vec<(f64, usize)> =
-                    self.beams.iter().enumerate().map(|(i, h)| (h.score, i)).collect();
+                let mut sorted: Vec<(f64, usize)> = self
+                    .beams
+                    .iter()
+                    .enumerate()
+                    .map(|(i, h)| (h.score, i))
+                    .collect();
                 sorted.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
                 self.beams.remove(sorted[0].1);
                 self.worst_score = sorted[1].0;
@@ -106,9 +122,19 @@ pub(crate) struct BeamScorer {
 }
 
 impl BeamScorer {
-    pub fn new(batch: usize, num_beams: usize, length_penalty: f64, early: EarlyStopping, max_length: usize) -> Self {
+    pub fn new(
+        batch: usize,
+        num_beams: usize,
+        length_penalty: f64,
+        early: EarlyStopping,
+        max_length: usize,
+    ) -> Self {
         let h = BeamHypotheses::new(num_beams, length_penalty, early, max_length);
-        Self { num_beams, hyps: vec![h; batch], done: vec![false; batch] }
+        Self {
+            num_beams,
+            hyps: vec![h; batch],
+            done: vec![false; batch],
+        }
     }
 
     /// True when every prompt is done.
@@ -130,7 +156,11 @@ impl BeamScorer {
         let mut next = Vec::with_capacity(candidates.len() * k);
         for (b, cands) in candidates.iter().enumerate() {
             if self.done[b] {
-                next.extend((0..k).map(|j| Candidate { score: 0.0, token: pad, row: b * k + j }));
+                next.extend((0..k).map(|j| Candidate {
+                    score: 0.0,
+                    token: pad,
+                    row: b * k + j,
+                }));
                 continue;
             }
             let mut kept = 0;
@@ -154,7 +184,9 @@ impl BeamScorer {
                     "beam search found {kept} non-eos candidates for {k} beams"
                 )));
             }
-            let best = cands.first().map_or(f64::NEG_INFINITY, |c| f64::from(c.score));
+            let best = cands
+                .first()
+                .map_or(f64::NEG_INFINITY, |c| f64::from(c.score));
             let cur_len = rows.get(b * k).map_or(0, Vec::len) + 1;
             self.done[b] = self.hyps[b].is_done(best, cur_len);
         }
@@ -179,7 +211,11 @@ impl BeamScorer {
         self.hyps
             .iter()
             .map(|h| {
-                h.best().cloned().unwrap_or(Hypothesis { score: f64::NEG_INFINITY, tokens: Vec::new(), eos: false })
+                h.best().cloned().unwrap_or(Hypothesis {
+                    score: f64::NEG_INFINITY,
+                    tokens: Vec::new(),
+                    eos: false,
+                })
             })
             .collect()
     }
@@ -214,7 +250,7 @@ mod tests {
         let mut h = BeamHypotheses::new(1, 1.0, EarlyStopping::Heuristic, 10);
         assert!(!h.is_done(-1.0, 5));
         h.add(vec![0; 4], -2.0, true); // -0.5
-        // best running -3 at len 5 → -0.6 ≤ -0.5: done; -2 at len 5 → -0.4 > -0.5: not done.
+                                       // best running -3 at len 5 → -0.6 ≤ -0.5: done; -2 at len 5 → -0.4 > -0.5: not done.
         assert!(h.is_done(-3.0, 5));
         assert!(!h.is_done(-2.0, 5));
         h.early_stopping = EarlyStopping::OnFull;
@@ -239,7 +275,12 @@ mod tests {
         let rows = vec![vec![5, 6], vec![5, 7]];
         let c = |score, token, row| Candidate { score, token, row };
         // eos (9) at rank 0 → hypothesis; eos at rank 2 (≥ num_beams) ignored.
-        let cands = vec![vec![c(-1.0, 9, 1), c(-1.5, 3, 0), c(-2.0, 9, 0), c(-2.5, 4, 1)]];
+        let cands = vec![vec![
+            c(-1.0, 9, 1),
+            c(-1.5, 3, 0),
+            c(-2.0, 9, 0),
+            c(-2.5, 4, 1),
+        ]];
         let next = s.process(&rows, &cands, &[9], 0).unwrap();
         assert_eq!(next, vec![c(-1.5, 3, 0), c(-2.5, 4, 1)]);
         assert_eq!(s.hyps[0].beams.len(), 1);

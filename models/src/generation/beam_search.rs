@@ -43,7 +43,13 @@ pub(crate) fn beam_search<L: CausalLm + ?Sized>(
     let (k, n_prompts, prompt_len) = (cfg.num_beams, batch.ids.len(), batch.prompt_len);
     let max_length = prompt_len + cfg.max_new_tokens;
     let mut beams = expand(&batch, k, cfg.do_sample, constraints);
-    let mut scorer = BeamScorer::new(n_prompts, k, cfg.length_penalty, cfg.early_stopping, max_length);
+    let mut scorer = BeamScorer::new(
+        n_prompts,
+        k,
+        cfg.length_penalty,
+        cfg.early_stopping,
+        max_length,
+    );
     let mut rng = SeededRng::new(cfg.seed);
     let mut scores_out = cfg.output_scores.then(Vec::new);
     let mut cancelled = false;
@@ -55,9 +61,16 @@ pub(crate) fn beam_search<L: CausalLm + ?Sized>(
         let logits = if step == 0 {
             let prompt_logits = lm.forward(&batch.ids, &batch.masks)?;
             check_logits(&prompt_logits, n_prompts, lm.vocab_size())?;
-            prompt_logits.iter().flat_map(|l| std::iter::repeat_n(l.clone(), k)).collect()
+            prompt_logits
+                .iter()
+                .flat_map(|l| std::iter::repeat_n(l.clone(), k))
+                .collect()
         } else {
-            let last: Vec<Vec<u32>> = beams.rows.iter().map(|r| r[r.len() - 1..].to_vec()).collect();
+            let last: Vec<Vec<u32>> = beams
+                .rows
+                .iter()
+                .map(|r| r[r.len() - 1..].to_vec())
+                .collect();
             let logits = lm.forward(&last, &beams.masks)?;
             check_logits(&logits, beams.rows.len(), lm.vocab_size())?;
             logits
@@ -71,8 +84,16 @@ pub(crate) fn beam_search<L: CausalLm + ?Sized>(
         if let Some(out) = scores_out.as_mut() {
             out.push(processed);
         }
-        let next = scorer.process(&beams.rows, &candidates, &cfg.eos_token_ids, cfg.pad_token_id)?;
-        let sources: Vec<usize> = next.iter().map(|c| if step == 0 { c.row / k } else { c.row }).collect();
+        let next = scorer.process(
+            &beams.rows,
+            &candidates,
+            &cfg.eos_token_ids,
+            cfg.pad_token_id,
+        )?;
+        let sources: Vec<usize> = next
+            .iter()
+            .map(|c| if step == 0 { c.row / k } else { c.row })
+            .collect();
         lm.reorder(&sources)?;
         beams = advance(beams, &next, constraints);
         if scorer.is_done() {
@@ -87,15 +108,29 @@ pub(crate) fn beam_search<L: CausalLm + ?Sized>(
 
 /// Repeats each prompt `k` times (HF `_expand_inputs_for_generation`) with the initial
 /// beam scores.
-fn expand(batch: &Batch, k: usize, sampling: bool, constraints: Option<&ModalityConstraints>) -> Beams {
-    let mut beams = Beams { rows: Vec::new(), masks: Vec::new(), blocks: Vec::new(), scores: Vec::new() };
+fn expand(
+    batch: &Batch,
+    k: usize,
+    sampling: bool,
+    constraints: Option<&ModalityConstraints>,
+) -> Beams {
+    let mut beams = Beams {
+        rows: Vec::new(),
+        masks: Vec::new(),
+        blocks: Vec::new(),
+        scores: Vec::new(),
+    };
     for (ids, mask) in batch.ids.iter().zip(&batch.masks) {
-        let block = constraints.map(|c| c.scan(&real_tokens(ids, mask))).unwrap_or_default();
+        let block = constraints
+            .map(|c| c.scan(&real_tokens(ids, mask)))
+            .unwrap_or_default();
         for j in 0..k {
             beams.rows.push(ids.clone());
             beams.masks.push(mask.clone());
             beams.blocks.push(block);
-            beams.scores.push(if j == 0 || sampling { 0.0 } else { -1e9 });
+            beams
+                .scores
+                .push(if j == 0 || sampling { 0.0 } else { -1e9 });
         }
     }
     beams
@@ -155,14 +190,24 @@ fn top_candidates(summed: &[Vec<f32>], k: usize, n_eos: usize) -> Vec<Vec<Candid
                 all.truncate(n);
             }
             all.sort_by(order);
-            all.into_iter().map(|(score, j, token)| Candidate { score, token, row: p * k + j }).collect()
+            all.into_iter()
+                .map(|(score, j, token)| Candidate {
+                    score,
+                    token,
+                    row: p * k + j,
+                })
+                .collect()
         })
         .collect()
 }
 
 /// Beam sampling: `2k` draws without replacement from the soft-max over each prompt's
 /// `k × vocab` warped scores, sorted by score (stable).
-fn sample_candidates(summed: &[Vec<f32>], k: usize, rng: &mut SeededRng) -> Result<Vec<Vec<Candidate>>> {
+fn sample_candidates(
+    summed: &[Vec<f32>],
+    k: usize,
+    rng: &mut SeededRng,
+) -> Result<Vec<Vec<Candidate>>> {
     summed
         .chunks(k)
         .enumerate()
@@ -171,10 +216,16 @@ fn sample_candidates(summed: &[Vec<f32>], k: usize, rng: &mut SeededRng) -> Resu
             let flat: Vec<f32> = rows.iter().flatten().copied().collect();
             let drawn = rng
                 .multinomial_without_replacement(&softmax(&flat), 2 * k)
-                .ok_or_else(|| Error::Generation(format!("fewer than {} tokens can be sampled", 2 * k)))?;
+                .ok_or_else(|| {
+                    Error::Generation(format!("fewer than {} tokens can be sampled", 2 * k))
+                })?;
             let mut cands: Vec<Candidate> = drawn
                 .into_iter()
-                .map(|i| Candidate { score: flat[i], token: (i % vocab) as u32, row: p * k + i / vocab })
+                .map(|i| Candidate {
+                    score: flat[i],
+                    token: (i % vocab) as u32,
+                    row: p * k + i / vocab,
+                })
                 .collect();
             cands.sort_by(|a, b| b.score.total_cmp(&a.score));
             Ok(cands)
@@ -184,7 +235,12 @@ fn sample_candidates(summed: &[Vec<f32>], k: usize, rng: &mut SeededRng) -> Resu
 
 /// The beams after a step: rows reordered and extended, scores replaced.
 fn advance(beams: Beams, next: &[Candidate], constraints: Option<&ModalityConstraints>) -> Beams {
-    let mut out = Beams { rows: Vec::new(), masks: beams.masks, blocks: Vec::new(), scores: Vec::new() };
+    let mut out = Beams {
+        rows: Vec::new(),
+        masks: beams.masks,
+        blocks: Vec::new(),
+        scores: Vec::new(),
+    };
     for c in next {
         let mut row = beams.rows[c.row].clone();
         row.push(c.token);
@@ -228,12 +284,15 @@ fn assemble(
             _ if cancelled => FinishReason::Cancelled,
             _ => FinishReason::Length,
         };
-        out.new_tokens.push(seq.get(prompt_len..).unwrap_or_default().to_vec());
+        out.new_tokens
+            .push(seq.get(prompt_len..).unwrap_or_default().to_vec());
         out.sequences.push(seq);
         out.finish_reasons.push(reason);
     }
     let width = out.sequences.iter().map(Vec::len).max().unwrap_or(0);
-    out.sequences.iter_mut().for_each(|s| s.resize(width, cfg.pad_token_id));
+    out.sequences
+        .iter_mut()
+        .for_each(|s| s.resize(width, cfg.pad_token_id));
     out
 }
 
@@ -242,7 +301,12 @@ fn stream(out: &GenerationOutput, controls: &mut Controls<'_>) {
     for (row, tokens) in out.new_tokens.iter().enumerate() {
         for (index, &token) in tokens.iter().enumerate() {
             let finish = (index + 1 == tokens.len()).then_some(out.finish_reasons[row]);
-            if controls.emit(&TokenEvent { row, index, token, finish }) {
+            if controls.emit(&TokenEvent {
+                row,
+                index,
+                token,
+                finish,
+            }) {
                 return;
             }
         }

@@ -127,8 +127,10 @@ impl GenerationConfig {
             Task::SpeechToSpeech => (5, false, 1.15),
             Task::VideoGeneration | Task::Interleaved => (1, true, 1.15),
         };
-        let speech_timbre =
-            matches!(task, Task::Tts | Task::SpeechGeneration | Task::SpeechToSpeech);
+        let speech_timbre = matches!(
+            task,
+            Task::Tts | Task::SpeechGeneration | Task::SpeechToSpeech
+        );
         Self {
             max_new_tokens: 512,
             num_beams,
@@ -172,7 +174,10 @@ impl GenerationConfig {
             ));
         }
         if !self.length_penalty.is_finite() {
-            return bad(format!("length_penalty must be finite, got {}", self.length_penalty));
+            return bad(format!(
+                "length_penalty must be finite, got {}",
+                self.length_penalty
+            ));
         }
         if self.stop_sequences.iter().any(Vec::is_empty) {
             return bad("stop sequences must not be empty".into());
@@ -214,21 +219,39 @@ mod tests {
     fn presets_follow_infer_py() {
         let v = tiny_vocab();
         let text = GenerationConfig::preset(Task::Text, &v);
-        assert_eq!((text.num_beams, text.do_sample, text.repetition_penalty), (5, false, 1.0));
+        assert_eq!(
+            (text.num_beams, text.do_sample, text.repetition_penalty),
+            (5, false, 1.0)
+        );
         assert_eq!((text.top_k, text.top_p, text.max_new_tokens), (0, 0.7, 512));
-        assert_eq!((text.eos_token_ids.clone(), text.pad_token_id), (vec![7], 0));
+        assert_eq!(
+            (text.eos_token_ids.clone(), text.pad_token_id),
+            (vec![7], 0)
+        );
         let img = GenerationConfig::preset(Task::ImageGeneration, &v);
-        assert_eq!((img.num_beams, img.do_sample, img.repetition_penalty), (5, false, 1.15));
+        assert_eq!(
+            (img.num_beams, img.do_sample, img.repetition_penalty),
+            (5, false, 1.15)
+        );
         let tts = GenerationConfig::preset(Task::Tts, &v);
-        assert_eq!((tts.num_beams, tts.do_sample, tts.repetition_penalty), (1, true, 1.15));
+        assert_eq!(
+            (tts.num_beams, tts.do_sample, tts.repetition_penalty),
+            (1, true, 1.15)
+        );
         assert!(tts.speech_timbre && tts.constraints);
         let sg = GenerationConfig::preset(Task::SpeechGeneration, &v);
-        assert_eq!((sg.num_beams, sg.do_sample, sg.repetition_penalty), (5, false, 2.0));
+        assert_eq!(
+            (sg.num_beams, sg.do_sample, sg.repetition_penalty),
+            (5, false, 2.0)
+        );
         let s2s = GenerationConfig::preset(Task::SpeechToSpeech, &v);
         assert_eq!((s2s.num_beams, s2s.repetition_penalty), (5, 1.15));
         for t in [Task::VideoGeneration, Task::Interleaved] {
             let c = GenerationConfig::preset(t, &v);
-            assert_eq!((c.num_beams, c.do_sample, c.repetition_penalty), (1, true, 1.15));
+            assert_eq!(
+                (c.num_beams, c.do_sample, c.repetition_penalty),
+                (1, true, 1.15)
+            );
             assert!(!c.speech_timbre);
         }
         for t in [
@@ -249,22 +272,62 @@ mod tests {
         let ok = GenerationConfig::default();
         ok.validate().unwrap();
         let cases: Vec<GenerationConfig> = vec![
-            GenerationConfig { max_new_tokens: 0, ..ok.clone() },
-            GenerationConfig { num_beams: 0, ..ok.clone() },
-            GenerationConfig { temperature: 0.0, ..ok.clone() },
-            GenerationConfig { temperature: f32::NAN, ..ok.clone() },
-            GenerationConfig { top_p: 1.5, ..ok.clone() },
-            GenerationConfig { top_p: -0.1, ..ok.clone() },
-            GenerationConfig { repetition_penalty: 0.0, ..ok.clone() },
-            GenerationConfig { length_penalty: f64::INFINITY, ..ok.clone() },
-            GenerationConfig { stop_sequences: vec![vec![]], ..ok.clone() },
-            GenerationConfig { num_beams: 2, stop_sequences: vec![vec![3]], ..ok.clone() },
+            GenerationConfig {
+                max_new_tokens: 0,
+                ..ok.clone()
+            },
+            GenerationConfig {
+                num_beams: 0,
+                ..ok.clone()
+            },
+            GenerationConfig {
+                temperature: 0.0,
+                ..ok.clone()
+            },
+            GenerationConfig {
+                temperature: f32::NAN,
+                ..ok.clone()
+            },
+            GenerationConfig {
+                top_p: 1.5,
+                ..ok.clone()
+            },
+            GenerationConfig {
+                top_p: -0.1,
+                ..ok.clone()
+            },
+            GenerationConfig {
+                repetition_penalty: 0.0,
+                ..ok.clone()
+            },
+            GenerationConfig {
+                length_penalty: f64::INFINITY,
+                ..ok.clone()
+            },
+            GenerationConfig {
+                stop_sequences: vec![vec![]],
+                ..ok.clone()
+            },
+            GenerationConfig {
+                num_beams: 2,
+                stop_sequences: vec![vec![3]],
+                ..ok.clone()
+            },
         ];
         for c in cases {
-            assert!(matches!(c.validate(), Err(Error::InvalidArgument(_))), "{c:?}");
+            assert!(
+                matches!(c.validate(), Err(Error::InvalidArgument(_))),
+                "{c:?}"
+            );
         }
-        let c = GenerationConfig { eos_token_ids: vec![5], ..ok };
+        let c = GenerationConfig {
+            eos_token_ids: vec![5],
+            ..ok
+        };
         assert!(c.validate_ids(6).is_ok());
-        assert!(matches!(c.validate_ids(5), Err(Error::UnknownTokenId { id: 5, .. })));
+        assert!(matches!(
+            c.validate_ids(5),
+            Err(Error::UnknownTokenId { id: 5, .. })
+        ));
     }
 }

@@ -69,7 +69,10 @@ impl ModalityConstraints {
     /// Constraints over `vocab`; `speech_timbre` requests the three timbre layers in speech
     /// blocks.
     pub fn new(vocab: MioVocab, speech_timbre: bool) -> Self {
-        Self { vocab, speech_timbre }
+        Self {
+            vocab,
+            speech_timbre,
+        }
     }
 
     /// The vocabulary the constraints use.
@@ -79,6 +82,10 @@ impl ModalityConstraints {
 
     fn n_layers(&self) -> u32 {
         self.vocab.n_speech_tokens / self.vocab.speech_codebook_size.max(1)
+    }
+
+    fn image_range(&self) -> Range<u32> {
+        self.vocab.img0..self.vocab.img0 + self.vocab.n_image_codes
     }
 
     fn layer_range(&self, layer: u32) -> Range<u32> {
@@ -117,24 +124,36 @@ impl ModalityConstraints {
         let v = &self.vocab;
         match state {
             BlockState::Outside if token == v.image_start => Some(BlockState::Image { codes: 0 }),
-            BlockState::Outside if token == v.speech_start => {
-                Some(BlockState::Speech { layer: 0, count: 0, layer_len: None })
-            }
+            BlockState::Outside if token == v.speech_start => Some(BlockState::Speech {
+                layer: 0,
+                count: 0,
+                layer_len: None,
+            }),
             BlockState::Outside => Some(BlockState::Outside),
             BlockState::Image { codes } if codes == IMAGE_BLOCK_LEN && token == v.image_end => {
                 Some(BlockState::Outside)
             }
-            BlockState::Image { codes } if codes < IMAGE_BLOCK_LEN && v.image_code(token).is_some() => {
+            BlockState::Image { codes }
+                if codes < IMAGE_BLOCK_LEN && v.image_code(token).is_some() =>
+            {
                 Some(BlockState::Image { codes: codes + 1 })
             }
             BlockState::Image { .. } => None,
-            BlockState::Speech { layer, count, layer_len } => {
-                self.speech_step(layer, count, layer_len, token)
-            }
+            BlockState::Speech {
+                layer,
+                count,
+                layer_len,
+            } => self.speech_step(layer, count, layer_len, token),
         }
     }
 
-    fn speech_step(&self, layer: u32, count: u32, len: Option<u32>, token: u32) -> Option<BlockState> {
+    fn speech_step(
+        &self,
+        layer: u32,
+        count: u32,
+        len: Option<u32>,
+        token: u32,
+    ) -> Option<BlockState> {
         let allowed = self.speech_rule(layer, count, len);
         if !allowed.iter().any(|r| r.contains(&token)) {
             return None;
@@ -144,9 +163,17 @@ impl ModalityConstraints {
         }
         let k = self.speech_layer(token)?;
         Some(if k == layer {
-            BlockState::Speech { layer, count: count + 1, layer_len: len }
+            BlockState::Speech {
+                layer,
+                count: count + 1,
+                layer_len: len,
+            }
         } else {
-            BlockState::Speech { layer: k, count: 1, layer_len: len.or(Some(count)) }
+            BlockState::Speech {
+                layer: k,
+                count: 1,
+                layer_len: len.or(Some(count)),
+            }
         })
     }
 
@@ -157,7 +184,11 @@ impl ModalityConstraints {
         if layer == 0 {
             let mut r = vec![self.layer_range(0)];
             if count >= 1 {
-                r.push(if self.speech_timbre && last > 0 { self.layer_range(1) } else { end });
+                r.push(if self.speech_timbre && last > 0 {
+                    self.layer_range(1)
+                } else {
+                    end
+                });
             }
             return r;
         }
@@ -175,7 +206,7 @@ impl ModalityConstraints {
         let v = &self.vocab;
         match *state {
             BlockState::Outside => Rule::Except(vec![
-                v.img0..v.img0 + v.n_image_codes,
+                self.image_range(),
                 v.spch0..v.spch0 + v.n_speech_tokens,
                 one(v.image_end),
                 one(v.speech_end),
@@ -183,12 +214,14 @@ impl ModalityConstraints {
                 one(v.speech_placeholder),
             ]),
             BlockState::Image { codes } if codes < IMAGE_BLOCK_LEN => {
-                Rule::Only(vec![v.img0..v.img0 + v.n_image_codes])
+                Rule::Only(vec![self.image_range()])
             }
             BlockState::Image { .. } => Rule::Only(vec![one(v.image_end)]),
-            BlockState::Speech { layer, count, layer_len } => {
-                Rule::Only(self.speech_rule(layer, count, layer_len))
-            }
+            BlockState::Speech {
+                layer,
+                count,
+                layer_len,
+            } => Rule::Only(self.speech_rule(layer, count, layer_len)),
         }
     }
 

@@ -15,7 +15,9 @@ const SPCH_END: u32 = 1001;
 fn allowed(c: &ModalityConstraints, state: &BlockState) -> Vec<u32> {
     let mut s = vec![0.0f32; 13294];
     c.apply(state, &mut s);
-    (0..13294u32).filter(|&t| s[t as usize].is_finite()).collect()
+    (0..13294u32)
+        .filter(|&t| s[t as usize].is_finite())
+        .collect()
 }
 
 fn layer(k: u32) -> std::ops::Range<u32> {
@@ -29,7 +31,16 @@ fn outside_masks_bare_media_tokens_and_closers() {
     for t in [0, 2, 7, 500, 999, IMAGE, SPCH] {
         assert!(a.contains(&t), "{t}");
     }
-    for t in [IMG0, IMG0 + 8191, SPCH0, SPCH0 + 4095, IMAGE_END, SPCH_END, 1000, 1002] {
+    for t in [
+        IMG0,
+        IMG0 + 8191,
+        SPCH0,
+        SPCH0 + 4095,
+        IMAGE_END,
+        SPCH_END,
+        1000,
+        1002,
+    ] {
         assert!(!a.contains(&t), "{t}");
     }
     assert_eq!(a.len(), 1000 + 2);
@@ -65,16 +76,30 @@ fn speech_with_timbre_has_four_equal_layers() {
     let a = allowed(&c, &state);
     assert_eq!(a, layer(0).chain(layer(1)).collect::<Vec<_>>());
     c.advance(&mut state, layer(1).start + 9);
-    assert_eq!(state, BlockState::Speech { layer: 1, count: 1, layer_len: Some(3) });
+    assert_eq!(
+        state,
+        BlockState::Speech {
+            layer: 1,
+            count: 1,
+            layer_len: Some(3)
+        }
+    );
     for k in 1..=3u32 {
-        while let BlockState::Speech { layer: l, count, .. } = state {
+        while let BlockState::Speech {
+            layer: l, count, ..
+        } = state
+        {
             if l != k || count == 3 {
                 break;
             }
             assert_eq!(allowed(&c, &state), layer(k).collect::<Vec<_>>());
             c.advance(&mut state, layer(k).start + 1);
         }
-        let next: Vec<u32> = if k < 3 { layer(k + 1).collect() } else { vec![SPCH_END] };
+        let next: Vec<u32> = if k < 3 {
+            layer(k + 1).collect()
+        } else {
+            vec![SPCH_END]
+        };
         assert_eq!(allowed(&c, &state), next, "after layer {k}");
         c.advance(&mut state, next[0]);
     }
@@ -106,7 +131,11 @@ fn prompt_scanning_is_lenient() {
     assert_eq!(c.scan(&[IMAGE, IMG0, 42]), BlockState::Outside);
     assert_eq!(
         c.scan(&[IMAGE, IMG0, SPCH]),
-        BlockState::Speech { layer: 0, count: 0, layer_len: None }
+        BlockState::Speech {
+            layer: 0,
+            count: 0,
+            layer_len: None
+        }
     );
     // Bare media tokens outside are ignored.
     assert_eq!(c.scan(&[IMG0, SPCH0]), BlockState::Outside);
@@ -120,6 +149,8 @@ fn tokens_beyond_the_scores_are_ignored() {
     let c = ModalityConstraints::new(tiny_vocab(), false);
     let mut small = vec![1.0f32; 1010];
     c.apply(&BlockState::Image { codes: 0 }, &mut small);
-    assert!(small[..IMG0 as usize].iter().all(|x| *x == f32::NEG_INFINITY));
+    assert!(small[..IMG0 as usize]
+        .iter()
+        .all(|x| *x == f32::NEG_INFINITY));
     assert!(small[IMG0 as usize..].iter().all(|x| *x == 1.0));
 }

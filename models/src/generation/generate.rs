@@ -34,7 +34,11 @@ pub struct Batch {
 /// Left-pads `prompts` to the longest one with `pad`.
 pub fn left_pad(prompts: &[Vec<u32>], pad: u32) -> Batch {
     let prompt_len = prompts.iter().map(Vec::len).max().unwrap_or(0);
-    let mut batch = Batch { ids: Vec::new(), masks: Vec::new(), prompt_len };
+    let mut batch = Batch {
+        ids: Vec::new(),
+        masks: Vec::new(),
+        prompt_len,
+    };
     for p in prompts {
         let n_pad = prompt_len - p.len();
         let mut ids = vec![pad; n_pad];
@@ -65,13 +69,20 @@ pub fn generate<L: CausalLm + ?Sized>(
     }
     let vocab_size = lm.vocab_size();
     cfg.validate_ids(vocab_size)?;
-    if let Some(&id) = prompts.iter().flatten().find(|&&id| id as usize >= vocab_size) {
+    if let Some(&id) = prompts
+        .iter()
+        .flatten()
+        .find(|&&id| id as usize >= vocab_size)
+    {
         return Err(Error::UnknownTokenId { id, vocab_size });
     }
     let batch = left_pad(prompts, cfg.pad_token_id);
     let max = lm.max_context();
     if batch.prompt_len + cfg.max_new_tokens > max {
-        return Err(Error::PromptTooLong { len: batch.prompt_len, max });
+        return Err(Error::PromptTooLong {
+            len: batch.prompt_len,
+            max,
+        });
     }
     let constraints = constraints_for(cfg, vocab, vocab_size)?;
     lm.reset();
@@ -92,7 +103,9 @@ fn constraints_for(
         return Ok(None);
     }
     let Some(vocab) = vocab else {
-        return Err(Error::InvalidArgument("modality constraints need the MIO vocabulary".into()));
+        return Err(Error::InvalidArgument(
+            "modality constraints need the MIO vocabulary".into(),
+        ));
     };
     if vocab.vocab_size as usize > vocab_size {
         return Err(Error::InvalidArgument(format!(
@@ -100,7 +113,10 @@ fn constraints_for(
             vocab.vocab_size
         )));
     }
-    Ok(Some(ModalityConstraints::new(vocab.clone(), cfg.speech_timbre)))
+    Ok(Some(ModalityConstraints::new(
+        vocab.clone(),
+        cfg.speech_timbre,
+    )))
 }
 
 /// Checks that the LM returned `rows × vocab` logits.

@@ -14,14 +14,18 @@ use super::{generate, Controls, EarlyStopping, GenerationConfig};
 /// `fake_logits` of `make_hf_cases.py`.
 pub fn hf_logits(real: &[u32], vocab: usize, salt: u64, boost: &[u32]) -> Vec<f32> {
     let a = real.last().copied().unwrap_or(0) as u64;
-    let b = if real.len() > 1 { real[real.len() - 2] as u64 } else { 0 };
+    let b = if real.len() > 1 {
+        real[real.len() - 2] as u64
+    } else {
+        0
+    };
     let n = real.len() as u64;
     (0..vocab as u64)
         .map(|t| {
             let x = a * 2654435761 + b * 40503 + n * 97 + t * 7919 + salt * 1000003;
             let h = (x ^ (x >> 13)) % 97;
             let mut v = h as f64 * 0.25 + t as f64 * 0.001;
-            if boost.contains(&(t as u32)) && n % 4 == 0 {
+            if boost.contains(&(t as u32)) && n.is_multiple_of(4) {
                 v += 3.0;
             }
             v as f32
@@ -30,7 +34,11 @@ pub fn hf_logits(real: &[u32], vocab: usize, salt: u64, boost: &[u32]) -> Vec<f3
 }
 
 fn u32s(v: &Value) -> Vec<u32> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
 }
 
 fn config_of(kwargs: &Value) -> GenerationConfig {
@@ -67,7 +75,12 @@ fn matches_transformers_4_34_on_a_fake_lm() {
         let vocab = case["vocab"].as_u64().unwrap() as usize;
         let salt = case["salt"].as_u64().unwrap();
         let boost = u32s(&case["boost"]);
-        let prompts: Vec<Vec<u32>> = case["prompts"].as_array().unwrap().iter().map(u32s).collect();
+        let prompts: Vec<Vec<u32>> = case["prompts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(u32s)
+            .collect();
         let cfg = config_of(&case["kwargs"]);
         let mut lm = FakeLm::new(vocab, move |real| hf_logits(real, vocab, salt, &boost));
         let out = generate(&mut lm, &prompts, &cfg, None, Controls::none()).unwrap();
@@ -84,7 +97,12 @@ fn matches_transformers_4_34_on_a_fake_lm() {
             }
             continue;
         }
-        let want: Vec<Vec<u32>> = case["sequences"].as_array().unwrap().iter().map(u32s).collect();
+        let want: Vec<Vec<u32>> = case["sequences"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(u32s)
+            .collect();
         assert_eq!(out.sequences, want, "{name}: sequences");
         if let Some(scores) = case.get("sequences_scores") {
             let got = out.sequences_scores.clone().unwrap();
@@ -96,7 +114,10 @@ fn matches_transformers_4_34_on_a_fake_lm() {
             assert!(out.sequences_scores.is_none());
         }
         let step0 = &out.scores.as_ref().unwrap()[0][0];
-        for (g, w) in step0.iter().zip(case["scores_step0_row0"].as_array().unwrap()) {
+        for (g, w) in step0
+            .iter()
+            .zip(case["scores_step0_row0"].as_array().unwrap())
+        {
             let w = w.as_f64().unwrap() as f32;
             assert!((g - w).abs() < 1e-5, "{name}: scores {g} vs {w}");
         }
@@ -104,7 +125,10 @@ fn matches_transformers_4_34_on_a_fake_lm() {
         let prompt_len = prompts.iter().map(Vec::len).max().unwrap();
         for (row, new) in out.sequences.iter().zip(&out.new_tokens) {
             assert_eq!(&row[prompt_len..prompt_len + new.len()], &new[..], "{name}");
-            assert!(row[prompt_len + new.len()..].iter().all(|t| *t == 0), "{name}");
+            assert!(
+                row[prompt_len + new.len()..].iter().all(|t| *t == 0),
+                "{name}"
+            );
         }
     }
 }

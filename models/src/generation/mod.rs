@@ -5,6 +5,8 @@
 mod beam;
 mod beam_search;
 mod config;
+#[cfg(test)]
+mod constrained_tests;
 mod constraints;
 mod generate;
 #[cfg(test)]
@@ -23,6 +25,6 @@ pub use config::{EarlyStopping, GenerationConfig, Task};
 pub use constraints::{BlockState, ModalityConstraints, IMAGE_BLOCK_LEN};
 pub use generate::{generate, left_pad, Batch};
 pub use lm_trait::CausalLm;
-pub use output::{Controls, FinishReason, GenerationOutput, TokenEvent};
+pub use output::{Controls, FinishReason, GenerationOutput, TokenCallback, TokenEvent};
 pub use processors::{log_softmax, repetition_penalty, softmax, temperature, top_k, top_p};
 pub use rng::SeededRng;

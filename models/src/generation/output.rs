@@ -58,16 +58,22 @@ pub struct GenerationOutput {
     pub scores: Option<Vec<Vec<Vec<f32>>>>,
 }
 
+/// The per-token callback: `ControlFlow::Break` stops generation.
+pub type TokenCallback<'a> = dyn FnMut(&TokenEvent) -> ControlFlow<()> + 'a;
+
 /// The caller's hooks into a running generation.
 pub struct Controls<'a> {
     cancel: Option<&'a AtomicBool>,
-    on_token: Option<&'a mut dyn FnMut(&TokenEvent) -> ControlFlow<()>>,
+    on_token: Option<&'a mut TokenCallback<'a>>,
 }
 
 impl<'a> Controls<'a> {
     /// No cancellation, no streaming.
     pub fn none() -> Self {
-        Self { cancel: None, on_token: None }
+        Self {
+            cancel: None,
+            on_token: None,
+        }
     }
 
     /// Checks `flag` between steps; when set, generation stops with
@@ -79,7 +85,7 @@ impl<'a> Controls<'a> {
 
     /// Calls `f` for every new token (see the module docs for beam search);
     /// `ControlFlow::Break` stops generation like the cancel flag.
-    pub fn with_callback(mut self, f: &'a mut dyn FnMut(&TokenEvent) -> ControlFlow<()>) -> Self {
+    pub fn with_callback(mut self, f: &'a mut TokenCallback<'a>) -> Self {
         self.on_token = Some(f);
         self
     }

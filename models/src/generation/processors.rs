@@ -198,11 +198,19 @@ mod tests {
 
     #[test]
     fn warp_order_and_switches() {
-        let cfg = GenerationConfig { temperature: 2.0, top_k: 0, top_p: 1.0, ..Default::default() };
+        let cfg = GenerationConfig {
+            temperature: 2.0,
+            top_k: 0,
+            top_p: 1.0,
+            ..Default::default()
+        };
         let mut s = vec![2.0, 4.0];
         warp(&mut s, &cfg, 1);
         assert_eq!(s, vec![1.0, 2.0]);
-        let cfg = GenerationConfig { top_k: 1, ..Default::default() };
+        let cfg = GenerationConfig {
+            top_k: 1,
+            ..Default::default()
+        };
         let mut s = vec![2.0, 4.0, 1.0];
         warp(&mut s, &cfg, 1);
         assert_eq!(s, vec![NEG, 4.0, NEG]);

@@ -21,7 +21,9 @@ impl SeededRng {
             z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
             z ^ (z >> 31)
         };
-        Self { s: [next(), next(), next(), next()] }
+        Self {
+            s: [next(), next(), next(), next()],
+        }
     }
 
     /// Next 64 random bits.
@@ -46,7 +48,11 @@ impl SeededRng {
     /// non-finite weights are never drawn). `None` when no weight is positive.
     pub fn multinomial(&mut self, weights: &[f32]) -> Option<usize> {
         let valid = |w: f32| w.is_finite() && w > 0.0;
-        let total: f64 = weights.iter().filter(|w| valid(**w)).map(|&w| f64::from(w)).sum();
+        let total: f64 = weights
+            .iter()
+            .filter(|w| valid(**w))
+            .map(|&w| f64::from(w))
+            .sum();
         if total <= 0.0 {
             return None;
         }
@@ -68,7 +74,11 @@ impl SeededRng {
 
     /// Draws `n` distinct indices (`torch.multinomial(.., n, replacement=False)`): each draw
     /// is proportional to the weights not drawn yet. `None` when fewer than `n` are positive.
-    pub fn multinomial_without_replacement(&mut self, weights: &[f32], n: usize) -> Option<Vec<usize>> {
+    pub fn multinomial_without_replacement(
+        &mut self,
+        weights: &[f32],
+        n: usize,
+    ) -> Option<Vec<usize>> {
         let mut w = weights.to_vec();
         let mut out = Vec::with_capacity(n);
         for _ in 0..n {
@@ -87,13 +97,21 @@ mod tests {
 
     #[test]
     fn same_seed_same_stream_other_seed_other_stream() {
-        let a: Vec<u64> = (0..8).scan(SeededRng::new(42), |r, _| Some(r.next_u64())).collect();
-        let b: Vec<u64> = (0..8).scan(SeededRng::new(42), |r, _| Some(r.next_u64())).collect();
-        let c: Vec<u64> = (0..8).scan(SeededRng::new(43), |r, _| Some(r.next_u64())).collect();
+        let a: Vec<u64> = (0..8)
+            .scan(SeededRng::new(42), |r, _| Some(r.next_u64()))
+            .collect();
+        let b: Vec<u64> = (0..8)
+            .scan(SeededRng::new(42), |r, _| Some(r.next_u64()))
+            .collect();
+        let c: Vec<u64> = (0..8)
+            .scan(SeededRng::new(43), |r, _| Some(r.next_u64()))
+            .collect();
         assert_eq!(a, b);
         assert_ne!(a, c);
         let mut r = SeededRng::new(0);
-        assert!((0..1000).map(|_| r.next_f64()).all(|x| (0.0..1.0).contains(&x)));
+        assert!((0..1000)
+            .map(|_| r.next_f64())
+            .all(|x| (0.0..1.0).contains(&x)));
     }
 
     #[test]
@@ -113,10 +131,14 @@ mod tests {
     #[test]
     fn without_replacement_is_distinct() {
         let mut r = SeededRng::new(1);
-        let got = r.multinomial_without_replacement(&[0.1, 0.2, 0.3, 0.4], 4).unwrap();
+        let got = r
+            .multinomial_without_replacement(&[0.1, 0.2, 0.3, 0.4], 4)
+            .unwrap();
         let mut sorted = got.clone();
         sorted.sort_unstable();
         assert_eq!(sorted, vec![0, 1, 2, 3]);
-        assert!(r.multinomial_without_replacement(&[0.5, 0.0, 0.5], 3).is_none());
+        assert!(r
+            .multinomial_without_replacement(&[0.5, 0.0, 0.5], 3)
+            .is_none());
     }
 }

@@ -40,8 +40,16 @@ pub(crate) fn greedy_or_sample<L: CausalLm + ?Sized>(
         .into_iter()
         .zip(batch.masks)
         .map(|(ids, mask)| {
-            let block = constraints.map(|c| c.scan(&real_tokens(&ids, &mask))).unwrap_or_default();
-            Row { ids, mask, new: Vec::new(), finish: None, block }
+            let block = constraints
+                .map(|c| c.scan(&real_tokens(&ids, &mask)))
+                .unwrap_or_default();
+            Row {
+                ids,
+                mask,
+                new: Vec::new(),
+                finish: None,
+                block,
+            }
         })
         .collect();
     let mut rng = SeededRng::new(cfg.seed);
@@ -55,7 +63,9 @@ pub(crate) fn greedy_or_sample<L: CausalLm + ?Sized>(
         let tokens: Vec<Vec<u32>> = if step == 0 {
             rows.iter().map(|r| r.ids.clone()).collect()
         } else {
-            rows.iter().map(|r| r.ids[r.ids.len() - 1..].to_vec()).collect()
+            rows.iter()
+                .map(|r| r.ids[r.ids.len() - 1..].to_vec())
+                .collect()
         };
         let masks: Vec<Vec<u8>> = rows.iter().map(|r| r.mask.clone()).collect();
         let logits = lm.forward(&tokens, &masks)?;
@@ -67,7 +77,12 @@ pub(crate) fn greedy_or_sample<L: CausalLm + ?Sized>(
                 step_scores.push(out);
             }
             if push_token(row, picked, cfg, constraints) {
-                let event = TokenEvent { row: r, index: row.new.len() - 1, token: picked, finish: row.finish };
+                let event = TokenEvent {
+                    row: r,
+                    index: row.new.len() - 1,
+                    token: picked,
+                    finish: row.finish,
+                };
                 stopped |= controls.emit(&event);
             }
         }
@@ -78,7 +93,11 @@ pub(crate) fn greedy_or_sample<L: CausalLm + ?Sized>(
             break;
         }
     }
-    let end = if stopped { FinishReason::Cancelled } else { FinishReason::Length };
+    let end = if stopped {
+        FinishReason::Cancelled
+    } else {
+        FinishReason::Length
+    };
     Ok(GenerationOutput {
         finish_reasons: rows.iter().map(|r| r.finish.unwrap_or(end)).collect(),
         sequences: rows.iter().map(|r| r.ids.clone()).collect(),
@@ -90,7 +109,11 @@ pub(crate) fn greedy_or_sample<L: CausalLm + ?Sized>(
 
 /// The tokens of a row that the mask keeps (its prompt without left padding).
 pub(crate) fn real_tokens(ids: &[u32], mask: &[u8]) -> Vec<u32> {
-    ids.iter().zip(mask).filter(|(_, m)| **m != 0).map(|(t, _)| *t).collect()
+    ids.iter()
+        .zip(mask)
+        .filter(|(_, m)| **m != 0)
+        .map(|(t, _)| *t)
+        .collect()
 }
 
 /// Processes one row's scores in place and chooses its next token (pad when finished).
@@ -121,7 +144,12 @@ fn pick(
 }
 
 /// Appends `token` to `row`; true when the row was still running (the token is new).
-fn push_token(row: &mut Row, token: u32, cfg: &GenerationConfig, constraints: Option<&ModalityConstraints>) -> bool {
+fn push_token(
+    row: &mut Row,
+    token: u32,
+    cfg: &GenerationConfig,
+    constraints: Option<&ModalityConstraints>,
+) -> bool {
     row.ids.push(token);
     row.mask.push(1);
     if row.finish.is_some() {

@@ -68,12 +68,9 @@ impl FakeLm {
     /// A fake whose logits depend only on the last real token, from `table[last]`.
     pub fn table(table: Vec<Vec<f32>>) -> Self {
         let vocab = table[0].len();
-        Self::new(vocab, move |toks| table[*toks.last().unwrap() as usize].clone())
-    }
-
-    /// The cached rows (padding included).
-    pub fn rows(&self) -> &[Vec<u32>] {
-        &self.rows
+        Self::new(vocab, move |toks| {
+            table[*toks.last().unwrap() as usize].clone()
+        })
     }
 }
 
@@ -91,22 +88,41 @@ impl CausalLm for FakeLm {
         self.masks.clear();
     }
 
-    fn forward(&mut self, tokens: &[Vec<u32>], attention_mask: &[Vec<u8>]) -> Result<Vec<Vec<f32>>> {
+    fn forward(
+        &mut self,
+        tokens: &[Vec<u32>],
+        attention_mask: &[Vec<u8>],
+    ) -> Result<Vec<Vec<f32>>> {
         if self.rows.is_empty() {
             self.rows = vec![Vec::new(); tokens.len()];
         }
-        assert_eq!(tokens.len(), self.rows.len(), "row count changed without reorder");
+        assert_eq!(
+            tokens.len(),
+            self.rows.len(),
+            "row count changed without reorder"
+        );
         assert_eq!(attention_mask.len(), tokens.len());
         let n = tokens[0].len();
-        assert!(tokens.iter().all(|t| t.len() == n), "rows of unequal length");
+        assert!(
+            tokens.iter().all(|t| t.len() == n),
+            "rows of unequal length"
+        );
         self.calls.push(n);
         self.masks = attention_mask.to_vec();
         let mut out = Vec::new();
         for (r, t) in tokens.iter().enumerate() {
             self.rows[r].extend_from_slice(t);
-            assert_eq!(self.masks[r].len(), self.rows[r].len(), "mask must cover the whole row");
-            let real: Vec<u32> =
-                self.rows[r].iter().zip(&self.masks[r]).filter(|(_, m)| **m == 1).map(|(t, _)| *t).collect();
+            assert_eq!(
+                self.masks[r].len(),
+                self.rows[r].len(),
+                "mask must cover the whole row"
+            );
+            let real: Vec<u32> = self.rows[r]
+                .iter()
+                .zip(&self.masks[r])
+                .filter(|(_, m)| **m == 1)
+                .map(|(t, _)| *t)
+                .collect();
             let l = (self.logits)(&real);
             assert_eq!(l.len(), self.vocab);
             out.push(l);
