@@ -58,23 +58,7 @@ pub(crate) fn beam_search<L: CausalLm + ?Sized>(
             cancelled = true;
             break;
         }
-        let logits = if step == 0 {
-            let prompt_logits = lm.forward(&batch.ids, &batch.masks)?;
-            check_logits(&prompt_logits, n_prompts, lm.vocab_size())?;
-            prompt_logits
-                .iter()
-                .flat_map(|l| std::iter::repeat_n(l.clone(), k))
-                .collect()
-        } else {
-            let last: Vec<Vec<u32>> = beams
-                .rows
-                .iter()
-                .map(|r| r[r.len() - 1..].to_vec())
-                .collect();
-            let logits = lm.forward(&last, &beams.masks)?;
-            check_logits(&logits, beams.rows.len(), lm.vocab_size())?;
-            logits
-        };
+        let logits = beam_logits(lm, &batch, &beams, step, k)?;
         let (summed, processed) = score_rows(&beams, logits, cfg, constraints);
         let candidates = if cfg.do_sample {
             sample_candidates(&summed, k, &mut rng)?
@@ -104,6 +88,33 @@ pub(crate) fn beam_search<L: CausalLm + ?Sized>(
     let out = assemble(best, cfg, prompt_len, cancelled, scores_out);
     stream(&out, controls);
     Ok(out)
+}
+
+/// The logits of every beam row: at step 0 the prompts' (run once each) repeated `k`
+/// times, later the beams' last tokens.
+fn beam_logits<L: CausalLm + ?Sized>(
+    lm: &mut L,
+    batch: &Batch,
+    beams: &Beams,
+    step: usize,
+    k: usize,
+) -> Result<Vec<Vec<f32>>> {
+    if step == 0 {
+        let prompt_logits = lm.forward(&batch.ids, &batch.masks)?;
+        check_logits(&prompt_logits, batch.ids.len(), lm.vocab_size())?;
+        return Ok(prompt_logits
+            .iter()
+            .flat_map(|l| std::iter::repeat_n(l.clone(), k))
+            .collect());
+    }
+    let last: Vec<Vec<u32>> = beams
+        .rows
+        .iter()
+        .map(|r| r[r.len() - 1..].to_vec())
+        .collect();
+    let logits = lm.forward(&last, &beams.masks)?;
+    check_logits(&logits, beams.rows.len(), lm.vocab_size())?;
+    Ok(logits)
 }
 
 /// Repeats each prompt `k` times (HF `_expand_inputs_for_generation`) with the initial

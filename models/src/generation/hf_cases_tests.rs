@@ -65,6 +65,18 @@ fn config_of(kwargs: &Value) -> GenerationConfig {
     }
 }
 
+/// Step-0 scores after the warpers; HF's `-inf` are `null` in the JSON.
+fn check_warped_scores(name: &str, step0: &[f32], case: &Value) {
+    let want = case["scores_step0_row0"].as_array().unwrap();
+    assert_eq!(step0.len(), want.len());
+    for (g, w) in step0.iter().zip(want) {
+        match w.as_f64() {
+            Some(w) => assert!((g - w as f32).abs() < 1e-5, "{name}: scores {g} vs {w}"),
+            None => assert_eq!(*g, f32::NEG_INFINITY, "{name}: filtered token kept"),
+        }
+    }
+}
+
 #[test]
 fn matches_transformers_4_34_on_a_fake_lm() {
     let cases: Value = serde_json::from_str(include_str!("testdata/hf_cases.json")).unwrap();
@@ -86,15 +98,7 @@ fn matches_transformers_4_34_on_a_fake_lm() {
         let out = generate(&mut lm, &prompts, &cfg, None, Controls::none()).unwrap();
         if case["sampled"].as_bool().unwrap() {
             // torch's RNG is not reproduced: only the warped scores are compared.
-            let step0 = &out.scores.as_ref().unwrap()[0][0];
-            let want = case["scores_step0_row0"].as_array().unwrap();
-            assert_eq!(step0.len(), want.len());
-            for (g, w) in step0.iter().zip(want) {
-                match w.as_f64() {
-                    Some(w) => assert!((g - w as f32).abs() < 1e-5, "{name}: scores {g} vs {w}"),
-                    None => assert_eq!(*g, f32::NEG_INFINITY, "{name}: filtered token kept"),
-                }
-            }
+            check_warped_scores(name, &out.scores.as_ref().unwrap()[0][0], case);
             continue;
         }
         let want: Vec<Vec<u32>> = case["sequences"]

@@ -35,23 +35,7 @@ pub(crate) fn greedy_or_sample<L: CausalLm + ?Sized>(
     constraints: Option<&ModalityConstraints>,
     controls: &mut Controls<'_>,
 ) -> Result<GenerationOutput> {
-    let mut rows: Vec<Row> = batch
-        .ids
-        .into_iter()
-        .zip(batch.masks)
-        .map(|(ids, mask)| {
-            let block = constraints
-                .map(|c| c.scan(&real_tokens(&ids, &mask)))
-                .unwrap_or_default();
-            Row {
-                ids,
-                mask,
-                new: Vec::new(),
-                finish: None,
-                block,
-            }
-        })
-        .collect();
+    let mut rows = init_rows(batch, constraints);
     let mut rng = SeededRng::new(cfg.seed);
     let mut scores_out = cfg.output_scores.then(Vec::new);
     let mut stopped = false;
@@ -60,16 +44,7 @@ pub(crate) fn greedy_or_sample<L: CausalLm + ?Sized>(
             stopped = true;
             break;
         }
-        let tokens: Vec<Vec<u32>> = if step == 0 {
-            rows.iter().map(|r| r.ids.clone()).collect()
-        } else {
-            rows.iter()
-                .map(|r| r.ids[r.ids.len() - 1..].to_vec())
-                .collect()
-        };
-        let masks: Vec<Vec<u8>> = rows.iter().map(|r| r.mask.clone()).collect();
-        let logits = lm.forward(&tokens, &masks)?;
-        check_logits(&logits, rows.len(), lm.vocab_size())?;
+        let logits = forward_rows(lm, &rows, step)?;
         let mut step_scores = Vec::new();
         for (r, (row, mut scores)) in rows.iter_mut().zip(logits).enumerate() {
             let picked = pick(row, &mut scores, cfg, constraints, &mut rng)?;
@@ -105,6 +80,43 @@ pub(crate) fn greedy_or_sample<L: CausalLm + ?Sized>(
         sequences_scores: None,
         scores: scores_out,
     })
+}
+
+/// The rows of `batch`, with the block state each prompt leaves.
+fn init_rows(batch: Batch, constraints: Option<&ModalityConstraints>) -> Vec<Row> {
+    let rows = batch.ids.into_iter().zip(batch.masks);
+    rows.map(|(ids, mask)| {
+        let block = constraints
+            .map(|c| c.scan(&real_tokens(&ids, &mask)))
+            .unwrap_or_default();
+        Row {
+            ids,
+            mask,
+            new: Vec::new(),
+            finish: None,
+            block,
+        }
+    })
+    .collect()
+}
+
+/// Runs the LM on the prompts (step 0) or on each row's last token.
+fn forward_rows<L: CausalLm + ?Sized>(
+    lm: &mut L,
+    rows: &[Row],
+    step: usize,
+) -> Result<Vec<Vec<f32>>> {
+    let tokens: Vec<Vec<u32>> = if step == 0 {
+        rows.iter().map(|r| r.ids.clone()).collect()
+    } else {
+        rows.iter()
+            .map(|r| r.ids[r.ids.len() - 1..].to_vec())
+            .collect()
+    };
+    let masks: Vec<Vec<u8>> = rows.iter().map(|r| r.mask.clone()).collect();
+    let logits = lm.forward(&tokens, &masks)?;
+    check_logits(&logits, rows.len(), lm.vocab_size())?;
+    Ok(logits)
 }
 
 /// The tokens of a row that the mask keeps (its prompt without left padding).
