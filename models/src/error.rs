@@ -77,6 +77,9 @@ pub enum Error {
     /// The requested device or feature is not available in this build.
     #[error("unsupported: {0}")]
     Unsupported(String),
+    /// Generation cannot go on: the LM broke the `CausalLm` contract or no token is possible.
+    #[error("generation failed: {0}")]
+    Generation(String),
     /// The request was cancelled.
     #[error("cancelled")]
     Cancelled,
