@@ -1,1 +1,10 @@
-//! The one boundary the rest of the workspace uses: plain-data requests and events.
+//! The one boundary the rest of the workspace uses: load options, plain-data [`Request`]s
+//! and [`Event`]s, and [`Engine::run`]. Later issues extend the enums (image, speech,
+//! video requests and events); the runtime never reaches past this file.
+
+mod runner;
+mod timed;
+mod types;
+
+pub use runner::{Engine, EngineInfo};
+pub use types::*;

@@ -1,4 +1,9 @@
 //! mio-runtime: the assistant around the engine (worker thread, sessions, CLI).
 
+pub mod bench;
+pub mod cli;
+pub mod commands;
 pub mod device;
+pub mod engine_backend;
+pub mod info;
 pub mod worker;

@@ -1,0 +1,320 @@
+//! [`Engine`]: owns the tokenizer and the LM, answers [`Request`]s.
+//!
+//! Image and speech encoders are not part of this build yet: `<image_placeholder_N>` and
+//! `<speech_placeholder_N>` stay as text in prompts, and image/speech blocks in the output
+//! come back as code segments (the decoders attach to the same segments later).
+
+use std::ops::ControlFlow;
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use candle_core::{DType, Device};
+use serde::Serialize;
+
+use super::timed::Timed;
+use super::types::*;
+use crate::generation::{
+    generate, Controls, FinishReason as GenFinish, GenerationConfig, GenerationOutput, Task,
+    TokenEvent,
+};
+use crate::lm::{Config, GenerationConfigFile, LlamaForCausalLm, LmSession};
+use crate::text::{Detokenized, IncrementalDetokenizer, MioVocab, Segment, TextTokenizer};
+use crate::{Error, Result};
+
+/// What a loaded engine reports (the ready handshake of the worker).
+#[derive(Debug, Clone, Serialize)]
+pub struct EngineInfo {
+    /// Total vocabulary size.
+    pub vocab_size: usize,
+    /// Text (sentencepiece) vocabulary size.
+    pub text_vocab_size: usize,
+    /// LM layers (0 when only the tokenizer is loaded).
+    pub layers: usize,
+    /// LM hidden size.
+    pub hidden_size: usize,
+    /// Longest prompt + answer in tokens.
+    pub context_length: usize,
+    /// Where the LM weights came from.
+    pub lm_source: String,
+    /// The device, in words.
+    pub device: String,
+}
+
+/// The loaded model: tokenizer, LM and its KV cache.
+pub struct Engine {
+    tokenizer: TextTokenizer,
+    lm: Option<LmSession>,
+    lm_config: Option<Config>,
+    defaults: GenerationConfigFile,
+    info: EngineInfo,
+}
+
+fn dtype_of(p: Precision) -> DType {
+    match p {
+        Precision::F32 => DType::F32,
+        Precision::F16 => DType::F16,
+        Precision::Bf16 => DType::BF16,
+    }
+}
+
+impl Engine {
+    /// Loads the tokenizer and (unless `text_only`) the LM of `opts.model_dir` on `dev`.
+    pub fn load(opts: &LoadOptions, dev: &Device) -> Result<Self> {
+        let dir = opts.model_dir.as_path();
+        if !dir.is_dir() {
+            return Err(Error::MissingFile(dir.to_path_buf()));
+        }
+        let tokenizer = TextTokenizer::load(dir)?;
+        let defaults = GenerationConfigFile::from_dir(dir)?;
+        let (lm, lm_source) = if opts.text_only {
+            (None, "not loaded".to_string())
+        } else {
+            let (model, source) = load_lm(dir, opts, dev)?;
+            check_vocab(&model, tokenizer.vocab())?;
+            (Some(LmSession::new(Arc::new(model))), source)
+        };
+        let lm_config = lm.as_ref().map(|s| s.model().config().clone());
+        let vocab = tokenizer.vocab();
+        let info = EngineInfo {
+            vocab_size: vocab.vocab_size as usize,
+            text_vocab_size: vocab.text_vocab_size as usize,
+            layers: lm_config.as_ref().map_or(0, |c| c.num_hidden_layers),
+            hidden_size: lm_config.as_ref().map_or(0, |c| c.hidden_size),
+            context_length: lm_config.as_ref().map_or(0, |c| c.max_position_embeddings),
+            lm_source,
+            device: format!("{dev:?}"),
+        };
+        Ok(Self { tokenizer, lm, lm_config, defaults, info })
+    }
+
+    /// What was loaded.
+    pub fn info(&self) -> &EngineInfo {
+        &self.info
+    }
+
+    /// Ids of MIO's special and media tokens.
+    pub fn vocab(&self) -> &MioVocab {
+        self.tokenizer.vocab()
+    }
+
+    /// Answers one request, streaming [`Event`]s; `cancel` is checked between decode steps.
+    pub fn run(
+        &mut self,
+        request: Request,
+        cancel: &AtomicBool,
+        emit: &mut dyn FnMut(Event),
+    ) -> Result<Response> {
+        match request {
+            Request::Tokenize { text } => Ok(Response::Ids { ids: self.tokenizer.encode(&text)? }),
+            Request::Detokenize { ids } => Ok(Response::Text { text: self.tokenizer.decode(&ids)? }),
+            Request::Template { conversation, mode } => {
+                let (text, ids) = self.template(&conversation, mode)?;
+                Ok(Response::Template { text, ids })
+            }
+            Request::Generate { ids, params } => {
+                let cfg = self.generation_config(&params, None)?;
+                let (out, timings) = self.generate(&ids, &cfg, cancel, emit, false)?;
+                let new_ids = out.new_tokens.into_iter().next().unwrap_or_default();
+                let finish_reason = finish(out.finish_reasons.first().copied());
+                Ok(Response::Generated { new_ids, finish_reason, timings })
+            }
+            Request::Chat { conversation, mode, params } => {
+                self.chat(&conversation, mode, &params, cancel, emit)
+            }
+        }
+    }
+
+    /// The resolved prompt string and its ids (`<|startoftext|>` first).
+    fn template(&self, conversation: &Conversation, mode: TemplateMode) -> Result<(String, Vec<u32>)> {
+        let tpl = self.tokenizer.apply_chat_template(&conversation.messages, mode, true)?;
+        // Media encoders are not in this build: placeholders stay as text.
+        let text = self.tokenizer.resolve_prompt(&tpl, &[], &[], true);
+        let ids = self.tokenizer.encode(&text)?;
+        Ok((text, ids))
+    }
+
+    fn chat(
+        &mut self,
+        conversation: &Conversation,
+        mode: ChatMode,
+        params: &GenerationParams,
+        cancel: &AtomicBool,
+        emit: &mut dyn FnMut(Event),
+    ) -> Result<Response> {
+        if conversation.messages.is_empty() {
+            return Err(Error::EmptyPrompt);
+        }
+        if !conversation.images.is_empty() || !conversation.speech.is_empty() {
+            return Err(Error::Unsupported(
+                "image and speech inputs need the SEED and SpeechTokenizer encoders, which this build does not have yet".into(),
+            ));
+        }
+        let (template_mode, task) = match mode {
+            ChatMode::Chat => (TemplateMode::Std, Task::Text),
+            ChatMode::Voice => (TemplateMode::Voice, Task::SpeechGeneration),
+        };
+        let (_, prompt_ids) = self.template(conversation, template_mode)?;
+        let cfg = self.generation_config(params, Some(task))?;
+        let (out, timings) = self.generate(&prompt_ids, &cfg, cancel, emit, true)?;
+        let new_ids = out.new_tokens.into_iter().next().unwrap_or_default();
+        let finish_reason = finish(out.finish_reasons.first().copied());
+        let answer = strip_stop(&new_ids, &cfg);
+        let detok: Detokenized = self.tokenizer.detokenize(answer, false)?;
+        let segments: Vec<OutputSegment> = detok.segments.into_iter().map(OutputSegment::from).collect();
+        segments.iter().for_each(|s| emit(Event::Segment(s.clone())));
+        let warnings = detok.warnings.iter().map(|w| w.to_string()).collect();
+        Ok(Response::Chat { prompt_ids, new_ids, segments, warnings, finish_reason, timings })
+    }
+
+    /// Runs generation with streaming of token events (and their text when `stream_text`).
+    fn generate(
+        &mut self,
+        prompt: &[u32],
+        cfg: &GenerationConfig,
+        cancel: &AtomicBool,
+        emit: &mut dyn FnMut(Event),
+        stream_text: bool,
+    ) -> Result<(GenerationOutput, Timings)> {
+        let vocab = self.tokenizer.vocab().clone();
+        let Some(session) = self.lm.as_mut() else {
+            return Err(Error::InvalidArgument("the LM is not loaded (text-only engine)".into()));
+        };
+        if prompt.is_empty() {
+            return Err(Error::EmptyPrompt);
+        }
+        let tokenizer = &self.tokenizer;
+        let mut incremental = IncrementalDetokenizer::new(tokenizer);
+        let mut stream_error = None;
+        let mut on_token = |ev: &TokenEvent| {
+            let text = if stream_text {
+                match incremental.push(ev.token) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        stream_error = Some(e);
+                        return ControlFlow::Break(());
+                    }
+                }
+            } else {
+                String::new()
+            };
+            emit(Event::Token { id: ev.token, text });
+            ControlFlow::Continue(())
+        };
+        let mut timed = Timed::new(session);
+        let controls = Controls::none().with_cancel(cancel).with_callback(&mut on_token);
+        let out = generate(&mut timed, &[prompt.to_vec()], cfg, Some(&vocab), controls)?;
+        if let Some(e) = stream_error {
+            return Err(e);
+        }
+        let (prefill_s, decode_s, _, _) = timed.totals();
+        let new_tokens = out.new_tokens.first().map_or(0, Vec::len);
+        let timings = Timings { prompt_tokens: prompt.len(), new_tokens, prefill_s, decode_s };
+        Ok((out, timings))
+    }
+
+    /// The generation config of a request: the task preset (or plain greedy), then the
+    /// model's generation config for eos/pad, then the caller's overrides.
+    fn generation_config(&self, p: &GenerationParams, task: Option<Task>) -> Result<GenerationConfig> {
+        let vocab = self.tokenizer.vocab();
+        let mut cfg = match task {
+            Some(task) => GenerationConfig::preset(task, vocab),
+            None => GenerationConfig {
+                eos_token_ids: self.defaults.eos_token_id.to_vec(),
+                pad_token_id: self.defaults.pad_token_id.unwrap_or(vocab.unk),
+                constraints: true,
+                ..GenerationConfig::default()
+            },
+        };
+        let sampling = p.temperature.is_some() || p.top_p.is_some() || p.top_k.is_some();
+        if let Some(n) = p.max_new_tokens {
+            cfg.max_new_tokens = n;
+        }
+        if let Some(n) = p.num_beams {
+            cfg.num_beams = n;
+        }
+        cfg.do_sample = p.do_sample.unwrap_or(cfg.do_sample || sampling);
+        if let Some(t) = p.temperature {
+            cfg.temperature = t as f32;
+        }
+        if let Some(t) = p.top_p {
+            cfg.top_p = t;
+        }
+        if let Some(k) = p.top_k {
+            cfg.top_k = k;
+        }
+        if let Some(r) = p.repetition_penalty {
+            cfg.repetition_penalty = r as f32;
+        }
+        if let Some(l) = p.length_penalty {
+            cfg.length_penalty = l;
+        }
+        if let Some(s) = p.seed {
+            cfg.seed = s;
+        }
+        if let Some(eos) = &p.eos_ids {
+            cfg.eos_token_ids = eos.clone();
+        }
+        if let Some(c) = p.constraints {
+            cfg.constraints = c;
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// The LM config, when the LM is loaded.
+    pub fn lm_config(&self) -> Option<&Config> {
+        self.lm_config.as_ref()
+    }
+}
+
+fn load_lm(dir: &Path, opts: &LoadOptions, dev: &Device) -> Result<(LlamaForCausalLm, String)> {
+    match &opts.lm_file {
+        Some(gguf) => {
+            let model = LlamaForCausalLm::load_gguf(gguf, dev)?;
+            Ok((model, gguf.display().to_string()))
+        }
+        None => {
+            let model = LlamaForCausalLm::load(dir, dtype_of(opts.precision), dev)?;
+            Ok((model, dir.display().to_string()))
+        }
+    }
+}
+
+fn check_vocab(model: &LlamaForCausalLm, vocab: &MioVocab) -> Result<()> {
+    let lm = model.config().vocab_size;
+    if lm != vocab.vocab_size as usize {
+        return Err(Error::InvalidArgument(format!(
+            "the LM has {lm} output tokens but the tokenizer has {}: they are not from the same release",
+            vocab.vocab_size
+        )));
+    }
+    Ok(())
+}
+
+/// The answer without its final end-of-turn token.
+fn strip_stop<'a>(ids: &'a [u32], cfg: &GenerationConfig) -> &'a [u32] {
+    match ids.split_last() {
+        Some((last, rest)) if cfg.is_eos(*last) => rest,
+        _ => ids,
+    }
+}
+
+fn finish(reason: Option<GenFinish>) -> FinishReason {
+    match reason {
+        Some(GenFinish::Eos) => FinishReason::Eos,
+        Some(GenFinish::Stop) => FinishReason::Stop,
+        Some(GenFinish::Cancelled) => FinishReason::Cancelled,
+        Some(GenFinish::Length) | None => FinishReason::Length,
+    }
+}
+
+impl From<Segment> for OutputSegment {
+    fn from(s: Segment) -> Self {
+        match s {
+            Segment::Text(text) => OutputSegment::Text { text },
+            Segment::Image { codes } => OutputSegment::Image { codes },
+            Segment::Speech { content, timbre } => OutputSegment::Speech { content, timbre },
+        }
+    }
+}

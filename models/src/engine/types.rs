@@ -1,0 +1,230 @@
+//! Plain-data requests, events and responses of the engine (serde, for the CLI's JSON and
+//! the app's IPC).
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+pub use crate::text::{ChatMode as TemplateMode, Conversation, Message, Role};
+
+/// Element type to load float weights in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// 32-bit floats (exact parity with the reference).
+    #[default]
+    F32,
+    /// 16-bit floats.
+    F16,
+    /// bfloat16.
+    Bf16,
+}
+
+/// How to load a model.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LoadOptions {
+    /// The release folder.
+    pub model_dir: PathBuf,
+    /// Float precision of the LM weights (ignored for quantized GGUF layers).
+    #[serde(default)]
+    pub precision: Precision,
+    /// LM weights from this GGUF file instead of the folder's shards.
+    #[serde(default)]
+    pub lm_file: Option<PathBuf>,
+    /// Load the tokenizer only (tokenize, detokenize and template requests).
+    #[serde(default)]
+    pub text_only: bool,
+}
+
+/// What the assistant is asked to do in a chat turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ChatMode {
+    /// Any modality, the model chooses (standard system prompt).
+    #[default]
+    Chat,
+    /// Answers are speech (voice system prompt, speech with timbre).
+    Voice,
+}
+
+/// Decoding parameters; `None` fields take the task preset or the model's generation config.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct GenerationParams {
+    /// Most new tokens.
+    pub max_new_tokens: Option<usize>,
+    /// Beam count (1 = greedy or sampling).
+    pub num_beams: Option<usize>,
+    /// Sample instead of searching.
+    pub do_sample: Option<bool>,
+    /// Sampling temperature.
+    pub temperature: Option<f64>,
+    /// Nucleus sampling threshold.
+    pub top_p: Option<f64>,
+    /// Top-k sampling (0 = off).
+    pub top_k: Option<usize>,
+    /// Repetition penalty (1 = off).
+    pub repetition_penalty: Option<f64>,
+    /// Beam length penalty.
+    pub length_penalty: Option<f64>,
+    /// Sampling seed.
+    pub seed: Option<u64>,
+    /// End-of-generation ids (default: the model's generation config).
+    pub eos_ids: Option<Vec<u32>>,
+    /// Enforce well-formed image/speech blocks (default on).
+    pub constraints: Option<bool>,
+}
+
+/// A request to the engine.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Request {
+    /// Raw tokenization (no BOS, no template).
+    Tokenize {
+        /// The text.
+        text: String,
+    },
+    /// Ids back to text.
+    Detokenize {
+        /// The ids.
+        ids: Vec<u32>,
+    },
+    /// The chat-templated prompt of a conversation.
+    Template {
+        /// The conversation.
+        conversation: Conversation,
+        /// Which system prompt.
+        mode: TemplateMode,
+    },
+    /// Continue a prompt.
+    Generate {
+        /// Prompt ids (used as is).
+        ids: Vec<u32>,
+        /// Decoding parameters.
+        params: GenerationParams,
+    },
+    /// One assistant turn of a conversation.
+    Chat {
+        /// The conversation so far, ending with the user's message.
+        conversation: Conversation,
+        /// The mode.
+        mode: ChatMode,
+        /// Decoding parameters over the mode's preset.
+        params: GenerationParams,
+    },
+}
+
+/// A streamed event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Event {
+    /// A new token, with the text it finalised (may be empty inside a block or a
+    /// multi-byte character).
+    Token {
+        /// The token id.
+        id: u32,
+        /// Newly finalised text.
+        text: String,
+    },
+    /// A finished output segment.
+    Segment(OutputSegment),
+}
+
+/// Why generation stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    /// An end-of-generation token.
+    Eos,
+    /// A stop sequence.
+    Stop,
+    /// `max_new_tokens` reached.
+    Length,
+    /// Cancelled by the caller.
+    Cancelled,
+}
+
+/// One ordered piece of the assistant's answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum OutputSegment {
+    /// Text.
+    Text {
+        /// The text.
+        text: String,
+    },
+    /// An image block: 32 SEED codes.
+    Image {
+        /// Codes 0..8191.
+        codes: Vec<u32>,
+    },
+    /// A speech block: content codes and, when present, the three timbre layers.
+    Speech {
+        /// Layer-0 codes 0..1023.
+        content: Vec<u32>,
+        /// Layers 1..3 codes 0..1023 each, when complete.
+        timbre: Option<[Vec<u32>; 3]>,
+    },
+}
+
+/// Time spent, for benchmarks and the report.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+pub struct Timings {
+    /// Prompt tokens.
+    pub prompt_tokens: usize,
+    /// Generated tokens.
+    pub new_tokens: usize,
+    /// Seconds for the prompt (prefill).
+    pub prefill_s: f64,
+    /// Seconds for the generated tokens (decode).
+    pub decode_s: f64,
+}
+
+/// The final answer to a request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Response {
+    /// Token ids.
+    Ids {
+        /// The ids.
+        ids: Vec<u32>,
+    },
+    /// Text.
+    Text {
+        /// The text.
+        text: String,
+    },
+    /// A templated prompt.
+    Template {
+        /// The resolved prompt string.
+        text: String,
+        /// Its ids, `<|startoftext|>` first.
+        ids: Vec<u32>,
+    },
+    /// Generated ids.
+    Generated {
+        /// New ids (prompt excluded, padding removed).
+        new_ids: Vec<u32>,
+        /// Why it stopped.
+        finish_reason: FinishReason,
+        /// Timings.
+        timings: Timings,
+    },
+    /// An assistant turn.
+    Chat {
+        /// The prompt ids the model saw.
+        prompt_ids: Vec<u32>,
+        /// New ids.
+        new_ids: Vec<u32>,
+        /// The answer, in order.
+        segments: Vec<OutputSegment>,
+        /// Problems with malformed blocks (the usable part is kept).
+        warnings: Vec<String>,
+        /// Why it stopped.
+        finish_reason: FinishReason,
+        /// Timings.
+        timings: Timings,
+    },
+}

@@ -1,0 +1,74 @@
+//! `mio bench lm`: prefill and decode speed of the LM and the process's peak memory.
+
+use anyhow::{bail, Result};
+use mio_models::engine::{GenerationParams, Request, Response, Timings};
+use serde_json::json;
+
+use crate::cli::Common;
+use crate::commands::{print, start};
+
+/// Peak resident memory of this process in bytes (Linux `VmHWM`), when the OS tells.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Deterministic prompt of `n` text tokens (a fixed linear-congruential walk over the
+/// sentencepiece ids above the three control tokens).
+fn prompt(n: usize, text_vocab: u32) -> Vec<u32> {
+    let mut x: u32 = 12345;
+    let mut ids = Vec::with_capacity(n);
+    while ids.len() < n {
+        x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+        ids.push(3 + (x >> 8) % text_vocab.saturating_sub(3).max(1));
+    }
+    ids
+}
+
+/// Runs `mio bench lm`.
+pub fn lm(common: &Common, prompt_tokens: usize, decode_tokens: usize, repeat: usize) -> Result<()> {
+    if prompt_tokens == 0 || decode_tokens < 2 || repeat == 0 {
+        bail!("the benchmark needs at least 1 prompt token, 2 decode tokens and 1 repetition");
+    }
+    let load_start = std::time::Instant::now();
+    let (worker, info) = start(common, false)?;
+    let load_s = load_start.elapsed().as_secs_f64();
+    let ids = prompt(prompt_tokens, info.text_vocab_size as u32);
+    let params = GenerationParams {
+        max_new_tokens: Some(decode_tokens),
+        num_beams: Some(1),
+        eos_ids: Some(vec![]),
+        constraints: Some(false),
+        ..Default::default()
+    };
+    let mut best: Option<Timings> = None;
+    for _ in 0..repeat {
+        let response = worker.run(Request::Generate { ids: ids.clone(), params: params.clone() })?.wait(|_| {})?;
+        let Response::Generated { timings, .. } = response else { bail!("unexpected engine answer") };
+        if best.is_none_or(|b| timings.prefill_s + timings.decode_s < b.prefill_s + b.decode_s) {
+            best = Some(timings);
+        }
+    }
+    let Some(t) = best else { bail!("no benchmark run finished") };
+    // The first new token comes from the prefill logits; each later one costs a decode step.
+    let decode_steps = t.new_tokens.saturating_sub(1).max(1);
+    let prefill_tps = t.prompt_tokens as f64 / t.prefill_s.max(1e-9);
+    let decode_tps = decode_steps as f64 / t.decode_s.max(1e-9);
+    let peak = peak_rss_bytes();
+    let value = json!({
+        "model": common.model, "device": common.device.to_string(), "load_s": load_s,
+        "prompt_tokens": t.prompt_tokens, "new_tokens": t.new_tokens,
+        "prefill_s": t.prefill_s, "decode_s": t.decode_s,
+        "prefill_tokens_per_s": prefill_tps, "decode_tokens_per_s": decode_tps,
+        "peak_rss_bytes": peak,
+    });
+    print(common, value, || {
+        format!(
+            "load {load_s:.2} s | prefill {} tokens: {prefill_tps:.1} tok/s | decode {decode_steps} tokens: {decode_tps:.1} tok/s | peak RSS {}",
+            t.prompt_tokens,
+            peak.map_or("unknown".into(), |b| format!("{:.1} MiB", b as f64 / 1048576.0))
+        )
+    })
+}

@@ -1,0 +1,192 @@
+//! Command-line arguments of `mio` (the contract in DESIGN.md).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::device::DeviceKind;
+
+/// MIO Desktop's headless command line.
+#[derive(Debug, Parser)]
+#[command(name = "mio", version, about = "Run the MIO any-to-any model locally")]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Clone, Args)]
+pub struct Common {
+    /// MIO release folder.
+    #[arg(long, value_name = "DIR")]
+    pub model: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// cpu, cuda[:N] or metal[:N].
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceKind,
+    /// Float precision of the LM weights.
+    #[arg(long, value_enum, default_value_t = PrecisionArg::F32)]
+    pub precision: PrecisionArg,
+    /// LM weights from this GGUF file (everything else from --model).
+    #[arg(long, value_name = "FILE.gguf")]
+    pub lm: Option<PathBuf>,
+}
+
+/// `--precision`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum PrecisionArg {
+    /// float32.
+    F32,
+    /// float16.
+    F16,
+    /// bfloat16.
+    Bf16,
+}
+
+/// Decoding flags shared by `generate` and `chat`.
+#[derive(Debug, Clone, Args, Default)]
+pub struct DecodeArgs {
+    /// Most new tokens.
+    #[arg(long)]
+    pub max_new_tokens: Option<usize>,
+    /// Beam count.
+    #[arg(long)]
+    pub num_beams: Option<usize>,
+    /// Beam length penalty.
+    #[arg(long)]
+    pub length_penalty: Option<f64>,
+    /// Repetition penalty.
+    #[arg(long)]
+    pub repetition_penalty: Option<f64>,
+    /// Sampling temperature (turns sampling on).
+    #[arg(long)]
+    pub temperature: Option<f64>,
+    /// Nucleus sampling (turns sampling on).
+    #[arg(long)]
+    pub top_p: Option<f64>,
+    /// Top-k sampling (turns sampling on).
+    #[arg(long)]
+    pub top_k: Option<usize>,
+    /// Sampling seed.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// End-of-generation id (default: the model's generation config).
+    #[arg(long)]
+    pub eos_id: Option<u32>,
+    /// Let the model emit malformed image/speech blocks.
+    #[arg(long)]
+    pub no_constraints: bool,
+}
+
+/// Template modes.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum TemplateModeArg {
+    /// Standard system prompt.
+    Std,
+    /// Voice system prompt.
+    Voice,
+    /// The conversation's own system message.
+    Custom,
+}
+
+/// Chat modes.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ChatModeArg {
+    /// Any modality.
+    Chat,
+    /// Answer with speech.
+    Voice,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Components found, sizes, dtypes, memory estimate.
+    Info {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Text to ids (raw tokenizer, no BOS).
+    Tokenize {
+        #[command(flatten)]
+        common: Common,
+        /// The text.
+        #[arg(long)]
+        text: String,
+    },
+    /// Ids to text.
+    Detokenize {
+        #[command(flatten)]
+        common: Common,
+        /// Comma-separated ids.
+        #[arg(long, value_delimiter = ',')]
+        ids: Vec<u32>,
+    },
+    /// The chat-templated prompt of a conversation file.
+    Template {
+        #[command(flatten)]
+        common: Common,
+        /// `{"messages": [...], "images": [...], "speech": [...]}`.
+        #[arg(long, value_name = "FILE.json")]
+        conversation: PathBuf,
+        /// System prompt.
+        #[arg(long, value_enum, default_value_t = TemplateModeArg::Std)]
+        mode: TemplateModeArg,
+    },
+    /// Continue a prompt; prints the new ids.
+    Generate {
+        #[command(flatten)]
+        common: Common,
+        /// Prompt ids.
+        #[arg(long, value_delimiter = ',', conflicts_with = "prompt")]
+        ids: Option<Vec<u32>>,
+        /// Prompt text (tokenized raw, with `<|startoftext|>` first).
+        #[arg(long)]
+        prompt: Option<String>,
+        #[command(flatten)]
+        decode: DecodeArgs,
+    },
+    /// One chat turn; writes transcript.json into --out.
+    Chat {
+        #[command(flatten)]
+        common: Common,
+        /// Mode.
+        #[arg(long, value_enum, default_value_t = ChatModeArg::Chat)]
+        mode: ChatModeArg,
+        /// Output folder.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        #[command(flatten)]
+        decode: DecodeArgs,
+        /// The user's message.
+        text: String,
+    },
+    /// Benchmarks.
+    Bench {
+        /// What to measure.
+        #[command(subcommand)]
+        what: BenchCommand,
+    },
+}
+
+/// `mio bench …`.
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// LM prefill and decode speed, peak memory.
+    Lm {
+        #[command(flatten)]
+        common: Common,
+        /// Prompt length in tokens.
+        #[arg(long, default_value_t = 128)]
+        prompt_tokens: usize,
+        /// Tokens to decode.
+        #[arg(long, default_value_t = 64)]
+        decode_tokens: usize,
+        /// Repetitions (the best is reported).
+        #[arg(long, default_value_t = 3)]
+        repeat: usize,
+    },
+}

@@ -1,0 +1,198 @@
+//! What each `mio` subcommand does.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use mio_models::engine::{
+    ChatMode, Conversation, EngineInfo, Event, GenerationParams, LoadOptions, Message, Precision, Request,
+    Response, Role, TemplateMode,
+};
+use serde_json::json;
+
+use crate::cli::{BenchCommand, ChatModeArg, Cli, Command, Common, DecodeArgs, PrecisionArg};
+use crate::cli::TemplateModeArg;
+use crate::engine_backend::EngineWorker;
+use crate::{bench, info};
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Info { common } => info::run(&common),
+        Command::Tokenize { common, text } => {
+            let ids = expect_ids(ask(&common, true, Request::Tokenize { text })?)?;
+            print(&common, json!({ "ids": ids }), || join(&ids))
+        }
+        Command::Detokenize { common, ids } => {
+            let text = match ask(&common, true, Request::Detokenize { ids })? {
+                Response::Text { text } => text,
+                other => bail!("unexpected engine answer {other:?}"),
+            };
+            print(&common, json!({ "text": text }), || text.clone())
+        }
+        Command::Template { common, conversation, mode } => template(&common, &conversation, mode),
+        Command::Generate { common, ids, prompt, decode } => generate(&common, ids, prompt, &decode),
+        Command::Chat { common, mode, out, decode, text } => chat(&common, mode, &out, &decode, text),
+        Command::Bench { what: BenchCommand::Lm { common, prompt_tokens, decode_tokens, repeat } } => {
+            bench::lm(&common, prompt_tokens, decode_tokens, repeat)
+        }
+    }
+}
+
+/// The error as one line: the chain of causes joined with ": ".
+pub fn one_sentence(e: &anyhow::Error) -> String {
+    format!("{e:#}").replace('\n', " ")
+}
+
+/// Starts the worker and loads the model of `common`.
+pub(crate) fn start(common: &Common, text_only: bool) -> Result<(EngineWorker, EngineInfo)> {
+    let worker = EngineWorker::spawn()?;
+    let precision = match common.precision {
+        PrecisionArg::F32 => Precision::F32,
+        PrecisionArg::F16 => Precision::F16,
+        PrecisionArg::Bf16 => Precision::Bf16,
+    };
+    let opts = LoadOptions {
+        model_dir: common.model.clone(),
+        precision,
+        lm_file: common.lm.clone(),
+        text_only,
+    };
+    let info = worker.load((opts, common.device))?;
+    Ok((worker, info))
+}
+
+fn ask(common: &Common, text_only: bool, request: Request) -> Result<Response> {
+    start(common, text_only)?.0.run(request)?.wait(|_| {})
+}
+
+fn expect_ids(r: Response) -> Result<Vec<u32>> {
+    match r {
+        Response::Ids { ids } => Ok(ids),
+        other => bail!("unexpected engine answer {other:?}"),
+    }
+}
+
+fn join(ids: &[u32]) -> String {
+    ids.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
+}
+
+/// Prints `value` as JSON with `--json`, else the human form.
+pub(crate) fn print(common: &Common, value: serde_json::Value, human: impl FnOnce() -> String) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    if common.json {
+        writeln!(out, "{}", serde_json::to_string(&value)?)?;
+    } else {
+        writeln!(out, "{}", human())?;
+    }
+    Ok(())
+}
+
+fn template(common: &Common, file: &Path, mode: TemplateModeArg) -> Result<()> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read the conversation file {}", file.display()))?;
+    let conversation: Conversation = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a conversation (expected {{\"messages\": [...]}})", file.display()))?;
+    let mode = match mode {
+        TemplateModeArg::Std => TemplateMode::Std,
+        TemplateModeArg::Voice => TemplateMode::Voice,
+        TemplateModeArg::Custom => TemplateMode::Custom,
+    };
+    match ask(common, true, Request::Template { conversation, mode })? {
+        Response::Template { text, ids } => print(common, json!({ "text": text, "ids": ids }), || text.clone()),
+        other => bail!("unexpected engine answer {other:?}"),
+    }
+}
+
+pub(crate) fn params(d: &DecodeArgs) -> GenerationParams {
+    GenerationParams {
+        max_new_tokens: d.max_new_tokens,
+        num_beams: d.num_beams,
+        do_sample: None,
+        temperature: d.temperature,
+        top_p: d.top_p,
+        top_k: d.top_k,
+        repetition_penalty: d.repetition_penalty,
+        length_penalty: d.length_penalty,
+        seed: d.seed,
+        eos_ids: d.eos_id.map(|e| vec![e]),
+        constraints: d.no_constraints.then_some(false),
+    }
+}
+
+fn generate(common: &Common, ids: Option<Vec<u32>>, prompt: Option<String>, d: &DecodeArgs) -> Result<()> {
+    let (worker, _) = start(common, false)?;
+    let ids = match (ids, prompt) {
+        (Some(ids), _) => ids,
+        (None, Some(text)) => {
+            let text = format!("<|startoftext|>{text}");
+            expect_ids(worker.run(Request::Tokenize { text })?.wait(|_| {})?)?
+        }
+        (None, None) => bail!("give the prompt with --ids or --prompt"),
+    };
+    if ids.is_empty() {
+        bail!("the prompt is empty");
+    }
+    let request = Request::Generate { ids, params: params(d) };
+    match worker.run(request)?.wait(|_| {})? {
+        Response::Generated { new_ids, .. } => {
+            print(common, json!({ "new_ids": new_ids }), || join(&new_ids))
+        }
+        other => bail!("unexpected engine answer {other:?}"),
+    }
+}
+
+fn chat(common: &Common, mode: ChatModeArg, out: &Path, d: &DecodeArgs, text: String) -> Result<()> {
+    if text.trim().is_empty() {
+        bail!("the message is empty");
+    }
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create the output folder {}", out.display()))?;
+    let (worker, _) = start(common, false)?;
+    let mode = match mode {
+        ChatModeArg::Chat => ChatMode::Chat,
+        ChatModeArg::Voice => ChatMode::Voice,
+    };
+    let conversation = Conversation { messages: vec![Message::new(Role::User, text.clone())], ..Default::default() };
+    let request = Request::Chat { conversation, mode, params: params(d) };
+    let streaming = !common.json;
+    let response = worker.run(request)?.wait(|event| {
+        if let (true, Event::Token { text, .. }) = (streaming, &event) {
+            print!("{text}");
+            let _ = std::io::stdout().flush();
+        }
+    })?;
+    let Response::Chat { prompt_ids, new_ids, segments, warnings, finish_reason, timings } = response else {
+        bail!("unexpected engine answer");
+    };
+    let transcript = json!({
+        "mode": mode,
+        "model": common.model,
+        "user": text,
+        "prompt_ids": prompt_ids,
+        "new_ids": new_ids,
+        "segments": segments,
+        "warnings": warnings,
+        "finish_reason": finish_reason,
+        "timings": timings,
+    });
+    let path = out.join("transcript.json");
+    write_atomic(&path, serde_json::to_string_pretty(&transcript)?.as_bytes())?;
+    if streaming {
+        println!();
+        for w in &warnings {
+            eprintln!("warning: {w}");
+        }
+        eprintln!("transcript written to {}", path.display());
+        Ok(())
+    } else {
+        print(common, transcript, String::new)
+    }
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename, so a crash never leaves
+/// a half-written file.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("partial");
+    std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+}

@@ -1,0 +1,195 @@
+//! End-to-end tests of the `mio` binary on the bundled tiny model: JSON shapes of the CLI
+//! contract, golden ids through the whole stack, and one-sentence errors for bad input.
+//!
+//! They live in the runtime crate because Cargo only hands a package's own binaries to its
+//! integration tests (`CARGO_BIN_EXE_mio`).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
+}
+
+fn model() -> String {
+    fixtures().join("model").display().to_string()
+}
+
+struct Run {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+}
+
+fn mio(args: &[&str]) -> Run {
+    let out = Command::new(env!("CARGO_BIN_EXE_mio")).args(args).output().unwrap();
+    Run {
+        ok: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn json_of(r: &Run) -> Value {
+    assert!(r.ok, "mio failed: {}", r.stderr);
+    serde_json::from_str(r.stdout.trim()).unwrap()
+}
+
+fn ids(v: &Value) -> Vec<u64> {
+    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap()).collect()
+}
+
+fn golden(name: &str) -> Value {
+    let text = std::fs::read_to_string(fixtures().join("golden").join(name)).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+/// `short.input_ids` / `mm.input_ids` of the LM golden.
+fn golden_lm_ids(name: &str) -> Vec<u64> {
+    let bytes = std::fs::read(fixtures().join("golden/lm.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let t = st.tensor(name).unwrap();
+    t.data().chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap()) as u64).collect()
+}
+
+fn assert_one_sentence_error(r: &Run, needle: &str) {
+    assert!(!r.ok, "expected failure, got {}", r.stdout);
+    let err = r.stderr.trim();
+    assert!(err.starts_with("error: "), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(err.to_lowercase().contains(&needle.to_lowercase()), "{err:?} lacks {needle:?}");
+}
+
+#[test]
+fn tokenize_matches_golden_raw_tokenization() {
+    let text = golden("text.json");
+    for case in text["raw_tokenization"]["cases"].as_array().unwrap() {
+        let s = case["text"].as_str().unwrap();
+        let v = json_of(&mio(&["tokenize", "--model", &model(), "--text", s, "--json"]));
+        assert_eq!(ids(&v["ids"]), ids(&case["input_ids"]), "{s:?}");
+        assert_eq!(v.as_object().unwrap().len(), 1, "shape is {{\"ids\": [...]}}");
+    }
+}
+
+#[test]
+fn detokenize_roundtrips() {
+    let v = json_of(&mio(&["detokenize", "--model", &model(), "--ids", "972,598,328,316,285,912,916", "--json"]));
+    assert_eq!(v["text"], "Hello world");
+    let r = mio(&["detokenize", "--model", &model(), "--ids", "99999"]);
+    assert_one_sentence_error(&r, "unknown token id 99999");
+}
+
+#[test]
+fn template_custom_gives_the_golden_short_prompt() {
+    let dir = tempfile::tempdir().unwrap();
+    let conv = dir.path().join("conv.json");
+    let body = r#"{"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi!"}]}"#;
+    std::fs::write(&conv, body).unwrap();
+    let v = json_of(&mio(&["template", "--model", &model(), "--conversation", conv.to_str().unwrap(), "--mode", "custom", "--json"]));
+    assert_eq!(ids(&v["ids"]), golden_lm_ids("short.input_ids"));
+    let expected = "<|startoftext|><|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi!<|im_end|>\n<|im_start|>assistant\n";
+    assert_eq!(v["text"], expected);
+}
+
+#[test]
+fn template_keeps_placeholders_while_media_cannot_be_encoded() {
+    let text = golden("text.json");
+    let conv0 = &text["conversations"][0];
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("conv.json");
+    let body = serde_json::json!({ "messages": conv0, "images": ["img.jpg"] });
+    std::fs::write(&path, body.to_string()).unwrap();
+    let v = json_of(&mio(&["template", "--model", &model(), "--conversation", path.to_str().unwrap(), "--mode", "std", "--json"]));
+    assert_eq!(v["text"], text["modes"]["std"]["per_conversation"][0]["template_string"]);
+}
+
+#[test]
+fn generate_reproduces_golden_greedy_and_beam() {
+    let lm = golden("lm.json");
+    let prompt = golden_lm_ids("mm.input_ids");
+    let prompt = prompt.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
+    let base = ["generate", "--model", &model(), "--ids", &prompt, "--max-new-tokens", "20", "--eos-id", "7", "--no-constraints", "--json"];
+    let v = json_of(&mio(&base));
+    assert_eq!(ids(&v["new_ids"]), ids(&lm["runs"]["greedy"]["new_tokens"]));
+    let mut beam = base.to_vec();
+    beam.extend(["--num-beams", "5"]);
+    let v = json_of(&mio(&beam));
+    assert_eq!(ids(&v["new_ids"]), ids(&lm["runs"]["beam5"]["new_tokens"]));
+}
+
+#[test]
+fn generate_with_constraints_never_emits_bare_media_tokens() {
+    let prompt = golden_lm_ids("mm.input_ids");
+    let prompt = prompt.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
+    let v = json_of(&mio(&["generate", "--model", &model(), "--ids", &prompt, "--max-new-tokens", "40", "--eos-id", "7", "--json"]));
+    let new = ids(&v["new_ids"]);
+    assert_eq!(new.len(), 40);
+    // Tiny model ids: <image> 1005, </image> 1004, <spch> 1003, </spch> 1001, <img0> 1006, <spch0> 9198.
+    let mut inside: Option<u64> = None;
+    for &t in &new {
+        match inside {
+            None if t == 1005 || t == 1003 => inside = Some(t),
+            None => assert!(t < 1006, "bare media token {t} outside a block in {new:?}"),
+            Some(1005) if t == 1004 => inside = None,
+            Some(1005) => assert!((1006..9198).contains(&t), "{t} inside an image block"),
+            Some(_) if t == 1001 => inside = None,
+            Some(_) => assert!(t >= 9198, "{t} inside a speech block"),
+        }
+    }
+}
+
+#[test]
+fn prompt_text_gets_bos_and_is_generated() {
+    let v = json_of(&mio(&["generate", "--model", &model(), "--prompt", "Hello", "--max-new-tokens", "3", "--json"]));
+    assert!(ids(&v["new_ids"]).len() <= 3);
+}
+
+#[test]
+fn chat_writes_a_transcript() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("turn");
+    let r = mio(&["chat", "--model", &model(), "--out", out.to_str().unwrap(), "--max-new-tokens", "12", "--num-beams", "1", "Hello there"]);
+    assert!(r.ok, "{}", r.stderr);
+    let t: Value = serde_json::from_str(&std::fs::read_to_string(out.join("transcript.json")).unwrap()).unwrap();
+    assert_eq!(t["user"], "Hello there");
+    assert!(!ids(&t["new_ids"]).is_empty());
+    assert!(t["segments"].is_array());
+    assert_eq!(t["prompt_ids"][0], 1);
+}
+
+#[test]
+fn info_lists_components_and_memory() {
+    let v = json_of(&mio(&["info", "--model", &model(), "--json"]));
+    let names: Vec<&str> = v["components"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    for n in ["lm", "tokenizer", "seed-tokenizer", "speech-tokenizer", "unclip"] {
+        assert!(names.contains(&n), "{names:?}");
+    }
+    assert_eq!(v["lm"]["layers"], 2);
+    assert!(v["memory_estimate"].as_array().unwrap().len() >= 3);
+}
+
+#[test]
+fn bad_input_is_one_clear_sentence() {
+    let m = model();
+    assert_one_sentence_error(&mio(&["tokenize", "--model", "/nonexistent/mio", "--text", "x"]), "/nonexistent/mio");
+    assert_one_sentence_error(&mio(&["generate", "--model", &m, "--ids", "1,99999", "--max-new-tokens", "2"]), "unknown token id");
+    assert_one_sentence_error(&mio(&["generate", "--model", &m, "--ids", "1,2", "--max-new-tokens", "5000"]), "context");
+    assert_one_sentence_error(&mio(&["chat", "--model", &m, "--out", "/tmp/mio-x", "  "]), "empty");
+    let r = mio(&["tokenize", "--model", &m, "--text", "x", "--device", "cuda"]);
+    if cfg!(not(feature = "cuda")) {
+        assert_one_sentence_error(&r, "cuda");
+    }
+}
+
+#[test]
+fn bench_reports_speed_and_memory() {
+    let v = json_of(&mio(&["bench", "lm", "--model", &model(), "--prompt-tokens", "16", "--decode-tokens", "8", "--repeat", "1", "--json"]));
+    assert!(v["prefill_tokens_per_s"].as_f64().unwrap() > 0.0);
+    assert!(v["decode_tokens_per_s"].as_f64().unwrap() > 0.0);
+    assert_eq!(v["new_tokens"], 8);
+}
