@@ -46,6 +46,9 @@ pub enum Error {
     /// A tensor the model needs is absent from every shard.
     #[error("tensor {0} is missing from the checkpoint")]
     MissingTensor(String),
+    /// A model configuration is inconsistent or invalid.
+    #[error("invalid model configuration: {0}")]
+    InvalidConfig(String),
     /// The tokenizer files are invalid or inconsistent.
     #[error("tokenizer: {0}")]
     Tokenizer(String),
@@ -91,11 +94,17 @@ pub type Result<T> = std::result::Result<T, Error>;
 impl Error {
     /// An [`Error::Io`] for `path`.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io {
+            path: path.into(),
+            source,
+        }
     }
 
     /// An [`Error::Checkpoint`] for `path`.
     pub fn checkpoint(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
-        Error::Checkpoint { path: path.into(), message: message.into() }
+        Error::Checkpoint {
+            path: path.into(),
+            message: message.into(),
+        }
     }
 }
