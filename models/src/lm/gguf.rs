@@ -75,7 +75,11 @@ pub(crate) fn permute_rows(
 ) -> Result<Vec<u8>> {
     let bad =
         || Error::InvalidArgument(format!("cannot permute {n_rows} rows into {n_head} heads"));
-    if n_rows == 0 || n_head == 0 || n_rows % (2 * n_head) != 0 || bytes.len() % n_rows != 0 {
+    if n_rows == 0
+        || n_head == 0
+        || !n_rows.is_multiple_of(2 * n_head)
+        || !bytes.len().is_multiple_of(n_rows)
+    {
         return Err(bad());
     }
     let (row, hd) = (bytes.len() / n_rows, n_rows / n_head);
@@ -245,7 +249,10 @@ impl GgufWeights {
         check_shape(&name, shape, info.shape.dims())?;
         let dtype = info.ggml_dtype;
         let (elems, block) = (info.shape.elem_count(), dtype.block_size());
-        if shape.last().is_some_and(|&cols| cols % block != 0) {
+        if shape
+            .last()
+            .is_some_and(|&cols| !cols.is_multiple_of(block))
+        {
             return Err(Error::checkpoint(
                 &self.path,
                 format!("{name}: rows are not whole {dtype:?} blocks"),

@@ -50,7 +50,7 @@ impl GgufType {
     fn for_shape(self, shape: &[usize]) -> GgmlDType {
         match (self, shape) {
             (_, [_]) | (GgufType::F32, _) => GgmlDType::F32,
-            (GgufType::Q8_0, [.., cols]) if cols % GgmlDType::Q8_0.block_size() == 0 => {
+            (GgufType::Q8_0, [.., cols]) if cols.is_multiple_of(GgmlDType::Q8_0.block_size()) => {
                 GgmlDType::Q8_0
             }
             _ => GgmlDType::F16,

@@ -117,6 +117,11 @@ impl LlamaForCausalLm {
                 "LM dtype {dtype:?} (use f32, f16 or bf16)"
             )));
         }
+        if dtype == DType::BF16 && dev.is_cpu() {
+            return Err(Error::Unsupported(
+                "bf16 matmul on the CPU (candle has none): use f32 or f16".to_string(),
+            ));
+        }
         cfg.validate()?;
         ckpt.check_shapes(&expected_tensors(cfg))?;
         LlamaForCausalLm::new(cfg, &mut CheckpointWeights::new(ckpt, dtype, dev))
