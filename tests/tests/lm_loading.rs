@@ -190,3 +190,35 @@ fn bad_config_is_reported() -> Result<()> {
     );
     Ok(())
 }
+
+/// The serde structs mirror `config.json` / `generation_config.json` field for field:
+/// every key of the fixture files survives a parse + serialize round trip unchanged.
+#[test]
+fn config_files_round_trip_field_for_field() -> Result<()> {
+    use mio_models::lm::{GenerationConfigFile, LlamaConfigFile};
+    for (name, reserialized) in [
+        (
+            "config.json",
+            serde_json::to_value(LlamaConfigFile::from_dir(&tiny_model())?)?,
+        ),
+        (
+            "generation_config.json",
+            serde_json::to_value(GenerationConfigFile::from_dir(&tiny_model())?)?,
+        ),
+    ] {
+        let original: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(tiny_model().join(name))?)?;
+        for (key, value) in original.as_object().unwrap() {
+            ensure!(
+                reserialized.get(key) == Some(value),
+                "{name}: key {key} not mirrored"
+            );
+        }
+    }
+    let cfg = Config::from_dir(&tiny_model())?;
+    ensure!(
+        cfg.vocab_size == 13294 && cfg.mio.text_vocab_size == 1000 && cfg.mio.image_bos_id == 1005
+    );
+    ensure!(cfg.num_key_value_heads == 2 && cfg.head_dim() == 16 && cfg.rope_theta == 5e6);
+    Ok(())
+}

@@ -2,7 +2,7 @@
 //!
 //! Tensor prefixes `model.layers.N.self_attn.{q,k,v,o}_proj` and
 //! `model.layers.N.mlp.{gate,up,down}_proj`. Attention: `(b, t, hidden)` in and out;
-//! q `(b, heads, t, d)`, k/v `(b, kv_heads, past + t, d)` repeated `heads / kv_heads` times;
+//! q `(b, heads, t, d)`, k/v `(b, kv_heads, past + t, d)` shared by `heads / kv_heads` query heads;
 //! scores `q kᵀ / √d` plus the additive mask, softmax in f32 (as upstream), then `@ v`.
 //! MLP: `down(silu(gate(x)) * up(x))`.
 
@@ -67,10 +67,18 @@ impl LlamaAttention {
         let k = apply_rotary_emb(&self.heads(xs, &self.k_proj, self.num_kv_heads)?, cos, sin)?;
         let v = self.heads(xs, &self.v_proj, self.num_kv_heads)?;
         let (k, v) = cache.append(layer, &k, &v)?;
-        let n_rep = self.num_heads / self.num_kv_heads;
-        let k = candle_transformers::utils::repeat_kv(k, n_rep)?.contiguous()?;
-        let v = candle_transformers::utils::repeat_kv(v, n_rep)?.contiguous()?;
-        let scores = (q.matmul(&k.t()?)? / (self.head_dim as f64).sqrt())?;
+        // Grouped-query attention without copying k/v per query head: query head
+        // `g * n_rep + r` uses kv head `g` (HF `repeat_kv`), so the `n_rep` query heads of
+        // a group are stacked on the row dim of one matmul per kv head.
+        let (kvh, n_rep, hd) = (
+            self.num_kv_heads,
+            self.num_heads / self.num_kv_heads,
+            self.head_dim,
+        );
+        let total = k.dim(2)?;
+        let q = q.reshape((b, kvh, n_rep * t, hd))?;
+        let scores =
+            (q.matmul(&k.t()?)? / (hd as f64).sqrt())?.reshape((b, self.num_heads, t, total))?;
         let dtype = scores.dtype();
         let scores = scores.to_dtype(DType::F32)?;
         let scores = match mask {
@@ -78,11 +86,11 @@ impl LlamaAttention {
             None => scores,
         };
         let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(dtype)?;
-        let out =
-            probs
-                .matmul(&v)?
-                .transpose(1, 2)?
-                .reshape((b, t, self.num_heads * self.head_dim))?;
+        let out = probs.reshape((b, kvh, n_rep * t, total))?.matmul(&v)?;
+        let out = out
+            .reshape((b, self.num_heads, t, hd))?
+            .transpose(1, 2)?
+            .reshape((b, t, self.num_heads * hd))?;
         Ok(self.o_proj.forward(&out)?)
     }
 }

@@ -5,8 +5,7 @@
 //! `(vocab, hidden)` (the embedding when `tie_word_embeddings`). Input: token ids `(b, t)`
 //! plus the attention mask of the whole rows `(b, past + t)`; output hidden states
 //! `(b, t, hidden)` and f32 logits `(b, t, vocab)`. Position ids and masks: [`super::masks`].
-//! Deviation: a forward pass works on a copy of the KV cache and commits it on success,
-//! so an error leaves the cache as it was.
+//! A failed forward pass leaves the KV cache as it was (see [`super::cache`]).
 
 use std::path::Path;
 
@@ -239,19 +238,18 @@ impl LlamaForCausalLm {
         };
         let mask = additive_mask(attention_mask, b, past, t, &self.device)?;
         let (cos, sin) = self.rotary.cos_sin(&positions)?;
-        let mut work = cache.clone();
         let mut all = Vec::new();
         for (l, layer) in self.layers.iter().enumerate() {
             if collect_all {
                 all.push(xs.clone());
             }
-            xs = layer.forward(&xs, (&cos, &sin), mask.as_ref(), &mut work, l)?;
+            xs = layer.forward(&xs, (&cos, &sin), mask.as_ref(), cache, l)?;
         }
+        cache.advance(t);
         let last = self.norm.forward(&xs)?;
         if collect_all {
             all.push(last.clone());
         }
-        *cache = work;
         Ok(HiddenStates { all, last })
     }
 
