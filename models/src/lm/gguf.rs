@@ -189,6 +189,7 @@ pub fn config_from_gguf(content: &Content, path: &Path) -> Result<Config> {
 pub struct GgufWeights {
     path: PathBuf,
     file: File,
+    file_len: u64,
     content: Content,
     cfg: Config,
     dev: Device,
@@ -202,12 +203,14 @@ impl GgufWeights {
             return Err(Error::MissingFile(path.to_path_buf()));
         }
         let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let file_len = file.metadata().map_err(|e| Error::io(path, e))?.len();
         let content =
             Content::read(&mut file).map_err(|e| Error::checkpoint(path, e.to_string()))?;
         let cfg = config_from_gguf(&content, path)?;
         Ok(GgufWeights {
             path: path.to_path_buf(),
             file,
+            file_len,
             content,
             cfg,
             dev: dev.clone(),
@@ -248,7 +251,7 @@ impl GgufWeights {
             .ok_or_else(|| Error::MissingTensor(name.clone()))?;
         check_shape(&name, shape, info.shape.dims())?;
         let dtype = info.ggml_dtype;
-        let (elems, block) = (info.shape.elem_count(), dtype.block_size());
+        let (elems, block) = (shape.iter().product::<usize>(), dtype.block_size());
         if shape
             .last()
             .is_some_and(|&cols| !cols.is_multiple_of(block))
@@ -259,7 +262,18 @@ impl GgufWeights {
             ));
         }
         let size = elems / block * dtype.type_size();
-        let start = self.content.tensor_data_offset + info.offset;
+        let start = self.content.tensor_data_offset.saturating_add(info.offset);
+        if start.saturating_add(size as u64) > self.file_len {
+            return Err(Error::checkpoint(
+                &self.path,
+                format!(
+                    "truncated: tensor {name} needs bytes {start}..+{size} of a {}-byte file",
+                    self.file_len
+                ),
+            ));
+        }
+        // Exactly `size` bytes (ggml_file::qtensor_from_ggml relies on it); the allocator's
+        // alignment (>= 8) covers every ggml block type, as in candle's own GGUF reader.
         let mut bytes = vec![0u8; size];
         self.file
             .seek(SeekFrom::Start(start))

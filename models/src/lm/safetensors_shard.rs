@@ -62,6 +62,43 @@ fn parse_dtype(s: &str) -> Option<DType> {
     })
 }
 
+/// One header entry, checked against its dtype, shape and the data length.
+fn parse_entry(
+    name: &str,
+    value: serde_json::Value,
+    data_len: u64,
+) -> std::result::Result<(TensorMeta, (u64, u64)), String> {
+    let e: HeaderEntry =
+        serde_json::from_value(value).map_err(|e| format!("header entry {name}: {e}"))?;
+    let dtype = parse_dtype(&e.dtype)
+        .ok_or_else(|| format!("tensor {name} has unsupported dtype {}", e.dtype))?;
+    let [begin, end] = e.data_offsets;
+    let expected = e
+        .shape
+        .iter()
+        .try_fold(dtype.size_in_bytes() as u64, |acc, &d| {
+            acc.checked_mul(d as u64)
+        });
+    if end < begin || Some(end - begin) != expected {
+        return Err(format!(
+            "tensor {name}: byte range {begin}..{end} does not hold shape {:?} of {}",
+            e.shape, e.dtype
+        ));
+    }
+    if end > data_len {
+        return Err(format!(
+            "truncated: tensor {name} ends at data byte {end} but the file holds {data_len}"
+        ));
+    }
+    Ok((
+        TensorMeta {
+            shape: e.shape,
+            dtype,
+        },
+        (begin, end),
+    ))
+}
+
 impl SafetensorsShard {
     /// Opens `path` and validates its header against the file length.
     pub fn open(path: &Path) -> Result<Self> {
@@ -96,31 +133,9 @@ impl SafetensorsShard {
             if name == "__metadata__" {
                 continue;
             }
-            let e: HeaderEntry = serde_json::from_value(value)
-                .map_err(|e| bad(format!("header entry {name}: {e}")))?;
-            let dtype = parse_dtype(&e.dtype)
-                .ok_or_else(|| bad(format!("tensor {name} has unsupported dtype {}", e.dtype)))?;
-            let [begin, end] = e.data_offsets;
-            let expected = e.shape.iter().product::<usize>() as u64 * dtype.size_in_bytes() as u64;
-            if end < begin || end - begin != expected {
-                return Err(bad(format!(
-                    "tensor {name}: byte range {begin}..{end} does not hold shape {:?} of {}",
-                    e.shape, e.dtype
-                )));
-            }
-            if end > data_len {
-                return Err(bad(format!(
-                    "truncated: tensor {name} ends at data byte {end} but the file holds {data_len}"
-                )));
-            }
-            metas.insert(
-                name.clone(),
-                TensorMeta {
-                    shape: e.shape,
-                    dtype,
-                },
-            );
-            ranges.insert(name, (begin, end));
+            let (meta, range) = parse_entry(&name, value, data_len).map_err(bad)?;
+            metas.insert(name.clone(), meta);
+            ranges.insert(name, range);
         }
         Ok(SafetensorsShard {
             path: path.to_path_buf(),
