@@ -90,7 +90,12 @@ impl KvCache {
     /// Writes `k`, `v` `(b, kv_heads, t, head_dim)` of layer `layer` after the cached
     /// positions; returns views of that layer's keys and values up to and including them.
     /// Visible to [`KvCache::seq_len`] only after [`KvCache::advance`].
-    pub(crate) fn append(&mut self, layer: usize, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
+    pub(crate) fn append(
+        &mut self,
+        layer: usize,
+        k: &Tensor,
+        v: &Tensor,
+    ) -> Result<(Tensor, Tensor)> {
         let len = self.len;
         let t = k.dim(2)?;
         let slot = self
