@@ -46,6 +46,9 @@ pub enum Error {
     /// A tensor the model needs is absent from every shard.
     #[error("tensor {0} is missing from the checkpoint")]
     MissingTensor(String),
+    /// A model configuration is inconsistent or invalid.
+    #[error("invalid model configuration: {0}")]
+    InvalidConfig(String),
     /// The tokenizer files are invalid or inconsistent.
     #[error("tokenizer: {0}")]
     Tokenizer(String),

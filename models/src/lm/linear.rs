@@ -1,0 +1,116 @@
+//! The two stateless building blocks of the LM: bias-free linear layers and RMSNorm.
+//!
+//! * [`Linear`] ports `nn.Linear(bias=False)`: `(…, in) -> (…, out)`, weight `(out, in)`.
+//!   It is the one closed enum through which every projection goes, dense (any float dtype,
+//!   from safetensors or an F32/F16 GGUF) or ggml-quantized (`QMatMul`, from GGUF), so one
+//!   model file serves both (CONVENTIONS rule 7).
+//! * [`LlamaRmsNorm`] ports transformers 4.34 `LlamaRMSNorm`: `(…, d) -> (…, d)`, weight
+//!   `(d)`. Deviation: the weight is kept in f32 and applied before casting back to the
+//!   activation dtype (upstream multiplies after the cast); identical in f32.
+
+use candle_core::quantized::QMatMul;
+use candle_core::{DType, Module, Tensor};
+
+use crate::Result;
+
+/// A bias-free linear layer, dense or quantized.
+#[derive(Debug, Clone)]
+pub enum Linear {
+    /// A dense `(out, in)` weight. Inputs of another dtype are cast to it and back.
+    Dense(Tensor),
+    /// A ggml-quantized `(out, in)` weight; inputs are cast to f32 and back.
+    Quantized(QMatMul),
+}
+
+impl Linear {
+    /// A dense layer from its `(out, in)` weight.
+    pub fn dense(weight: Tensor) -> Self {
+        Linear::Dense(weight)
+    }
+}
+
+impl Module for Linear {
+    fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
+        let in_dtype = xs.dtype();
+        match self {
+            Linear::Dense(w) => {
+                let xs = xs.to_dtype(w.dtype())?;
+                let w = match *xs.dims() {
+                    [b1, b2, _, _] => w.broadcast_left((b1, b2))?.t()?,
+                    [b, _, _] => w.broadcast_left(b)?.t()?,
+                    _ => w.t()?,
+                };
+                xs.matmul(&w)?.to_dtype(in_dtype)
+            }
+            Linear::Quantized(q) => {
+                let xs = xs.to_dtype(DType::F32)?.contiguous()?;
+                q.forward(&xs)?.to_dtype(in_dtype)
+            }
+        }
+    }
+}
+
+/// Llama's RMSNorm: `w * x / sqrt(mean(x²) + eps)`, computed in f32.
+#[derive(Debug, Clone)]
+pub struct LlamaRmsNorm {
+    weight: Tensor,
+    eps: f32,
+}
+
+impl LlamaRmsNorm {
+    /// From its weight (any float dtype; kept in f32) and epsilon.
+    pub fn new(weight: Tensor, eps: f64) -> Result<Self> {
+        Ok(LlamaRmsNorm {
+            weight: weight.to_dtype(DType::F32)?,
+            eps: eps as f32,
+        })
+    }
+}
+
+impl Module for LlamaRmsNorm {
+    fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
+        let dtype = xs.dtype();
+        let xs = xs.to_dtype(DType::F32)?.contiguous()?;
+        candle_nn::ops::rms_norm(&xs, &self.weight, self.eps)?.to_dtype(dtype)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use candle_core::quantized::{GgmlDType, QTensor};
+    use candle_core::Device;
+
+    #[test]
+    fn dense_and_quantized_agree() {
+        let dev = Device::Cpu;
+        let w = Tensor::randn(0f32, 1., (8, 64), &dev).unwrap();
+        let xs = Tensor::randn(0f32, 1., (2, 3, 64), &dev).unwrap();
+        let dense = Linear::dense(w.clone()).forward(&xs).unwrap();
+        let q = QMatMul::from_qtensor(QTensor::quantize(&w, GgmlDType::Q8_0).unwrap()).unwrap();
+        let quant = Linear::Quantized(q).forward(&xs).unwrap();
+        assert_eq!(quant.dims(), &[2, 3, 8]);
+        let scale = dense
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        let diff = (dense - quant).unwrap().abs().unwrap().max_all().unwrap();
+        let diff = diff.to_scalar::<f32>().unwrap();
+        // Q8_0 rounds weights and (inside QMatMul) activations to 8 bits per 32-block.
+        assert!(diff < 0.02 * scale, "{diff} vs {scale}");
+    }
+
+    #[test]
+    fn rms_norm_matches_definition() {
+        let dev = Device::Cpu;
+        let xs = Tensor::new(&[[3f32, 4.]], &dev).unwrap();
+        let norm = LlamaRmsNorm::new(Tensor::new(&[1f32, 2.], &dev).unwrap(), 0.).unwrap();
+        let ys = norm.forward(&xs).unwrap().to_vec2::<f32>().unwrap();
+        let rms = (12.5f32).sqrt();
+        assert!((ys[0][0] - 3. / rms).abs() < 1e-6 && (ys[0][1] - 8. / rms).abs() < 1e-6);
+    }
+}
