@@ -220,7 +220,7 @@ impl Engine {
         let mut cfg = match task {
             Some(task) => GenerationConfig::preset(task, vocab),
             None => GenerationConfig {
-                eos_token_ids: self.defaults.eos_token_id.to_vec(),
+                eos_token_ids: self.defaults.eos_token_id.as_ref().map(|e| e.to_vec()).unwrap_or_default(),
                 pad_token_id: self.defaults.pad_token_id.unwrap_or(vocab.unk),
                 constraints: true,
                 ..GenerationConfig::default()
