@@ -57,10 +57,17 @@ impl DecodeStream {
         let token = tok.id_to_token_checked(id)?;
         if tok.is_legacy_added(token) {
             self.close_run();
-            self.items.push(Item { kind: ItemKind::Added(id), text: token.to_string() });
+            self.items.push(Item {
+                kind: ItemKind::Added(id),
+                text: token.to_string(),
+            });
             return Ok(());
         }
-        let piece = if self.run_len == 0 { token.strip_prefix(SPACE_SYMBOL).unwrap_or(token) } else { token };
+        let piece = if self.run_len == 0 {
+            token.strip_prefix(SPACE_SYMBOL).unwrap_or(token)
+        } else {
+            token
+        };
         if tok.is_special(piece) {
             if !self.prev_is_special && self.run_len != 0 {
                 self.quirk_space();
@@ -85,7 +92,10 @@ impl DecodeStream {
     pub fn finish(&mut self) {
         self.flush_chunk();
         if self.run_len > 0 && self.run_item.is_none() {
-            self.items.push(Item { kind: ItemKind::Run, text: String::new() });
+            self.items.push(Item {
+                kind: ItemKind::Run,
+                text: String::new(),
+            });
         }
         self.reset_run();
     }
@@ -125,7 +135,10 @@ impl DecodeStream {
         let idx = match self.run_item {
             Some(i) => i,
             None => {
-                self.items.push(Item { kind: ItemKind::Run, text: String::new() });
+                self.items.push(Item {
+                    kind: ItemKind::Run,
+                    text: String::new(),
+                });
                 self.frozen = 0;
                 let i = self.items.len() - 1;
                 self.run_item = Some(i);

@@ -14,7 +14,9 @@ mod vocab;
 
 pub use added::{AddedToken, SpecialTokens};
 pub use block::BlockError;
-pub use sentencepiece::{byte_to_piece, piece_to_byte, PieceDecoder, SentencePieceModel, SPACE_SYMBOL};
+pub use sentencepiece::{
+    byte_to_piece, piece_to_byte, PieceDecoder, SentencePieceModel, SPACE_SYMBOL,
+};
 pub use sp_proto::{ModelProto, ModelType, NormalizerSpec, Piece, PieceType, TrainerSpec};
 pub use tokenizer::TextTokenizer;
 pub use vocab::{MioVocab, SPEECH_LAYERS};

@@ -42,12 +42,16 @@ mod tests {
     #[test]
     fn python_whitespace_set() {
         // The exact set printed by Python 3.11: [c for c in range(0x110000) if chr(c).isspace()].
-        let expected: Vec<u32> = [0x9, 0xa, 0xb, 0xc, 0xd, 0x1c, 0x1d, 0x1e, 0x1f, 0x20, 0x85, 0xa0, 0x1680]
-            .into_iter()
-            .chain(0x2000..=0x200a)
-            .chain([0x2028, 0x2029, 0x202f, 0x205f, 0x3000])
+        let expected: Vec<u32> = [
+            0x9, 0xa, 0xb, 0xc, 0xd, 0x1c, 0x1d, 0x1e, 0x1f, 0x20, 0x85, 0xa0, 0x1680,
+        ]
+        .into_iter()
+        .chain(0x2000..=0x200a)
+        .chain([0x2028, 0x2029, 0x202f, 0x205f, 0x3000])
+        .collect();
+        let got: Vec<u32> = (0..0x110000u32)
+            .filter(|c| char::from_u32(*c).is_some_and(is_py_space))
             .collect();
-        let got: Vec<u32> = (0..0x110000u32).filter(|c| char::from_u32(*c).is_some_and(is_py_space)).collect();
         assert_eq!(got, expected);
         assert_eq!(py_strip("\u{1f} a b\u{3000}\n"), "a b");
     }

@@ -32,7 +32,10 @@ pub struct SentencePieceModel {
 }
 
 fn invalid(path: &Path, message: impl Into<String>) -> Error {
-    Error::TokenizerFile { path: path.to_path_buf(), message: message.into() }
+    Error::TokenizerFile {
+        path: path.to_path_buf(),
+        message: message.into(),
+    }
 }
 
 impl SentencePieceModel {
@@ -61,12 +64,22 @@ impl SentencePieceModel {
             return Err("not a sentencepiece model (no pieces)".into());
         }
         if proto.trainer.model_type != ModelType::Bpe {
-            return Err(format!("model type {:?} is not supported (only BPE)", proto.trainer.model_type));
+            return Err(format!(
+                "model type {:?} is not supported (only BPE)",
+                proto.trainer.model_type
+            ));
         }
         if !proto.normalizer.precompiled_charsmap.is_empty() {
-            return Err(format!("normalizer '{}' is not supported (only identity)", proto.normalizer.name));
+            return Err(format!(
+                "normalizer '{}' is not supported (only identity)",
+                proto.normalizer.name
+            ));
         }
-        if proto.denormalizer.as_ref().is_some_and(|d| !d.precompiled_charsmap.is_empty()) {
+        if proto
+            .denormalizer
+            .as_ref()
+            .is_some_and(|d| !d.precompiled_charsmap.is_empty())
+        {
             return Err("a denormalizer is not supported".into());
         }
         let mut pieces = HashMap::new();
@@ -79,20 +92,26 @@ impl SentencePieceModel {
             let Some(first) = p.piece.chars().next() else {
                 return Err(format!("piece {id} is empty"));
             };
-            let normal = matches!(p.kind, PieceType::Normal | PieceType::UserDefined | PieceType::Unused);
+            let normal = matches!(
+                p.kind,
+                PieceType::Normal | PieceType::UserDefined | PieceType::Unused
+            );
             let map = if normal { &mut pieces } else { &mut reserved };
             if map.insert(p.piece.clone(), id).is_some() {
                 return Err(format!("piece {:?} is defined twice", p.piece));
             }
             match p.kind {
-                PieceType::UserDefined => user_defined.entry(first).or_default().push(p.piece.clone()),
+                PieceType::UserDefined => {
+                    user_defined.entry(first).or_default().push(p.piece.clone())
+                }
                 PieceType::Unknown if unk_id.is_some() => return Err("two unknown pieces".into()),
                 PieceType::Unknown => unk_id = Some(id),
                 PieceType::Byte => {
                     if !proto.trainer.byte_fallback {
                         return Err(format!("byte piece {} without byte_fallback", p.piece));
                     }
-                    let b = piece_to_byte(&p.piece).ok_or(format!("invalid byte piece {}", p.piece))?;
+                    let b =
+                        piece_to_byte(&p.piece).ok_or(format!("invalid byte piece {}", p.piece))?;
                     bytes_found[usize::from(b)] = true;
                 }
                 _ => {}
@@ -105,7 +124,13 @@ impl SentencePieceModel {
         for list in user_defined.values_mut() {
             list.sort_by_key(|s| std::cmp::Reverse(s.len()));
         }
-        Ok(Self { proto, pieces, reserved, unk_id, user_defined })
+        Ok(Self {
+            proto,
+            pieces,
+            reserved,
+            unk_id,
+            user_defined,
+        })
     }
 
     /// The decoded model file.
@@ -135,7 +160,11 @@ impl SentencePieceModel {
 
     /// `PieceToId`: reserved pieces first, then ordinary ones, else the unknown id.
     pub fn piece_to_id(&self, piece: &str) -> u32 {
-        self.reserved.get(piece).or_else(|| self.pieces.get(piece)).copied().unwrap_or(self.unk_id)
+        self.reserved
+            .get(piece)
+            .or_else(|| self.pieces.get(piece))
+            .copied()
+            .unwrap_or(self.unk_id)
     }
 
     /// Id of an ordinary (NORMAL / USER_DEFINED / UNUSED) piece.
@@ -189,7 +218,11 @@ impl SentencePieceModel {
         if input.is_empty() {
             return String::new();
         }
-        let ws = if spec.escape_whitespaces { SPACE_SYMBOL } else { " " };
+        let ws = if spec.escape_whitespaces {
+            SPACE_SYMBOL
+        } else {
+            " "
+        };
         let suffix = self.proto.trainer.treat_whitespace_as_suffix;
         let mut out = String::with_capacity(input.len() * 3);
         if !suffix && spec.add_dummy_prefix {
@@ -259,7 +292,11 @@ impl SentencePieceModel {
         match self.kind(id) {
             Some(PieceType::Control) => return (String::new(), false),
             Some(PieceType::Unknown) => {
-                let surface = if self.id_to_piece(id) == Some(piece) { &self.proto.trainer.unk_surface } else { piece };
+                let surface = if self.id_to_piece(id) == Some(piece) {
+                    &self.proto.trainer.unk_surface
+                } else {
+                    piece
+                };
                 return (surface.to_string(), false);
             }
             _ => {}
@@ -300,7 +337,12 @@ pub struct PieceDecoder {
 
 impl Default for PieceDecoder {
     fn default() -> Self {
-        Self { bytes: Vec::new(), is_bos_ws: true, bos_ws_seen: false, produced: false }
+        Self {
+            bytes: Vec::new(),
+            is_bos_ws: true,
+            bos_ws_seen: false,
+            produced: false,
+        }
     }
 }
 
@@ -383,7 +425,10 @@ fn decode_utf8(b: &[u8]) -> Option<(char, usize)> {
         return None;
     }
     let seq = b.get(..n)?;
-    std::str::from_utf8(seq).ok().and_then(|s| s.chars().next()).map(|c| (c, n))
+    std::str::from_utf8(seq)
+        .ok()
+        .and_then(|s| s.chars().next())
+        .map(|c| (c, n))
 }
 
 /// `<0xNN>` of a byte.

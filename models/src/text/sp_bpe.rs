@@ -67,14 +67,23 @@ impl<'a> Merger<'a, '_> {
     }
 
     fn maybe_add_pair(&mut self, left: Option<usize>, right: Option<usize>) {
-        let (Some(left), Some(right)) = (left, right) else { return };
+        let (Some(left), Some(right)) = (left, right) else {
+            return;
+        };
         let (l, r) = (self.symbols[left], self.symbols[right]);
         if l.freeze || r.freeze {
             return;
         }
         let merged = &self.text[l.start..l.start + l.len + r.len];
-        let Some(id) = self.model.normal_piece_id(merged) else { return };
-        self.agenda.push(Pair { score: self.model.score(id), left, right, size: merged.len() });
+        let Some(id) = self.model.normal_piece_id(merged) else {
+            return;
+        };
+        self.agenda.push(Pair {
+            score: self.model.score(id),
+            left,
+            right,
+            size: merged.len(),
+        });
         if self.model.is_unused(id) {
             let (lp, rp) = (self.piece(left), self.piece(right));
             self.rev_merge.insert(merged, (lp, rp));
@@ -126,13 +135,25 @@ pub(crate) fn encode<'a>(model: &SentencePieceModel, normalized: &'a str) -> Vec
         let (len, freeze) = model.prefix_match(&normalized[pos..]);
         let index = symbols.len();
         let next = (pos + len < normalized.len()).then_some(index + 1);
-        symbols.push(Symbol { prev: index.checked_sub(1), next, freeze, start: pos, len });
+        symbols.push(Symbol {
+            prev: index.checked_sub(1),
+            next,
+            freeze,
+            start: pos,
+            len,
+        });
         pos += len;
     }
     if symbols.is_empty() {
         return Vec::new();
     }
-    let mut merger = Merger { model, text: normalized, symbols, agenda: BinaryHeap::new(), rev_merge: HashMap::new() };
+    let mut merger = Merger {
+        model,
+        text: normalized,
+        symbols,
+        agenda: BinaryHeap::new(),
+        rev_merge: HashMap::new(),
+    };
     merger.run();
     let mut out = Vec::new();
     let mut index = Some(0);

@@ -182,7 +182,11 @@ impl<'a> Reader<'a> {
     }
 
     fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
-        let end = self.pos.checked_add(n).filter(|e| *e <= self.buf.len()).ok_or("truncated field")?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|e| *e <= self.buf.len())
+            .ok_or("truncated field")?;
         let s = &self.buf[self.pos..end];
         self.pos = end;
         Ok(s)
@@ -225,7 +229,11 @@ fn as_i32(v: u64) -> i32 {
 }
 
 fn parse_piece(buf: &[u8]) -> Result<Piece, String> {
-    let mut piece = Piece { piece: String::new(), score: 0.0, kind: PieceType::Normal };
+    let mut piece = Piece {
+        piece: String::new(),
+        score: 0.0,
+        kind: PieceType::Normal,
+    };
     let mut r = Reader::new(buf);
     while let Some((field, value)) = r.next()? {
         match (field, value) {
@@ -299,7 +307,9 @@ impl ModelProto {
                 (3, Value::Bytes(b)) => m.normalizer = parse_normalizer(b)?,
                 (5, Value::Bytes(b)) => m.denormalizer = Some(parse_normalizer(b)?),
                 (1..=5, Value::Varint(_) | Value::Fixed32(_) | Value::Fixed64) => {
-                    return Err(format!("field {field} of ModelProto has the wrong wire type"))
+                    return Err(format!(
+                        "field {field} of ModelProto has the wrong wire type"
+                    ))
                 }
                 _ => {}
             }
@@ -354,7 +364,14 @@ mod tests {
         bytes_field(3, &norm, &mut model);
         bytes_field(99, b"ignored", &mut model);
         let m = ModelProto::parse(&model).unwrap();
-        assert_eq!(m.pieces, vec![Piece { piece: "▁a".into(), score: -1.5, kind: PieceType::UserDefined }]);
+        assert_eq!(
+            m.pieces,
+            vec![Piece {
+                piece: "▁a".into(),
+                score: -1.5,
+                kind: PieceType::UserDefined
+            }]
+        );
         assert_eq!(m.trainer.model_type, ModelType::Bpe);
         assert!(m.trainer.byte_fallback);
         assert_eq!(m.trainer.pad_id, -1);

@@ -43,8 +43,13 @@ impl TextTokenizer {
     }
 
     /// Builds the tokenizer from an already loaded sentencepiece model and added tokens.
-    pub fn from_parts(sp: SentencePieceModel, added: Vec<AddedToken>, special: SpecialTokens) -> Result<Self> {
-        let text_vocab = u32::try_from(sp.len()).map_err(|_| Error::Tokenizer("vocabulary too large".into()))?;
+    pub fn from_parts(
+        sp: SentencePieceModel,
+        added: Vec<AddedToken>,
+        special: SpecialTokens,
+    ) -> Result<Self> {
+        let text_vocab =
+            u32::try_from(sp.len()).map_err(|_| Error::Tokenizer("vocabulary too large".into()))?;
         let mut trie = Trie::default();
         let mut added_ids = HashMap::new();
         let mut by_id = HashMap::new();
@@ -58,14 +63,31 @@ impl TextTokenizer {
         // sentencepiece vocabulary.
         let legacy_added: HashSet<String> = by_id
             .values()
-            .filter(|t| !all_special.contains(&t.content) || (special.additional.contains(&t.content) && t.id >= text_vocab))
+            .filter(|t| {
+                !all_special.contains(&t.content)
+                    || (special.additional.contains(&t.content) && t.id >= text_vocab)
+            })
             .map(|t| t.content.clone())
             .collect();
         let max_added = by_id.keys().copied().max().map_or(0, |m| m + 1);
         let vocab_size = text_vocab.max(max_added);
-        let lookup = |t: &str| added_ids.get(t).copied().or_else(|| Some(sp.piece_to_id(t)).filter(|id| sp.id_to_piece(*id) == Some(t)));
+        let lookup = |t: &str| {
+            added_ids
+                .get(t)
+                .copied()
+                .or_else(|| Some(sp.piece_to_id(t)).filter(|id| sp.id_to_piece(*id) == Some(t)))
+        };
         let vocab = MioVocab::from_lookup(text_vocab, vocab_size, lookup)?;
-        Ok(Self { sp, added: by_id, added_ids, trie, special, all_special, legacy_added, vocab })
+        Ok(Self {
+            sp,
+            added: by_id,
+            added_ids,
+            trie,
+            special,
+            all_special,
+            legacy_added,
+            vocab,
+        })
     }
 
     /// MIO's special and media token ids.
@@ -113,7 +135,10 @@ impl TextTokenizer {
     }
 
     pub(crate) fn id_to_token_checked(&self, id: u32) -> Result<&str> {
-        self.id_to_token(id).ok_or(Error::UnknownTokenId { id, vocab_size: self.vocab_size() })
+        self.id_to_token(id).ok_or(Error::UnknownTokenId {
+            id,
+            vocab_size: self.vocab_size(),
+        })
     }
 
     /// The id of a token text, if it is an added token or a sentencepiece piece.
@@ -126,7 +151,10 @@ impl TextTokenizer {
 
     /// `_convert_token_to_id_with_added_voc`: unknown strings map to `<unk>`.
     fn convert_token(&self, token: &str) -> u32 {
-        self.added_ids.get(token).copied().unwrap_or_else(|| self.sp.piece_to_id(token))
+        self.added_ids
+            .get(token)
+            .copied()
+            .unwrap_or_else(|| self.sp.piece_to_id(token))
     }
 
     pub(crate) fn is_legacy_added(&self, token: &str) -> bool {
@@ -157,7 +185,11 @@ impl TextTokenizer {
 
     /// `tokenizer(text).input_ids`: ids without BOS.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        Ok(self.tokens(text).iter().map(|t| self.convert_token(t)).collect())
+        Ok(self
+            .tokens(text)
+            .iter()
+            .map(|t| self.convert_token(t))
+            .collect())
     }
 
     /// `tokenizer.decode(ids)` (spaces between added tokens, no clean-up); an id outside the
@@ -174,11 +206,18 @@ impl TextTokenizer {
     /// The whitespace eating and `single_word` rules of `PreTrainedTokenizer.tokenize`.
     fn strip_around_added(&self, chunks: &mut [String]) {
         for i in 0..chunks.len() {
-            let Some(t) = self.added_ids.get(&chunks[i]).and_then(|id| self.added.get(id)) else {
+            let Some(t) = self
+                .added_ids
+                .get(&chunks[i])
+                .and_then(|id| self.added.get(id))
+            else {
                 continue;
             };
             let token = chunks[i].clone();
-            let left = i.checked_sub(1).map(|j| chunks[j].clone()).filter(|s| !s.is_empty());
+            let left = i
+                .checked_sub(1)
+                .map(|j| chunks[j].clone())
+                .filter(|s| !s.is_empty());
             let right = chunks.get(i + 1).cloned().filter(|s| !s.is_empty());
             if let (true, Some(r)) = (t.rstrip, &right) {
                 chunks[i + 1] = py_lstrip(r).to_string();

@@ -18,7 +18,9 @@ pub struct Trie {
 
 impl Default for Trie {
     fn default() -> Self {
-        Self { nodes: vec![Node::default()] }
+        Self {
+            nodes: vec![Node::default()],
+        }
     }
 }
 
@@ -168,13 +170,19 @@ mod tests {
     #[test]
     fn reference_docstring_examples() {
         let t = trie(&["[CLS]", "extra_id_1", "extra_id_100"]);
-        assert_eq!(t.split("[CLS] This is a extra_id_100"), ["[CLS]", " This is a ", "extra_id_100"]);
+        assert_eq!(
+            t.split("[CLS] This is a extra_id_100"),
+            ["[CLS]", " This is a ", "extra_id_100"]
+        );
         let t = trie(&["A", "BC"]);
         assert_eq!(t.split("ABC"), ["A", "BC"]);
         let t = trie(&["ABC", "B", "CD"]);
         assert_eq!(t.split("ABCD"), ["ABC", "D"]);
         let t = trie(&["TOKEN]", "[SPECIAL_TOKEN]"]);
-        assert_eq!(t.split("This is something [SPECIAL_TOKEN]"), ["This is something ", "[SPECIAL_TOKEN]"]);
+        assert_eq!(
+            t.split("This is something [SPECIAL_TOKEN]"),
+            ["This is something ", "[SPECIAL_TOKEN]"]
+        );
         let t = trie(&["AB", "B", "C"]);
         assert_eq!(t.split("ABC"), ["AB", "C"]);
     }
@@ -182,7 +190,10 @@ mod tests {
     #[test]
     fn media_tokens() {
         let t = trie(&["<image>", "<img1>", "<img10>", "</image>"]);
-        assert_eq!(t.split("a<image><img10><img1></image>b"), ["a", "<image>", "<img10>", "<img1>", "</image>", "b"]);
+        assert_eq!(
+            t.split("a<image><img10><img1></image>b"),
+            ["a", "<image>", "<img10>", "<img1>", "</image>", "b"]
+        );
         assert_eq!(t.split("<im<img1>"), ["<im", "<img1>"]);
     }
 }

@@ -54,12 +54,14 @@ pub struct MioVocab {
 impl MioVocab {
     /// The image code of `id`, when `id` is an `<imgN>` token.
     pub fn image_code(&self, id: u32) -> Option<u32> {
-        id.checked_sub(self.img0).filter(|c| *c < self.n_image_codes)
+        id.checked_sub(self.img0)
+            .filter(|c| *c < self.n_image_codes)
     }
 
     /// The speech token number N of `id`, when `id` is a `<spchN>` token.
     pub fn speech_token(&self, id: u32) -> Option<u32> {
-        id.checked_sub(self.spch0).filter(|c| *c < self.n_speech_tokens)
+        id.checked_sub(self.spch0)
+            .filter(|c| *c < self.n_speech_tokens)
     }
 }
 
@@ -80,12 +82,19 @@ impl MioVocab {
     /// Builds the vocabulary from a token → id lookup (added tokens first, then
     /// sentencepiece pieces), checking that the media tokens are contiguous and that the
     /// ids `text_vocab_size..vocab_size` hold exactly the 6 specials and the media tokens.
-    pub fn from_lookup(text_vocab_size: u32, vocab_size: u32, lookup: impl Fn(&str) -> Option<u32>) -> Result<Self> {
-        let need = |t: &str| lookup(t).ok_or_else(|| Error::Tokenizer(format!("token {t} is missing")));
+    pub fn from_lookup(
+        text_vocab_size: u32,
+        vocab_size: u32,
+        lookup: impl Fn(&str) -> Option<u32>,
+    ) -> Result<Self> {
+        let need =
+            |t: &str| lookup(t).ok_or_else(|| Error::Tokenizer(format!("token {t} is missing")));
         let (img0, n_image_codes) = contiguous(&lookup, "img")?;
         let (spch0, n_speech_tokens) = contiguous(&lookup, "spch")?;
         if n_speech_tokens % SPEECH_LAYERS != 0 {
-            return Err(Error::Tokenizer(format!("{n_speech_tokens} speech tokens is not a multiple of 4 layers")));
+            return Err(Error::Tokenizer(format!(
+                "{n_speech_tokens} speech tokens is not a multiple of 4 layers"
+            )));
         }
         let v = MioVocab {
             unk: need("<unk>")?,
@@ -149,11 +158,15 @@ impl MioVocab {
 /// `(id of <{prefix}0>, count)` of the run `<{prefix}0>`, `<{prefix}1>`, … with consecutive
 /// ids; errors if a further `<{prefix}N>` exists out of sequence.
 fn contiguous(lookup: &impl Fn(&str) -> Option<u32>, prefix: &str) -> Result<(u32, u32)> {
-    let first = lookup(&format!("<{prefix}0>")).ok_or_else(|| Error::Tokenizer(format!("token <{prefix}0> is missing")))?;
+    let first = lookup(&format!("<{prefix}0>"))
+        .ok_or_else(|| Error::Tokenizer(format!("token <{prefix}0> is missing")))?;
     let mut n = 1u32;
     while let Some(id) = lookup(&format!("<{prefix}{n}>")) {
         if id != first + n {
-            return Err(Error::Tokenizer(format!("<{prefix}{n}> has id {id}, expected {}", first + n)));
+            return Err(Error::Tokenizer(format!(
+                "<{prefix}{n}> has id {id}, expected {}",
+                first + n
+            )));
         }
         n += 1;
     }
@@ -168,10 +181,27 @@ mod tests {
 
     fn tiny(text: u32, n_img: u32, n_spch: u32) -> HashMap<String, u32> {
         let mut m: HashMap<String, u32> = HashMap::new();
-        for (i, t) in ["<unk>", "<|startoftext|>", "<|endoftext|>", "x", "y", "z", "<|im_start|>", "<|im_end|>"].iter().enumerate() {
+        for (i, t) in [
+            "<unk>",
+            "<|startoftext|>",
+            "<|endoftext|>",
+            "x",
+            "y",
+            "z",
+            "<|im_start|>",
+            "<|im_end|>",
+        ]
+        .iter()
+        .enumerate()
+        {
             m.insert(t.to_string(), i as u32);
         }
-        for (i, t) in ["[SPCH]", "</spch>", "[IMG]", "<spch>", "</image>", "<image>"].iter().enumerate() {
+        for (i, t) in [
+            "[SPCH]", "</spch>", "[IMG]", "<spch>", "</image>", "<image>",
+        ]
+        .iter()
+        .enumerate()
+        {
             m.insert(t.to_string(), text + i as u32);
         }
         for n in 0..n_img {
@@ -187,7 +217,10 @@ mod tests {
     fn builds_and_checks_layout() {
         let m = tiny(1000, 8192, 4096);
         let v = MioVocab::from_lookup(1000, 13294, |t| m.get(t).copied()).unwrap();
-        assert_eq!((v.img0, v.spch0, v.speech_codebook_size, v.image_start), (1006, 9198, 1024, 1005));
+        assert_eq!(
+            (v.img0, v.spch0, v.speech_codebook_size, v.image_start),
+            (1006, 9198, 1024, 1005)
+        );
         assert_eq!(v.image_token(5), Some(1011));
         assert_eq!(v.speech_token_id(4096), None);
         assert!(MioVocab::from_lookup(1000, 13295, |t| m.get(t).copied()).is_err());
