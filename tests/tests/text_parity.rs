@@ -3,7 +3,10 @@
 //! `release-layout/`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use mio_models::text::TextTokenizer;
+use mio_models::text::{
+    image_block, render_chat, speech_block, ChatMode, Message, Segment, TextTokenizer,
+    MIO_STD_MODE_SYSTEM, MIO_VOICE_MODE_SYSTEM,
+};
 use serde_json::Value;
 
 fn golden() -> Value {
@@ -310,4 +313,191 @@ fn bad_tokenizer_files_give_clear_errors() {
     std::fs::write(dir.path().join("tokenizer_config.json"), "{ not json").unwrap();
     let err = TextTokenizer::load(dir.path()).unwrap_err().to_string();
     assert!(err.contains("tokenizer_config.json"), "{err}");
+}
+
+/// Media blocks `open<tok…>…close` of `s`, in order (`open` not followed by a media token,
+/// as in the voice system prompt, is text).
+fn blocks(s: &str, open: &str, close: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = s;
+    let first_token = if open == "<image>" {
+        "<image><img"
+    } else {
+        "<spch><spch"
+    };
+    while let Some(a) = rest.find(first_token) {
+        let b = rest[a..].find(close).expect("closed block") + a + close.len();
+        out.push(rest[a..b].to_string());
+        rest = &rest[b..];
+    }
+    out
+}
+
+fn messages(v: &Value) -> Vec<Message> {
+    serde_json::from_value(v.clone()).expect("messages")
+}
+
+#[test]
+fn chat_template_modes() {
+    let g = golden();
+    let convs = g["conversations"].as_array().unwrap();
+    assert_eq!(g["std_system"].as_str().unwrap(), MIO_STD_MODE_SYSTEM);
+    assert_eq!(g["voice_system"].as_str().unwrap(), MIO_VOICE_MODE_SYSTEM);
+    for (name, tok) in tokenizers() {
+        for (mode_name, mode) in [
+            ("std", ChatMode::Std),
+            ("voice", ChatMode::Voice),
+            ("custom", ChatMode::Custom),
+        ] {
+            let m = &g["modes"][mode_name];
+            let mut rows = Vec::new();
+            for (i, per) in m["per_conversation"].as_array().unwrap().iter().enumerate() {
+                let msgs = messages(&convs[i]);
+                let ctx = format!("{name}/{mode_name}/conversation {i}");
+                let template = tok.apply_chat_template(&msgs, mode, true).unwrap();
+                assert_eq!(
+                    template,
+                    per["template_string"].as_str().unwrap(),
+                    "{ctx}: template"
+                );
+                let resolved_golden = per["resolved_string"].as_str().unwrap();
+                let images = blocks(resolved_golden, "<image>", "</image>");
+                let speech = blocks(resolved_golden, "<spch>", "</spch>");
+                let conv_text = render_chat(&msgs, mode, true).unwrap();
+                assert_eq!(
+                    tok.resolve_prompt(&conv_text, &images, &speech, true),
+                    resolved_golden,
+                    "{ctx}: resolved"
+                );
+                let ids = tok
+                    .encode_chat(&msgs, mode, true, &images, &speech)
+                    .unwrap();
+                assert_eq!(ids, ids_of(&per["input_ids"]), "{ctx}: input_ids");
+                assert_eq!(
+                    tok.tokens(resolved_golden),
+                    strings(&per["tokens"]),
+                    "{ctx}: tokens"
+                );
+                check_media_strings(&tok, &images, &speech, m["add_timbre"].as_bool().unwrap());
+                rows.push(ids);
+            }
+            let batch = tok.pad_left(&rows);
+            let want = &m["batch_padded"];
+            let want_mask: Vec<Vec<u8>> = want["attention_mask"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| ids_of(r).into_iter().map(|x| x as u8).collect())
+                .collect();
+            let want_ids: Vec<Vec<u32>> = want["input_ids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(ids_of)
+                .collect();
+            assert_eq!(batch.input_ids, want_ids, "{name}/{mode_name}: padded ids");
+            assert_eq!(batch.attention_mask, want_mask, "{name}/{mode_name}: mask");
+        }
+    }
+}
+
+fn ids_of(v: &Value) -> Vec<u32> {
+    ids(v)
+}
+
+/// The supplied media strings are exactly what the block builders make from their codes.
+fn check_media_strings(tok: &TextTokenizer, images: &[String], speech: &[String], timbre: bool) {
+    let v = tok.vocab();
+    let numbers = |s: &str, prefix: &str| -> Vec<u32> {
+        s.split(prefix)
+            .skip(1)
+            .filter_map(|p| p.split('>').next().unwrap().parse().ok())
+            .collect()
+    };
+    for s in images {
+        let codes = numbers(s, "<img");
+        assert_eq!(image_block(v, &codes).unwrap(), *s);
+    }
+    for s in speech {
+        let n = numbers(s, "<spch");
+        let (content, layers) = if timbre {
+            let t = n.len() / 4;
+            let layer = |k: usize| {
+                n[k * t..(k + 1) * t]
+                    .iter()
+                    .map(|x| x - 1024 * k as u32)
+                    .collect::<Vec<u32>>()
+            };
+            (layer(0), Some([layer(1), layer(2), layer(3)]))
+        } else {
+            (n.clone(), None)
+        };
+        assert_eq!(speech_block(v, &content, layers.as_ref()).unwrap(), *s);
+    }
+}
+
+#[test]
+fn mio_call_input_ids() {
+    let g = golden();
+    for (name, tok) in tokenizers() {
+        for case in g["raw_tokenization"]["cases"].as_array().unwrap() {
+            let text = case["text"].as_str().unwrap();
+            let got = tok.encode_prompt(text, &[], &[], true).unwrap();
+            assert_eq!(got, ids(&case["mio_call_input_ids"]), "{name}: {text:?}");
+        }
+    }
+}
+
+#[test]
+fn detokenize_golden() {
+    let g = golden();
+    let d = &g["detokenize"];
+    let output_ids = ids(&d["output_ids"]);
+    for (name, tok) in tokenizers() {
+        assert_eq!(
+            tok.decode(&output_ids).unwrap(),
+            d["batch_decode"].as_str().unwrap(),
+            "{name}: batch_decode"
+        );
+        for (key, extract) in [
+            ("extract_assistant=False", false),
+            ("extract_assistant=True", true),
+        ] {
+            let want = &d["cases"][key];
+            let got = tok.detokenize(&output_ids, extract).unwrap();
+            assert!(got.warnings.is_empty(), "{name}/{key}: {:?}", got.warnings);
+            assert_eq!(
+                got.text_with_placeholders(),
+                want["texts"][0].as_str().unwrap(),
+                "{name}/{key}: text"
+            );
+            assert_eq!(
+                got.image_strings(),
+                strings(&want["extracted_image_strings"]),
+                "{name}/{key}: images"
+            );
+            let speech = got.speech_strings(tok.vocab().speech_codebook_size);
+            assert_eq!(
+                speech,
+                strings(&want["extracted_speech_strings"]),
+                "{name}/{key}: speech"
+            );
+            assert_eq!(
+                got.image_strings().len() as u64,
+                want["n_images"].as_u64().unwrap()
+            );
+            assert_eq!(speech.len() as u64, want["n_speeches"].as_u64().unwrap());
+            for seg in &got.segments {
+                match seg {
+                    Segment::Image { codes } => assert_eq!(codes.len(), 32),
+                    Segment::Speech { content, timbre } => {
+                        let t = timbre.as_ref().expect("golden speech has timbre");
+                        assert!(t.iter().all(|l| l.len() == content.len()));
+                        assert!(content.iter().chain(t.iter().flatten()).all(|c| *c < 1024));
+                    }
+                    Segment::Text(t) => assert!(!t.is_empty()),
+                }
+            }
+        }
+    }
 }
