@@ -493,3 +493,188 @@ impl TextTokenizer {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::text::media::tests::tiny_vocab;
+
+    /// Items: `Err(id)` = added token, `Ok(text)` = run.
+    fn parse(items: &[std::result::Result<&str, u32>]) -> Detokenized {
+        let mut p = BlockParser::new(tiny_vocab());
+        for (idx, it) in items.iter().enumerate() {
+            match it {
+                Err(id) => p.added(idx, *id, &format!("<{id}>")),
+                Ok(text) => {
+                    p.run_text(idx, text);
+                    p.run_close();
+                }
+            }
+        }
+        p.finish();
+        Detokenized::from_events(p.take_events())
+    }
+
+    const IMG: u32 = 1005;
+    const IMG_END: u32 = 1004;
+    const SP: u32 = 1003;
+    const SP_END: u32 = 1001;
+    fn img(c: u32) -> std::result::Result<&'static str, u32> {
+        Err(1006 + c)
+    }
+    fn spch(n: u32) -> std::result::Result<&'static str, u32> {
+        Err(9198 + n)
+    }
+    fn image(n: u32, close: bool) -> Vec<std::result::Result<&'static str, u32>> {
+        let mut v = vec![Err(IMG)];
+        v.extend((0..n).map(img));
+        if close {
+            v.push(Err(IMG_END));
+        }
+        v
+    }
+
+    #[test]
+    fn well_formed_blocks_and_whitespace_inside() {
+        let mut items = vec![Ok("look:")];
+        items.extend(image(32, true));
+        items.insert(3, Ok("\n "));
+        items.extend([
+            Ok("and"),
+            Err(SP),
+            spch(3),
+            spch(1030),
+            spch(2050),
+            spch(4000),
+            Err(SP_END),
+        ]);
+        let d = parse(&items);
+        assert!(d.warnings.is_empty(), "{:?}", d.warnings);
+        assert_eq!(
+            d.text_with_placeholders(),
+            "look: <image_placeholder_0> and <speech_placeholder_0>"
+        );
+        let timbre = Some([vec![6], vec![2], vec![928]]);
+        assert_eq!(
+            d.segments[3],
+            Segment::Speech {
+                content: vec![3],
+                timbre
+            }
+        );
+        let content_only = parse(&[Err(SP), spch(5), spch(7), Err(SP_END)]);
+        assert_eq!(
+            content_only.segments,
+            [Segment::Speech {
+                content: vec![5, 7],
+                timbre: None
+            }]
+        );
+        assert!(content_only.warnings.is_empty());
+    }
+
+    #[test]
+    fn malformed_image_blocks() {
+        let d = parse(&image(31, true));
+        assert_eq!(
+            d.warnings,
+            [BlockError::ImageCodeCount {
+                got: 31,
+                expected: 32
+            }]
+        );
+        assert!(d.segments.is_empty());
+        let d = parse(&image(32, false));
+        assert_eq!(d.warnings, [BlockError::Unterminated("image")]);
+        assert!(matches!(&d.segments[..], [Segment::Image { codes }] if codes.len() == 32));
+        let mut items = image(32, false);
+        items.push(Ok("oops"));
+        let d = parse(&items);
+        assert_eq!(d.warnings, [BlockError::Unterminated("image")]);
+        assert_eq!(d.text_with_placeholders(), "<image_placeholder_0> oops");
+        let d = parse(&[Ok("a"), img(5), Err(IMG_END), Ok("b")]);
+        assert_eq!(d.text_with_placeholders(), "a <1011> <1004> b");
+        assert_eq!(
+            d.warnings,
+            [
+                BlockError::StrayToken("<1011>".into()),
+                BlockError::StrayToken("<1004>".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn malformed_speech_blocks() {
+        let d = parse(&[Err(SP), spch(1), spch(2), spch(2049), Err(SP_END)]);
+        assert_eq!(
+            d.warnings,
+            [BlockError::SpeechLayerOrder(vec![
+                "content".into(),
+                "timbre1".into()
+            ])]
+        );
+        assert_eq!(
+            d.segments,
+            [Segment::Speech {
+                content: vec![1, 2],
+                timbre: None
+            }]
+        );
+        let d = parse(&[
+            Err(SP),
+            spch(1),
+            spch(2),
+            spch(1025),
+            spch(2049),
+            spch(3073),
+            Err(SP_END),
+        ]);
+        assert_eq!(
+            d.warnings,
+            [BlockError::SpeechLayerLengths(vec![2, 1, 1, 1])]
+        );
+        assert_eq!(
+            d.segments,
+            [Segment::Speech {
+                content: vec![1, 2],
+                timbre: None
+            }]
+        );
+        let d = parse(&[Err(SP), spch(1025), spch(1), Err(SP_END)]);
+        assert_eq!(
+            d.warnings,
+            [BlockError::SpeechLayerOrder(vec![
+                "timbre0".into(),
+                "content".into()
+            ])]
+        );
+        assert!(d.segments.is_empty());
+        let d = parse(&[Ok("x"), Err(SP), Err(SP_END), Ok("y")]);
+        assert_eq!(
+            (d.warnings.as_slice(), d.text().as_str()),
+            ([BlockError::EmptySpeech].as_slice(), "x  y")
+        );
+        let d = parse(&[Err(SP), spch(1), Err(IMG), img(1)]);
+        let expected = [
+            BlockError::Unterminated("speech"),
+            BlockError::Unterminated("image"),
+            BlockError::ImageCodeCount {
+                got: 1,
+                expected: 32,
+            },
+        ];
+        assert_eq!(d.warnings, expected);
+        // The separator before the interrupting `<image>` is text, as before any block.
+        assert_eq!(
+            d.segments,
+            [
+                Segment::Speech {
+                    content: vec![1],
+                    timbre: None
+                },
+                Segment::Text(" ".into())
+            ]
+        );
+    }
+}

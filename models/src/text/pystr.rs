@@ -30,11 +30,6 @@ pub fn py_rstrip(s: &str) -> &str {
     s.trim_end_matches(is_py_space)
 }
 
-/// `s.strip()`.
-pub fn py_strip(s: &str) -> &str {
-    py_rstrip(py_lstrip(s))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -53,6 +48,6 @@ mod tests {
             .filter(|c| char::from_u32(*c).is_some_and(is_py_space))
             .collect();
         assert_eq!(got, expected);
-        assert_eq!(py_strip("\u{1f} a b\u{3000}\n"), "a b");
+        assert_eq!(py_rstrip(py_lstrip("\u{1f} a b\u{3000}\n")), "a b");
     }
 }
