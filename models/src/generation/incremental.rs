@@ -16,8 +16,8 @@
 //! tokens after ordinary text (normal generation, which stops at `<|im_end|>` / eos) streams
 //! exactly the batch result.
 
+use crate::text::block_parser::BlockParser;
 use crate::text::decode::{DecodeStream, ItemKind};
-use crate::text::detokenize::BlockParser;
 use crate::text::{DetokEvent, TextTokenizer};
 use crate::Result;
 

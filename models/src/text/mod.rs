@@ -3,6 +3,7 @@
 
 mod added;
 mod block;
+pub(crate) mod block_parser;
 pub(crate) mod decode;
 pub(crate) mod detokenize;
 mod media;

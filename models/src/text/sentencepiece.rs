@@ -447,6 +447,7 @@ pub fn piece_to_byte(piece: &str) -> Option<u8> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]

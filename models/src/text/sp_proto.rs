@@ -320,6 +320,7 @@ impl ModelProto {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     fn varint(mut v: u64, out: &mut Vec<u8>) {
