@@ -52,6 +52,14 @@ pub enum Error {
     /// The tokenizer files are invalid or inconsistent.
     #[error("tokenizer: {0}")]
     Tokenizer(String),
+    /// A tokenizer file (`tokenizer.model`, `tokenizer_config.json`, ...) is corrupt or unsupported.
+    #[error("invalid tokenizer file {path}: {message}")]
+    TokenizerFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
     /// A token id outside the vocabulary.
     #[error("unknown token id {id} (vocabulary has {vocab_size} tokens)")]
     UnknownTokenId {

@@ -11,6 +11,7 @@ mod constraints;
 mod generate;
 #[cfg(test)]
 mod hf_cases_tests;
+mod incremental;
 mod lm_trait;
 mod output;
 mod processors;
@@ -24,6 +25,7 @@ mod tests;
 pub use config::{EarlyStopping, GenerationConfig, Task};
 pub use constraints::{BlockState, ModalityConstraints, IMAGE_BLOCK_LEN};
 pub use generate::{generate, left_pad, Batch};
+pub use incremental::IncrementalDetokenizer;
 pub use lm_trait::CausalLm;
 pub use output::{Controls, FinishReason, GenerationOutput, TokenCallback, TokenEvent};
 pub use processors::{log_softmax, repetition_penalty, softmax, temperature, top_k, top_p};

@@ -1,7 +1,7 @@
 //! Typed errors for malformed media blocks in model output.
 
 /// Why an image or speech block in model output cannot be decoded as is.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize)]
 #[non_exhaustive]
 pub enum BlockError {
     /// An image block without exactly 32 codes.
@@ -21,7 +21,12 @@ pub enum BlockError {
     /// Speech layers of unequal lengths.
     #[error("speech layers have unequal lengths {0:?}")]
     SpeechLayerLengths(Vec<usize>),
-    /// A block opened but never closed (generation stopped inside it).
+    /// A block opened but never closed (generation stopped inside it, or another token
+    /// interrupted it).
     #[error("{0} block was not closed")]
     Unterminated(&'static str),
+    /// A media token (`<imgN>`, `<spchN>`, `</image>`, `</spch>`) outside any block; it is
+    /// kept as text.
+    #[error("media token {0} outside a block")]
+    StrayToken(String),
 }
