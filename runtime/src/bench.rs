@@ -28,7 +28,12 @@ fn prompt(n: usize, text_vocab: u32) -> Vec<u32> {
 }
 
 /// Runs `mio bench lm`.
-pub fn lm(common: &Common, prompt_tokens: usize, decode_tokens: usize, repeat: usize) -> Result<()> {
+pub fn lm(
+    common: &Common,
+    prompt_tokens: usize,
+    decode_tokens: usize,
+    repeat: usize,
+) -> Result<()> {
     if prompt_tokens == 0 || decode_tokens < 2 || repeat == 0 {
         bail!("the benchmark needs at least 1 prompt token, 2 decode tokens and 1 repetition");
     }
@@ -45,13 +50,22 @@ pub fn lm(common: &Common, prompt_tokens: usize, decode_tokens: usize, repeat: u
     };
     let mut best: Option<Timings> = None;
     for _ in 0..repeat {
-        let response = worker.run(Request::Generate { ids: ids.clone(), params: params.clone() })?.wait(|_| {})?;
-        let Response::Generated { timings, .. } = response else { bail!("unexpected engine answer") };
+        let response = worker
+            .run(Request::Generate {
+                ids: ids.clone(),
+                params: params.clone(),
+            })?
+            .wait(|_| {})?;
+        let Response::Generated { timings, .. } = response else {
+            bail!("unexpected engine answer")
+        };
         if best.is_none_or(|b| timings.prefill_s + timings.decode_s < b.prefill_s + b.decode_s) {
             best = Some(timings);
         }
     }
-    let Some(t) = best else { bail!("no benchmark run finished") };
+    let Some(t) = best else {
+        bail!("no benchmark run finished")
+    };
     // The first new token comes from the prefill logits; each later one costs a decode step.
     let decode_steps = t.new_tokens.saturating_sub(1).max(1);
     let prefill_tps = t.prompt_tokens as f64 / t.prefill_s.max(1e-9);

@@ -5,13 +5,13 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use mio_models::engine::{
-    ChatMode, Conversation, EngineInfo, Event, GenerationParams, LoadOptions, Message, Precision, Request,
-    Response, Role, TemplateMode,
+    ChatMode, Conversation, EngineInfo, Event, GenerationParams, LoadOptions, Message, Precision,
+    Request, Response, Role, TemplateMode,
 };
 use serde_json::json;
 
-use crate::cli::{BenchCommand, ChatModeArg, Cli, Command, Common, DecodeArgs, PrecisionArg};
 use crate::cli::TemplateModeArg;
+use crate::cli::{BenchCommand, ChatModeArg, Cli, Command, Common, DecodeArgs, PrecisionArg};
 use crate::engine_backend::EngineWorker;
 use crate::{bench, info};
 
@@ -30,12 +30,33 @@ pub fn run(cli: Cli) -> Result<()> {
             };
             print(&common, json!({ "text": text }), || text.clone())
         }
-        Command::Template { common, conversation, mode } => template(&common, &conversation, mode),
-        Command::Generate { common, ids, prompt, decode } => generate(&common, ids, prompt, &decode),
-        Command::Chat { common, mode, out, decode, text } => chat(&common, mode, &out, &decode, text),
-        Command::Bench { what: BenchCommand::Lm { common, prompt_tokens, decode_tokens, repeat } } => {
-            bench::lm(&common, prompt_tokens, decode_tokens, repeat)
-        }
+        Command::Template {
+            common,
+            conversation,
+            mode,
+        } => template(&common, &conversation, mode),
+        Command::Generate {
+            common,
+            ids,
+            prompt,
+            decode,
+        } => generate(&common, ids, prompt, &decode),
+        Command::Chat {
+            common,
+            mode,
+            out,
+            decode,
+            text,
+        } => chat(&common, mode, &out, &decode, text),
+        Command::Bench {
+            what:
+                BenchCommand::Lm {
+                    common,
+                    prompt_tokens,
+                    decode_tokens,
+                    repeat,
+                },
+        } => bench::lm(&common, prompt_tokens, decode_tokens, repeat),
     }
 }
 
@@ -78,7 +99,11 @@ fn join(ids: &[u32]) -> String {
 }
 
 /// Prints `value` as JSON with `--json`, else the human form.
-pub(crate) fn print(common: &Common, value: serde_json::Value, human: impl FnOnce() -> String) -> Result<()> {
+pub(crate) fn print(
+    common: &Common,
+    value: serde_json::Value,
+    human: impl FnOnce() -> String,
+) -> Result<()> {
     let mut out = std::io::stdout().lock();
     if common.json {
         writeln!(out, "{}", serde_json::to_string(&value)?)?;
@@ -91,15 +116,21 @@ pub(crate) fn print(common: &Common, value: serde_json::Value, human: impl FnOnc
 fn template(common: &Common, file: &Path, mode: TemplateModeArg) -> Result<()> {
     let text = std::fs::read_to_string(file)
         .with_context(|| format!("cannot read the conversation file {}", file.display()))?;
-    let conversation: Conversation = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not a conversation (expected {{\"messages\": [...]}})", file.display()))?;
+    let conversation: Conversation = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{} is not a conversation (expected {{\"messages\": [...]}})",
+            file.display()
+        )
+    })?;
     let mode = match mode {
         TemplateModeArg::Std => TemplateMode::Std,
         TemplateModeArg::Voice => TemplateMode::Voice,
         TemplateModeArg::Custom => TemplateMode::Custom,
     };
     match ask(common, true, Request::Template { conversation, mode })? {
-        Response::Template { text, ids } => print(common, json!({ "text": text, "ids": ids }), || text.clone()),
+        Response::Template { text, ids } => {
+            print(common, json!({ "text": text, "ids": ids }), || text.clone())
+        }
         other => bail!("unexpected engine answer {other:?}"),
     }
 }
@@ -120,7 +151,12 @@ pub(crate) fn params(d: &DecodeArgs) -> GenerationParams {
     }
 }
 
-fn generate(common: &Common, ids: Option<Vec<u32>>, prompt: Option<String>, d: &DecodeArgs) -> Result<()> {
+fn generate(
+    common: &Common,
+    ids: Option<Vec<u32>>,
+    prompt: Option<String>,
+    d: &DecodeArgs,
+) -> Result<()> {
     let (worker, _) = start(common, false)?;
     let ids = match (ids, prompt) {
         (Some(ids), _) => ids,
@@ -133,7 +169,10 @@ fn generate(common: &Common, ids: Option<Vec<u32>>, prompt: Option<String>, d: &
     if ids.is_empty() {
         bail!("the prompt is empty");
     }
-    let request = Request::Generate { ids, params: params(d) };
+    let request = Request::Generate {
+        ids,
+        params: params(d),
+    };
     match worker.run(request)?.wait(|_| {})? {
         Response::Generated { new_ids, .. } => {
             print(common, json!({ "new_ids": new_ids }), || join(&new_ids))
@@ -142,18 +181,32 @@ fn generate(common: &Common, ids: Option<Vec<u32>>, prompt: Option<String>, d: &
     }
 }
 
-fn chat(common: &Common, mode: ChatModeArg, out: &Path, d: &DecodeArgs, text: String) -> Result<()> {
+fn chat(
+    common: &Common,
+    mode: ChatModeArg,
+    out: &Path,
+    d: &DecodeArgs,
+    text: String,
+) -> Result<()> {
     if text.trim().is_empty() {
         bail!("the message is empty");
     }
-    std::fs::create_dir_all(out).with_context(|| format!("cannot create the output folder {}", out.display()))?;
+    std::fs::create_dir_all(out)
+        .with_context(|| format!("cannot create the output folder {}", out.display()))?;
     let (worker, _) = start(common, false)?;
     let mode = match mode {
         ChatModeArg::Chat => ChatMode::Chat,
         ChatModeArg::Voice => ChatMode::Voice,
     };
-    let conversation = Conversation { messages: vec![Message::new(Role::User, text.clone())], ..Default::default() };
-    let request = Request::Chat { conversation, mode, params: params(d) };
+    let conversation = Conversation {
+        messages: vec![Message::new(Role::User, text.clone())],
+        ..Default::default()
+    };
+    let request = Request::Chat {
+        conversation,
+        mode,
+        params: params(d),
+    };
     let streaming = !common.json;
     let response = worker.run(request)?.wait(|event| {
         if let (true, Event::Token { text, .. }) = (streaming, &event) {
@@ -161,7 +214,15 @@ fn chat(common: &Common, mode: ChatModeArg, out: &Path, d: &DecodeArgs, text: St
             let _ = std::io::stdout().flush();
         }
     })?;
-    let Response::Chat { prompt_ids, new_ids, segments, warnings, finish_reason, timings } = response else {
+    let Response::Chat {
+        prompt_ids,
+        new_ids,
+        segments,
+        warnings,
+        finish_reason,
+        timings,
+    } = response
+    else {
         bail!("unexpected engine answer");
     };
     let transcript = json!({

@@ -26,7 +26,10 @@ struct Run {
 }
 
 fn mio(args: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_mio")).args(args).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_mio"))
+        .args(args)
+        .output()
+        .unwrap();
     Run {
         ok: out.status.success(),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -40,7 +43,11 @@ fn json_of(r: &Run) -> Value {
 }
 
 fn ids(v: &Value) -> Vec<u64> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap()).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap())
+        .collect()
 }
 
 fn golden(name: &str) -> Value {
@@ -53,7 +60,10 @@ fn golden_lm_ids(name: &str) -> Vec<u64> {
     let bytes = std::fs::read(fixtures().join("golden/lm.safetensors")).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let t = st.tensor(name).unwrap();
-    t.data().chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap()) as u64).collect()
+    t.data()
+        .chunks_exact(8)
+        .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as u64)
+        .collect()
 }
 
 fn assert_one_sentence_error(r: &Run, needle: &str) {
@@ -62,7 +72,10 @@ fn assert_one_sentence_error(r: &Run, needle: &str) {
     assert!(err.starts_with("error: "), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(!err.contains("panicked"), "{err}");
-    assert!(err.to_lowercase().contains(&needle.to_lowercase()), "{err:?} lacks {needle:?}");
+    assert!(
+        err.to_lowercase().contains(&needle.to_lowercase()),
+        "{err:?} lacks {needle:?}"
+    );
 }
 
 #[test]
@@ -70,15 +83,33 @@ fn tokenize_matches_golden_raw_tokenization() {
     let text = golden("text.json");
     for case in text["raw_tokenization"]["cases"].as_array().unwrap() {
         let s = case["text"].as_str().unwrap();
-        let v = json_of(&mio(&["tokenize", "--model", &model(), "--text", s, "--json"]));
+        let v = json_of(&mio(&[
+            "tokenize",
+            "--model",
+            &model(),
+            "--text",
+            s,
+            "--json",
+        ]));
         assert_eq!(ids(&v["ids"]), ids(&case["input_ids"]), "{s:?}");
-        assert_eq!(v.as_object().unwrap().len(), 1, "shape is {{\"ids\": [...]}}");
+        assert_eq!(
+            v.as_object().unwrap().len(),
+            1,
+            "shape is {{\"ids\": [...]}}"
+        );
     }
 }
 
 #[test]
 fn detokenize_roundtrips() {
-    let v = json_of(&mio(&["detokenize", "--model", &model(), "--ids", "972,598,328,316,285,912,916", "--json"]));
+    let v = json_of(&mio(&[
+        "detokenize",
+        "--model",
+        &model(),
+        "--ids",
+        "972,598,328,316,285,912,916",
+        "--json",
+    ]));
     assert_eq!(v["text"], "Hello world");
     let r = mio(&["detokenize", "--model", &model(), "--ids", "99999"]);
     assert_one_sentence_error(&r, "unknown token id 99999");
@@ -90,7 +121,16 @@ fn template_custom_gives_the_golden_short_prompt() {
     let conv = dir.path().join("conv.json");
     let body = r#"{"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi!"}]}"#;
     std::fs::write(&conv, body).unwrap();
-    let v = json_of(&mio(&["template", "--model", &model(), "--conversation", conv.to_str().unwrap(), "--mode", "custom", "--json"]));
+    let v = json_of(&mio(&[
+        "template",
+        "--model",
+        &model(),
+        "--conversation",
+        conv.to_str().unwrap(),
+        "--mode",
+        "custom",
+        "--json",
+    ]));
     assert_eq!(ids(&v["ids"]), golden_lm_ids("short.input_ids"));
     let expected = "<|startoftext|><|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi!<|im_end|>\n<|im_start|>assistant\n";
     assert_eq!(v["text"], expected);
@@ -104,16 +144,44 @@ fn template_keeps_placeholders_while_media_cannot_be_encoded() {
     let path = dir.path().join("conv.json");
     let body = serde_json::json!({ "messages": conv0, "images": ["img.jpg"] });
     std::fs::write(&path, body.to_string()).unwrap();
-    let v = json_of(&mio(&["template", "--model", &model(), "--conversation", path.to_str().unwrap(), "--mode", "std", "--json"]));
-    assert_eq!(v["text"], text["modes"]["std"]["per_conversation"][0]["template_string"]);
+    let v = json_of(&mio(&[
+        "template",
+        "--model",
+        &model(),
+        "--conversation",
+        path.to_str().unwrap(),
+        "--mode",
+        "std",
+        "--json",
+    ]));
+    assert_eq!(
+        v["text"],
+        text["modes"]["std"]["per_conversation"][0]["template_string"]
+    );
 }
 
 #[test]
 fn generate_reproduces_golden_greedy_and_beam() {
     let lm = golden("lm.json");
     let prompt = golden_lm_ids("mm.input_ids");
-    let prompt = prompt.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
-    let base = ["generate", "--model", &model(), "--ids", &prompt, "--max-new-tokens", "20", "--eos-id", "7", "--no-constraints", "--json"];
+    let prompt = prompt
+        .iter()
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    let base = [
+        "generate",
+        "--model",
+        &model(),
+        "--ids",
+        &prompt,
+        "--max-new-tokens",
+        "20",
+        "--eos-id",
+        "7",
+        "--no-constraints",
+        "--json",
+    ];
     let v = json_of(&mio(&base));
     assert_eq!(ids(&v["new_ids"]), ids(&lm["runs"]["greedy"]["new_tokens"]));
     let mut beam = base.to_vec();
@@ -125,8 +193,23 @@ fn generate_reproduces_golden_greedy_and_beam() {
 #[test]
 fn generate_with_constraints_never_emits_bare_media_tokens() {
     let prompt = golden_lm_ids("mm.input_ids");
-    let prompt = prompt.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
-    let v = json_of(&mio(&["generate", "--model", &model(), "--ids", &prompt, "--max-new-tokens", "40", "--eos-id", "7", "--json"]));
+    let prompt = prompt
+        .iter()
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    let v = json_of(&mio(&[
+        "generate",
+        "--model",
+        &model(),
+        "--ids",
+        &prompt,
+        "--max-new-tokens",
+        "40",
+        "--eos-id",
+        "7",
+        "--json",
+    ]));
     let new = ids(&v["new_ids"]);
     assert_eq!(new.len(), 40);
     // Tiny model ids: <image> 1005, </image> 1004, <spch> 1003, </spch> 1001, <img0> 1006, <spch0> 9198.
@@ -145,7 +228,16 @@ fn generate_with_constraints_never_emits_bare_media_tokens() {
 
 #[test]
 fn prompt_text_gets_bos_and_is_generated() {
-    let v = json_of(&mio(&["generate", "--model", &model(), "--prompt", "Hello", "--max-new-tokens", "3", "--json"]));
+    let v = json_of(&mio(&[
+        "generate",
+        "--model",
+        &model(),
+        "--prompt",
+        "Hello",
+        "--max-new-tokens",
+        "3",
+        "--json",
+    ]));
     assert!(ids(&v["new_ids"]).len() <= 3);
 }
 
@@ -153,9 +245,22 @@ fn prompt_text_gets_bos_and_is_generated() {
 fn chat_writes_a_transcript() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("turn");
-    let r = mio(&["chat", "--model", &model(), "--out", out.to_str().unwrap(), "--max-new-tokens", "12", "--num-beams", "1", "Hello there"]);
+    let r = mio(&[
+        "chat",
+        "--model",
+        &model(),
+        "--out",
+        out.to_str().unwrap(),
+        "--max-new-tokens",
+        "12",
+        "--num-beams",
+        "1",
+        "Hello there",
+    ]);
     assert!(r.ok, "{}", r.stderr);
-    let t: Value = serde_json::from_str(&std::fs::read_to_string(out.join("transcript.json")).unwrap()).unwrap();
+    let t: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("transcript.json")).unwrap())
+            .unwrap();
     assert_eq!(t["user"], "Hello there");
     assert!(!ids(&t["new_ids"]).is_empty());
     assert!(t["segments"].is_array());
@@ -165,8 +270,19 @@ fn chat_writes_a_transcript() {
 #[test]
 fn info_lists_components_and_memory() {
     let v = json_of(&mio(&["info", "--model", &model(), "--json"]));
-    let names: Vec<&str> = v["components"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
-    for n in ["lm", "tokenizer", "seed-tokenizer", "speech-tokenizer", "unclip"] {
+    let names: Vec<&str> = v["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    for n in [
+        "lm",
+        "tokenizer",
+        "seed-tokenizer",
+        "speech-tokenizer",
+        "unclip",
+    ] {
         assert!(names.contains(&n), "{names:?}");
     }
     assert_eq!(v["lm"]["layers"], 2);
@@ -176,10 +292,38 @@ fn info_lists_components_and_memory() {
 #[test]
 fn bad_input_is_one_clear_sentence() {
     let m = model();
-    assert_one_sentence_error(&mio(&["tokenize", "--model", "/nonexistent/mio", "--text", "x"]), "/nonexistent/mio");
-    assert_one_sentence_error(&mio(&["generate", "--model", &m, "--ids", "1,99999", "--max-new-tokens", "2"]), "unknown token id");
-    assert_one_sentence_error(&mio(&["generate", "--model", &m, "--ids", "1,2", "--max-new-tokens", "5000"]), "context");
-    assert_one_sentence_error(&mio(&["chat", "--model", &m, "--out", "/tmp/mio-x", "  "]), "empty");
+    assert_one_sentence_error(
+        &mio(&["tokenize", "--model", "/nonexistent/mio", "--text", "x"]),
+        "/nonexistent/mio",
+    );
+    assert_one_sentence_error(
+        &mio(&[
+            "generate",
+            "--model",
+            &m,
+            "--ids",
+            "1,99999",
+            "--max-new-tokens",
+            "2",
+        ]),
+        "unknown token id",
+    );
+    assert_one_sentence_error(
+        &mio(&[
+            "generate",
+            "--model",
+            &m,
+            "--ids",
+            "1,2",
+            "--max-new-tokens",
+            "5000",
+        ]),
+        "context",
+    );
+    assert_one_sentence_error(
+        &mio(&["chat", "--model", &m, "--out", "/tmp/mio-x", "  "]),
+        "empty",
+    );
     let r = mio(&["tokenize", "--model", &m, "--text", "x", "--device", "cuda"]);
     if cfg!(not(feature = "cuda")) {
         assert_one_sentence_error(&r, "cuda");
@@ -188,7 +332,19 @@ fn bad_input_is_one_clear_sentence() {
 
 #[test]
 fn bench_reports_speed_and_memory() {
-    let v = json_of(&mio(&["bench", "lm", "--model", &model(), "--prompt-tokens", "16", "--decode-tokens", "8", "--repeat", "1", "--json"]));
+    let v = json_of(&mio(&[
+        "bench",
+        "lm",
+        "--model",
+        &model(),
+        "--prompt-tokens",
+        "16",
+        "--decode-tokens",
+        "8",
+        "--repeat",
+        "1",
+        "--json",
+    ]));
     assert!(v["prefill_tokens_per_s"].as_f64().unwrap() > 0.0);
     assert!(v["decode_tokens_per_s"].as_f64().unwrap() > 0.0);
     assert_eq!(v["new_tokens"], 8);

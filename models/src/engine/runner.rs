@@ -15,11 +15,11 @@ use serde::Serialize;
 use super::timed::Timed;
 use super::types::*;
 use crate::generation::{
-    generate, Controls, FinishReason as GenFinish, GenerationConfig, GenerationOutput, Task,
-    TokenEvent,
+    generate, Controls, FinishReason as GenFinish, GenerationConfig, GenerationOutput,
+    IncrementalDetokenizer, Task, TokenEvent,
 };
 use crate::lm::{Config, GenerationConfigFile, LlamaForCausalLm, LmSession};
-use crate::text::{Detokenized, IncrementalDetokenizer, MioVocab, Segment, TextTokenizer};
+use crate::text::{DetokEvent, Detokenized, MioVocab, Segment, TextTokenizer};
 use crate::{Error, Result};
 
 /// What a loaded engine reports (the ready handshake of the worker).
@@ -85,7 +85,13 @@ impl Engine {
             lm_source,
             device: format!("{dev:?}"),
         };
-        Ok(Self { tokenizer, lm, lm_config, defaults, info })
+        Ok(Self {
+            tokenizer,
+            lm,
+            lm_config,
+            defaults,
+            info,
+        })
     }
 
     /// What was loaded.
@@ -106,8 +112,12 @@ impl Engine {
         emit: &mut dyn FnMut(Event),
     ) -> Result<Response> {
         match request {
-            Request::Tokenize { text } => Ok(Response::Ids { ids: self.tokenizer.encode(&text)? }),
-            Request::Detokenize { ids } => Ok(Response::Text { text: self.tokenizer.decode(&ids)? }),
+            Request::Tokenize { text } => Ok(Response::Ids {
+                ids: self.tokenizer.encode(&text)?,
+            }),
+            Request::Detokenize { ids } => Ok(Response::Text {
+                text: self.tokenizer.decode(&ids)?,
+            }),
             Request::Template { conversation, mode } => {
                 let (text, ids) = self.template(&conversation, mode)?;
                 Ok(Response::Template { text, ids })
@@ -117,17 +127,29 @@ impl Engine {
                 let (out, timings) = self.generate(&ids, &cfg, cancel, emit, false)?;
                 let new_ids = out.new_tokens.into_iter().next().unwrap_or_default();
                 let finish_reason = finish(out.finish_reasons.first().copied());
-                Ok(Response::Generated { new_ids, finish_reason, timings })
+                Ok(Response::Generated {
+                    new_ids,
+                    finish_reason,
+                    timings,
+                })
             }
-            Request::Chat { conversation, mode, params } => {
-                self.chat(&conversation, mode, &params, cancel, emit)
-            }
+            Request::Chat {
+                conversation,
+                mode,
+                params,
+            } => self.chat(&conversation, mode, &params, cancel, emit),
         }
     }
 
     /// The resolved prompt string and its ids (`<|startoftext|>` first).
-    fn template(&self, conversation: &Conversation, mode: TemplateMode) -> Result<(String, Vec<u32>)> {
-        let tpl = self.tokenizer.apply_chat_template(&conversation.messages, mode, true)?;
+    fn template(
+        &self,
+        conversation: &Conversation,
+        mode: TemplateMode,
+    ) -> Result<(String, Vec<u32>)> {
+        let tpl = self
+            .tokenizer
+            .apply_chat_template(&conversation.messages, mode, true)?;
         // Media encoders are not in this build: placeholders stay as text.
         let text = self.tokenizer.resolve_prompt(&tpl, &[], &[], true);
         let ids = self.tokenizer.encode(&text)?;
@@ -161,10 +183,23 @@ impl Engine {
         let finish_reason = finish(out.finish_reasons.first().copied());
         let answer = strip_stop(&new_ids, &cfg);
         let detok: Detokenized = self.tokenizer.detokenize(answer, false)?;
-        let segments: Vec<OutputSegment> = detok.segments.into_iter().map(OutputSegment::from).collect();
-        segments.iter().for_each(|s| emit(Event::Segment(s.clone())));
+        let segments: Vec<OutputSegment> = detok
+            .segments
+            .into_iter()
+            .map(OutputSegment::from)
+            .collect();
+        segments
+            .iter()
+            .for_each(|s| emit(Event::Segment(s.clone())));
         let warnings = detok.warnings.iter().map(|w| w.to_string()).collect();
-        Ok(Response::Chat { prompt_ids, new_ids, segments, warnings, finish_reason, timings })
+        Ok(Response::Chat {
+            prompt_ids,
+            new_ids,
+            segments,
+            warnings,
+            finish_reason,
+            timings,
+        })
     }
 
     /// Runs generation with streaming of token events (and their text when `stream_text`).
@@ -178,7 +213,9 @@ impl Engine {
     ) -> Result<(GenerationOutput, Timings)> {
         let vocab = self.tokenizer.vocab().clone();
         let Some(session) = self.lm.as_mut() else {
-            return Err(Error::InvalidArgument("the LM is not loaded (text-only engine)".into()));
+            return Err(Error::InvalidArgument(
+                "the LM is not loaded (text-only engine)".into(),
+            ));
         };
         if prompt.is_empty() {
             return Err(Error::EmptyPrompt);
@@ -189,7 +226,13 @@ impl Engine {
         let mut on_token = |ev: &TokenEvent| {
             let text = if stream_text {
                 match incremental.push(ev.token) {
-                    Ok(t) => t,
+                    Ok(events) => events
+                        .into_iter()
+                        .filter_map(|e| match e {
+                            DetokEvent::Text(t) => Some(t),
+                            _ => None,
+                        })
+                        .collect(),
                     Err(e) => {
                         stream_error = Some(e);
                         return ControlFlow::Break(());
@@ -202,25 +245,41 @@ impl Engine {
             ControlFlow::Continue(())
         };
         let mut timed = Timed::new(session);
-        let controls = Controls::none().with_cancel(cancel).with_callback(&mut on_token);
+        let controls = Controls::none()
+            .with_cancel(cancel)
+            .with_callback(&mut on_token);
         let out = generate(&mut timed, &[prompt.to_vec()], cfg, Some(&vocab), controls)?;
         if let Some(e) = stream_error {
             return Err(e);
         }
         let (prefill_s, decode_s, _, _) = timed.totals();
         let new_tokens = out.new_tokens.first().map_or(0, Vec::len);
-        let timings = Timings { prompt_tokens: prompt.len(), new_tokens, prefill_s, decode_s };
+        let timings = Timings {
+            prompt_tokens: prompt.len(),
+            new_tokens,
+            prefill_s,
+            decode_s,
+        };
         Ok((out, timings))
     }
 
     /// The generation config of a request: the task preset (or plain greedy), then the
     /// model's generation config for eos/pad, then the caller's overrides.
-    fn generation_config(&self, p: &GenerationParams, task: Option<Task>) -> Result<GenerationConfig> {
+    fn generation_config(
+        &self,
+        p: &GenerationParams,
+        task: Option<Task>,
+    ) -> Result<GenerationConfig> {
         let vocab = self.tokenizer.vocab();
         let mut cfg = match task {
             Some(task) => GenerationConfig::preset(task, vocab),
             None => GenerationConfig {
-                eos_token_ids: self.defaults.eos_token_id.as_ref().map(|e| e.to_vec()).unwrap_or_default(),
+                eos_token_ids: self
+                    .defaults
+                    .eos_token_id
+                    .as_ref()
+                    .map(|e| e.to_vec())
+                    .unwrap_or_default(),
                 pad_token_id: self.defaults.pad_token_id.unwrap_or(vocab.unk),
                 constraints: true,
                 ..GenerationConfig::default()

@@ -30,7 +30,12 @@ impl<'a, L: CausalLm + ?Sized> Timed<'a, L> {
 
     /// (prefill seconds, decode seconds, prompt tokens × rows, decode steps).
     pub(crate) fn totals(&self) -> (f64, f64, usize, usize) {
-        (self.prefill.as_secs_f64(), self.decode.as_secs_f64(), self.prefill_tokens, self.decode_steps)
+        (
+            self.prefill.as_secs_f64(),
+            self.decode.as_secs_f64(),
+            self.prefill_tokens,
+            self.decode_steps,
+        )
     }
 }
 
@@ -48,7 +53,11 @@ impl<L: CausalLm + ?Sized> CausalLm for Timed<'_, L> {
         self.inner.reset()
     }
 
-    fn forward(&mut self, tokens: &[Vec<u32>], attention_mask: &[Vec<u8>]) -> Result<Vec<Vec<f32>>> {
+    fn forward(
+        &mut self,
+        tokens: &[Vec<u32>],
+        attention_mask: &[Vec<u8>],
+    ) -> Result<Vec<Vec<f32>>> {
         let start = Instant::now();
         let out = self.inner.forward(tokens, attention_mask)?;
         let spent = start.elapsed();

@@ -15,26 +15,38 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use candle_core::{DType, Device, Tensor};
 use mio_models::generation::{generate, Controls, GenerationConfig, GenerationOutput};
-use mio_models::lm::{LmSession, MioLm};
+use mio_models::lm::{LlamaForCausalLm, LmSession};
 use mio_tests::{golden, golden_json, tiny_model};
 use serde_json::Value;
 
 fn session() -> Result<LmSession> {
-    let lm = MioLm::load(&tiny_model(), DType::F32, &Device::Cpu).context("loading the tiny LM")?;
+    let lm = LlamaForCausalLm::load(&tiny_model(), DType::F32, &Device::Cpu)
+        .context("loading the tiny LM")?;
     Ok(LmSession::new(Arc::new(lm)))
 }
 
 fn tensors() -> Result<HashMap<String, Tensor>> {
-    Ok(candle_core::safetensors::load(golden("lm.safetensors"), &Device::Cpu)?)
+    Ok(candle_core::safetensors::load(
+        golden("lm.safetensors"),
+        &Device::Cpu,
+    )?)
 }
 
 fn rows(t: &Tensor) -> Result<Vec<Vec<u32>>> {
     let v = t.to_dtype(DType::I64)?.to_vec2::<i64>()?;
-    Ok(v.into_iter().map(|r| r.into_iter().map(|x| x as u32).collect()).collect())
+    Ok(v.into_iter()
+        .map(|r| r.into_iter().map(|x| x as u32).collect())
+        .collect())
 }
 
 fn json_rows(v: &Value) -> Vec<Vec<u32>> {
-    let row = |r: &Value| r.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect();
+    let row = |r: &Value| {
+        r.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap() as u32)
+            .collect()
+    };
     v.as_array().unwrap().iter().map(row).collect()
 }
 
@@ -78,7 +90,11 @@ fn check_mm_run(name: &str) -> Result<GenerationOutput> {
     let golden_run = &lm_json["runs"][name];
     let want = json_rows(&golden_run["sequences"]);
     assert_eq!(out.sequences, want, "{name}: sequences (lm.json)");
-    assert_eq!(out.sequences, rows(&t[&format!("mm.{name}.sequences")])?, "{name}: sequences (safetensors)");
+    assert_eq!(
+        out.sequences,
+        rows(&t[&format!("mm.{name}.sequences")])?,
+        "{name}: sequences (safetensors)"
+    );
     let new = json_rows(&Value::Array(vec![golden_run["new_tokens"].clone()]));
     assert_eq!(out.new_tokens, new, "{name}: new tokens");
     if let Some(scores) = golden_run.get("sequences_scores") {
@@ -86,7 +102,11 @@ fn check_mm_run(name: &str) -> Result<GenerationOutput> {
         let got = out.sequences_scores.as_ref().unwrap()[0];
         assert!(close(got, want), "{name}: sequences_scores {got} vs {want}");
         let st: Vec<f32> = t[&format!("mm.{name}.sequences_scores")].to_vec1()?;
-        assert!(close(got, st[0]), "{name}: sequences_scores {got} vs {} (safetensors)", st[0]);
+        assert!(
+            close(got, st[0]),
+            "{name}: sequences_scores {got} vs {} (safetensors)",
+            st[0]
+        );
     }
     Ok(out)
 }
@@ -100,8 +120,15 @@ fn greedy_matches_reference() -> Result<()> {
     assert_eq!(got.len(), want[0].len());
     for (step, (g, w)) in got.iter().zip(&want[0]).enumerate() {
         assert_eq!(g[0].len(), w.len());
-        let worst = g[0].iter().zip(w).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-        assert!(g[0].iter().zip(w).all(|(a, b)| close(*a, *b)), "step {step}: max diff {worst}");
+        let worst = g[0]
+            .iter()
+            .zip(w)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            g[0].iter().zip(w).all(|(a, b)| close(*a, *b)),
+            "step {step}: max diff {worst}"
+        );
     }
     Ok(())
 }
@@ -126,12 +153,26 @@ fn left_padded_batch_greedy_matches_reference() -> Result<()> {
     let prompts: Vec<Vec<u32>> = ids
         .iter()
         .zip(&mask)
-        .map(|(r, m)| r.iter().zip(m).filter(|(_, m)| **m == 1).map(|(t, _)| *t).collect())
+        .map(|(r, m)| {
+            r.iter()
+                .zip(m)
+                .filter(|(_, m)| **m == 1)
+                .map(|(t, _)| *t)
+                .collect()
+        })
         .collect();
     let out = run(&lm_json, "batch_greedy_left_padded", &prompts)?;
     let want = json_rows(&lm_json["runs"]["batch_greedy_left_padded"]["sequences"]);
     assert_eq!(out.sequences, want, "sequences (lm.json)");
-    assert_eq!(out.sequences, rows(&t["batch.greedy.sequences"])?, "sequences (safetensors)");
-    assert_eq!(&out.sequences[0][..ids[0].len()], &ids[0][..], "left padding as the reference");
+    assert_eq!(
+        out.sequences,
+        rows(&t["batch.greedy.sequences"])?,
+        "sequences (safetensors)"
+    );
+    assert_eq!(
+        &out.sequences[0][..ids[0].len()],
+        &ids[0][..],
+        "left padding as the reference"
+    );
     Ok(())
 }
