@@ -22,7 +22,8 @@ pub trait CausalLm {
     /// tokens, 0 for left padding. Position ids are derived from it as
     /// `cumsum(mask) - 1` (the reference's rule for left-padded batches).
     /// Returns the f32 logits of the last new position of each row (`rows × vocab`).
-    fn forward(&mut self, tokens: &[Vec<u32>], attention_mask: &[Vec<u8>]) -> Result<Vec<Vec<f32>>>;
+    fn forward(&mut self, tokens: &[Vec<u32>], attention_mask: &[Vec<u8>])
+        -> Result<Vec<Vec<f32>>>;
 
     /// Reorders (and possibly duplicates) cached rows: new row `i` = old row `rows[i]`.
     /// Beam search uses it after every step; the batch size may change (1 → beams).

@@ -49,11 +49,13 @@ pub struct MioVocab {
 impl MioVocab {
     /// The image code of `id`, when `id` is an `<imgN>` token.
     pub fn image_code(&self, id: u32) -> Option<u32> {
-        id.checked_sub(self.img0).filter(|c| *c < self.n_image_codes)
+        id.checked_sub(self.img0)
+            .filter(|c| *c < self.n_image_codes)
     }
 
     /// The speech token number N of `id`, when `id` is a `<spchN>` token.
     pub fn speech_token(&self, id: u32) -> Option<u32> {
-        id.checked_sub(self.spch0).filter(|c| *c < self.n_speech_tokens)
+        id.checked_sub(self.spch0)
+            .filter(|c| *c < self.n_speech_tokens)
     }
 }
