@@ -244,7 +244,7 @@ fn check_storage(archive: &Archive, name: &str, info: &TensorInfo) -> Result<()>
     match info.storage_extent() {
         Some(extent) if extent <= info.storage_numel => Ok(()),
         _ => fail(format!(
-            "shape {:?} strides {:?} offset {} reach past its storage of {} elements",
+            "the view (shape {:?}, strides {:?}, offset {}) reaches past its storage of {} elements",
             info.shape, info.strides, info.storage_offset, info.storage_numel
         )),
     }

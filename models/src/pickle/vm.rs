@@ -73,7 +73,11 @@ impl Vm<'_> {
             }
             if let Some(value) = self.literal(op)? {
                 self.stack.push(value);
-            } else if !self.structure(op)? && !self.memo_op(op)? && !self.object(op)? {
+            } else if !self.structure(op)?
+                && !self.container(op)?
+                && !self.memo_op(op)?
+                && !self.object(op)?
+            {
                 return malformed(format!("unsupported pickle opcode 0x{op:02x} at byte {at}"));
             }
         }
@@ -135,7 +139,7 @@ impl Vm<'_> {
         }))
     }
 
-    /// Stack shaping and container opcodes; false when `op` is not one of them.
+    /// Protocol, framing and stack shaping opcodes; false when `op` is not one of them.
     fn structure(&mut self, op: u8) -> Result<bool> {
         match op {
             0x80 => {
@@ -162,6 +166,14 @@ impl Vm<'_> {
                 let top = self.top()?.clone();
                 self.stack.push(top);
             }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// Tuple, list and dict building opcodes; false when `op` is not one of them.
+    fn container(&mut self, op: u8) -> Result<bool> {
+        match op {
             b't' => {
                 let items = self.pop_mark()?;
                 self.stack.push(Value::Tuple(Rc::new(items)));
