@@ -9,6 +9,8 @@ mod archive;
 mod backend;
 mod pth_file;
 mod tensor;
+#[cfg(test)]
+mod test_util;
 mod value;
 mod vm;
 

@@ -22,6 +22,8 @@ use crate::{Error, Result};
 
 /// Deepest container nesting walked when collecting tensor names.
 const MAX_DEPTH: usize = 64;
+/// Largest `data.pkl` accepted (a 10 GB LM shard's is well under 1 MB).
+const MAX_PICKLE_BYTES: usize = 1 << 28;
 /// Most containers and values visited when collecting tensor names.
 const MAX_VISITS: usize = 1 << 22;
 
@@ -48,7 +50,14 @@ impl PthFile {
         let path = path.as_ref();
         let archive = Archive::open(path)?;
         let prefix = find_prefix(&archive)?;
-        let pickle = archive.read(&format!("{prefix}data.pkl"))?;
+        let pickle_name = format!("{prefix}data.pkl");
+        if archive
+            .size(&pickle_name)
+            .is_some_and(|n| n > MAX_PICKLE_BYTES)
+        {
+            return Err(Error::checkpoint(path, "data.pkl is implausibly large"));
+        }
+        let pickle = archive.read(&pickle_name)?;
         let found = vm::load(&pickle, |root| {
             let mut found = Vec::new();
             collect(root, String::new(), 0, &mut 0, &mut found)?;
@@ -241,6 +250,12 @@ fn check_storage(archive: &Archive, name: &str, info: &TensorInfo) -> Result<()>
             ))
         }
     }
+    let bytes = info
+        .checked_elem_count()
+        .and_then(|n| n.checked_mul(info.dtype.size_in_bytes()));
+    if bytes.is_none() {
+        return fail(format!("shape {:?} has too many elements", info.shape));
+    }
     match info.storage_extent() {
         Some(extent) if extent <= info.storage_numel => Ok(()),
         _ => fail(format!(
@@ -303,3 +318,7 @@ fn collect(
     }
     Ok(())
 }
+
+#[cfg(test)]
+#[path = "pth_file_tests.rs"]
+mod tests;

@@ -95,9 +95,16 @@ pub struct TensorInfo {
 }
 
 impl TensorInfo {
-    /// Number of elements of the tensor.
+    /// Number of elements of the tensor (saturating; [`super::PthFile::open`] rejects
+    /// shapes whose product overflows).
     pub fn elem_count(&self) -> usize {
-        self.shape.iter().product()
+        self.checked_elem_count().unwrap_or(usize::MAX)
+    }
+
+    /// Number of elements, or `None` when the product of the dimensions (taken left to
+    /// right, as candle does) overflows.
+    pub fn checked_elem_count(&self) -> Option<usize> {
+        self.shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d))
     }
 
     /// Whether the view is row-major contiguous (size-1 dimensions may have any stride).

@@ -1,64 +1,11 @@
+//! Unit tests of the restricted pickle machine on hand-assembled and fixture pickles.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::PathBuf;
 
 use super::*;
 use crate::pickle::tensor::PthDType;
-
-/// A protocol-2 pickle assembled opcode by opcode.
-struct P(Vec<u8>);
-
-impl P {
-    fn new() -> Self {
-        P(vec![0x80, 2])
-    }
-    fn op(mut self, op: u8) -> Self {
-        self.0.push(op);
-        self
-    }
-    fn raw(mut self, bytes: &[u8]) -> Self {
-        self.0.extend_from_slice(bytes);
-        self
-    }
-    fn global(self, module: &str, name: &str) -> Self {
-        self.op(b'c').raw(format!("{module}\n{name}\n").as_bytes())
-    }
-    fn uni(self, s: &str) -> Self {
-        self.op(b'X')
-            .raw(&(s.len() as u32).to_le_bytes())
-            .raw(s.as_bytes())
-    }
-    fn int(self, i: u8) -> Self {
-        self.op(b'K').raw(&[i])
-    }
-    /// `_rebuild_tensor_v2(('storage', FloatStorage, key, 'cpu', numel), 0, (n,), (1,), False, OrderedDict())`
-    fn tensor(self, key: &str, n: u8) -> Self {
-        self.global("torch._utils", "_rebuild_tensor_v2")
-            .op(b'(')
-            .op(b'(')
-            .uni("storage")
-            .global("torch", "FloatStorage")
-            .uni(key)
-            .uni("cpu")
-            .int(n)
-            .op(b't')
-            .op(b'Q')
-            .int(0)
-            .int(n)
-            .op(0x85)
-            .int(1)
-            .op(0x85)
-            .op(0x89)
-            .global("collections", "OrderedDict")
-            .op(b')')
-            .op(b'R')
-            .op(b't')
-            .op(b'R')
-    }
-    fn stop(self) -> Vec<u8> {
-        self.op(b'.').0
-    }
-}
+use crate::pickle::test_util::P;
 
 /// The top-level dict of tensors a pickle evaluates to.
 fn tensors(data: &[u8]) -> Result<Vec<(String, RawTensor)>> {
