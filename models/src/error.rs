@@ -33,6 +33,14 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// A pickle names a global outside the tensor-rebuild allowlist; nothing was executed.
+    #[error("refusing to load {path}: its pickle uses the global {global}, which is not a tensor-rebuild global")]
+    UnsafePickle {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// The refused global, as `module.name` (e.g. `posix.system`).
+        global: String,
+    },
     /// A tensor has a shape other than the config implies.
     #[error("tensor {name} has shape {got:?}, expected {expected:?} from the config")]
     ShapeMismatch {

@@ -7,6 +7,7 @@ pub mod engine;
 pub mod error;
 pub mod generation;
 pub mod lm;
+pub mod pickle;
 pub mod release;
 pub mod text;
 
