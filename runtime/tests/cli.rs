@@ -188,6 +188,12 @@ fn generate_reproduces_golden_greedy_and_beam() {
     beam.extend(["--num-beams", "5"]);
     let v = json_of(&mio(&beam));
     assert_eq!(ids(&v["new_ids"]), ids(&lm["runs"]["beam5"]["new_tokens"]));
+    // The release as it ships (.bin pickles, no index, no added_tokens.json) gives the same.
+    let release = fixtures().join("release-layout").display().to_string();
+    let mut shipped = base.to_vec();
+    shipped[2] = &release;
+    let v = json_of(&mio(&shipped));
+    assert_eq!(ids(&v["new_ids"]), ids(&lm["runs"]["greedy"]["new_tokens"]));
 }
 
 #[test]

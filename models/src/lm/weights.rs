@@ -10,7 +10,7 @@
 //! Each shard is a [`TensorSource`]; a [`Checkpoint`] joins them by tensor name, checks
 //! names and shapes against the config before anything is loaded, converts dtypes on read
 //! and remembers which tensors were read (so tests can prove none was forgotten).
-//! `.bin` shards become a source once the safe pickle reader exists: see [`open_source`].
+//! `.bin` shards are read through the safe pickle reader ([`crate::pickle`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Tensor};
 
 use super::config::read_json;
+use super::pth_shard::PthShard;
 use super::safetensors_shard::SafetensorsShard;
 use crate::{Error, Result};
 
@@ -191,10 +192,7 @@ fn by_name(dir: &Path, stem: &str, ext: &str) -> Result<Option<Vec<PathBuf>>> {
 pub fn open_source(format: ShardFormat, path: &Path) -> Result<Box<dyn TensorSource>> {
     match format {
         ShardFormat::Safetensors => Ok(Box::new(SafetensorsShard::open(path)?)),
-        ShardFormat::PytorchBin => Err(Error::Unsupported(format!(
-            "PyTorch pickle shard {} (the pickle reader is not wired into the LM loader yet)",
-            path.display()
-        ))),
+        ShardFormat::PytorchBin => Ok(Box::new(PthShard::open(path)?)),
     }
 }
 
