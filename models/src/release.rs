@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::lm::{find_shards, ShardFormat};
+use crate::pickle::PthFile;
 use crate::{Error, Result};
 
 /// One component of a release folder.
@@ -94,6 +95,26 @@ fn safetensors_summary(path: &Path) -> Result<(Vec<String>, u64)> {
     Ok((dtypes, params))
 }
 
+/// Element types and parameter count of pickled shards (reads their indexes, no data).
+fn pickle_summary(files: &[PathBuf]) -> Result<(Vec<String>, u64)> {
+    let mut dtypes: Vec<String> = vec![];
+    let mut params = 0u64;
+    for f in files {
+        let pth = PthFile::open(f)?;
+        for name in pth.names() {
+            if let Some(info) = pth.info(name) {
+                let d = format!("{:?}", info.dtype).to_ascii_lowercase();
+                if !dtypes.contains(&d) {
+                    dtypes.push(d);
+                }
+                params += info.elem_count() as u64;
+            }
+        }
+    }
+    dtypes.sort();
+    Ok((dtypes, params))
+}
+
 fn files_under(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     for p in list_dir(dir)? {
         if p.is_dir() {
@@ -151,8 +172,9 @@ impl ReleaseInfo {
                 };
                 let mut c = component("lm", root.to_path_buf(), found.files, format)?;
                 if format == "pytorch-pickle" {
-                    c.dtypes = vec!["f32".into()];
-                    c.parameters = Some(c.bytes / 4);
+                    let (dtypes, params) = pickle_summary(&c.files)?;
+                    c.dtypes = dtypes;
+                    c.parameters = Some(params);
                 }
                 components.push(c);
             }

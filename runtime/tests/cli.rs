@@ -198,6 +198,12 @@ fn generate_reproduces_golden_greedy_and_beam() {
 
 #[test]
 fn generate_with_constraints_never_emits_bare_media_tokens() {
+    // Unconstrained, the tiny model's greedy answer starts with a bare <img847> (id 1853).
+    let greedy = ids(&golden("lm.json")["runs"]["greedy"]["new_tokens"]);
+    assert!(
+        greedy.iter().any(|&t| t >= 1006),
+        "the golden breaks the rules unconstrained"
+    );
     let prompt = golden_lm_ids("mm.input_ids");
     let prompt = prompt
         .iter()

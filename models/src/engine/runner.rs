@@ -224,7 +224,7 @@ impl Engine {
         let mut incremental = IncrementalDetokenizer::new(tokenizer);
         let mut stream_error = None;
         let mut on_token = |ev: &TokenEvent| {
-            let text = if stream_text {
+            let text = if stream_text && !cfg.is_eos(ev.token) {
                 match incremental.push(ev.token) {
                     Ok(events) => events
                         .into_iter()
