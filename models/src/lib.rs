@@ -3,6 +3,7 @@
 //! Pure compute: no threads, no devices beyond candle's `Device`, no I/O other than
 //! reading model files. The rest of the workspace talks to [`engine`] only.
 
+pub mod convert;
 pub mod engine;
 pub mod error;
 pub mod generation;

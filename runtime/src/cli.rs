@@ -164,6 +164,24 @@ pub enum Command {
         /// The user's message.
         text: String,
     },
+    /// Convert the LM to a GGUF file (llama.cpp and candle load it).
+    Convert {
+        /// MIO release folder.
+        #[arg(long, value_name = "DIR")]
+        model: PathBuf,
+        /// The GGUF file to write.
+        #[arg(long, value_name = "FILE.gguf")]
+        out: PathBuf,
+        /// f32, f16, q8_0, q5_k_m or q4_k_m.
+        #[arg(long = "type", default_value = "q8_0")]
+        ty: String,
+        /// Replace FILE.gguf if it exists.
+        #[arg(long)]
+        force: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Benchmarks.
     Bench {
         /// What to measure.

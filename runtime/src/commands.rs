@@ -48,6 +48,13 @@ pub fn run(cli: Cli) -> Result<()> {
             decode,
             text,
         } => chat(&common, mode, &out, &decode, text),
+        Command::Convert {
+            model,
+            out,
+            ty,
+            force,
+            json,
+        } => crate::convert::run(&model, &out, &ty, force, json),
         Command::Bench {
             what:
                 BenchCommand::Lm {

@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod cli;
 pub mod commands;
+pub mod convert;
 pub mod device;
 pub mod engine_backend;
 pub mod info;

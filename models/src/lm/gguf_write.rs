@@ -35,6 +35,27 @@ pub enum GgufType {
     F16,
     /// Weight matrices Q8_0 (8-bit blocks of 32 with an f16 scale).
     Q8_0,
+    /// llama.cpp's Q5_K_M mix: Q5_K, with Q6_K for `attn_v`, `ffn_down` and `output`.
+    Q5KM,
+    /// llama.cpp's Q4_K_M mix: Q4_K, with Q6_K for `attn_v`, `ffn_down` and `output`.
+    Q4KM,
+}
+
+impl std::str::FromStr for GgufType {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "f32" => Ok(GgufType::F32),
+            "f16" => Ok(GgufType::F16),
+            "q8_0" => Ok(GgufType::Q8_0),
+            "q5_k_m" => Ok(GgufType::Q5KM),
+            "q4_k_m" => Ok(GgufType::Q4KM),
+            other => Err(Error::InvalidArgument(format!(
+                "unknown GGUF type {other:?}: use f32, f16, q8_0, q5_k_m or q4_k_m"
+            ))),
+        }
+    }
 }
 
 impl GgufType {
@@ -44,17 +65,34 @@ impl GgufType {
             GgufType::F32 => 0,
             GgufType::F16 => 1,
             GgufType::Q8_0 => 7,
+            GgufType::Q4KM => 15,
+            GgufType::Q5KM => 17,
         }
     }
 
-    fn for_shape(self, shape: &[usize]) -> GgmlDType {
-        match (self, shape) {
-            (_, [_]) | (GgufType::F32, _) => GgmlDType::F32,
-            (GgufType::Q8_0, [.., cols]) if cols.is_multiple_of(GgmlDType::Q8_0.block_size()) => {
-                GgmlDType::Q8_0
-            }
-            _ => GgmlDType::F16,
+    /// The ggml type of the tensor `gguf` (a GGUF name) of `shape`. Rows that are not whole
+    /// blocks of the wanted type fall back to Q8_0, then f16, as llama.cpp's quantizer does.
+    fn for_tensor(self, gguf: &str, shape: &[usize]) -> GgmlDType {
+        let [.., cols] = shape else {
+            return GgmlDType::F32;
+        };
+        if shape.len() < 2 {
+            return GgmlDType::F32;
         }
+        let sensitive =
+            gguf.contains("attn_v") || gguf.contains("ffn_down") || gguf == "output.weight";
+        let wanted = match self {
+            GgufType::F32 => return GgmlDType::F32,
+            GgufType::F16 => return GgmlDType::F16,
+            GgufType::Q8_0 => GgmlDType::Q8_0,
+            GgufType::Q5KM | GgufType::Q4KM if sensitive => GgmlDType::Q6K,
+            GgufType::Q5KM => GgmlDType::Q5K,
+            GgufType::Q4KM => GgmlDType::Q4K,
+        };
+        [wanted, GgmlDType::Q8_0]
+            .into_iter()
+            .find(|t| cols.is_multiple_of(t.block_size()))
+            .unwrap_or(GgmlDType::F16)
     }
 }
 
@@ -183,7 +221,7 @@ fn plan(expected: &[(String, Vec<usize>)], ty: GgufType) -> Result<Vec<Planned>>
     let mut plan = Vec::with_capacity(expected.len());
     for (hf, shape) in expected {
         let gguf = gguf_name(hf).ok_or_else(|| Error::MissingTensor(hf.clone()))?;
-        let dtype = ty.for_shape(shape);
+        let dtype = ty.for_tensor(&gguf, shape);
         let elems: usize = shape.iter().product();
         let size = (elems / dtype.block_size() * dtype.type_size()) as u64;
         plan.push(Planned {
@@ -354,5 +392,47 @@ fn write_value<W: Write>(w: &mut W, v: &Value) -> std::io::Result<()> {
             w.write_all(&(items.len() as u64).to_le_bytes())?;
             items.iter().try_for_each(|i| write_value(w, i))
         }
+    }
+}
+
+#[cfg(test)]
+mod type_tests {
+    use super::*;
+
+    #[test]
+    fn k_quant_mixes_pick_types_like_llama_cpp() {
+        let q4 = GgufType::Q4KM;
+        assert_eq!(
+            q4.for_tensor("blk.0.attn_q.weight", &[4096, 4096]),
+            GgmlDType::Q4K
+        );
+        assert_eq!(
+            q4.for_tensor("blk.0.attn_v.weight", &[512, 4096]),
+            GgmlDType::Q6K
+        );
+        assert_eq!(
+            q4.for_tensor("blk.0.ffn_down.weight", &[4096, 11008]),
+            GgmlDType::Q6K
+        );
+        assert_eq!(
+            q4.for_tensor("output.weight", &[76294, 4096]),
+            GgmlDType::Q6K
+        );
+        assert_eq!(
+            GgufType::Q5KM.for_tensor("token_embd.weight", &[76294, 4096]),
+            GgmlDType::Q5K
+        );
+        // Rows that are not whole 256-blocks fall back to Q8_0, then f16.
+        assert_eq!(
+            q4.for_tensor("blk.0.attn_q.weight", &[64, 64]),
+            GgmlDType::Q8_0
+        );
+        assert_eq!(
+            q4.for_tensor("blk.0.ffn_down.weight", &[64, 172]),
+            GgmlDType::F16
+        );
+        assert_eq!(q4.for_tensor("output_norm.weight", &[64]), GgmlDType::F32);
+        assert!("q4_k_m".parse::<GgufType>().is_ok());
+        assert!("q3".parse::<GgufType>().is_err());
     }
 }

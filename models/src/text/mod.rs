@@ -6,6 +6,7 @@ mod block;
 pub(crate) mod block_parser;
 pub(crate) mod decode;
 pub(crate) mod detokenize;
+mod gguf_vocab;
 mod media;
 mod pystr;
 mod sentencepiece;
@@ -19,6 +20,7 @@ mod vocab;
 pub use added::{AddedToken, SpecialTokens};
 pub use block::BlockError;
 pub use detokenize::{BlockKind, DetokEvent, Detokenized, Segment};
+pub use gguf_vocab::gguf_tokenizer_metadata;
 pub use media::{image_block, image_block_ids, speech_block, speech_block_ids};
 pub use sentencepiece::{
     byte_to_piece, piece_to_byte, PieceDecoder, SentencePieceModel, SPACE_SYMBOL,
