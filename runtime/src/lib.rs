@@ -1,5 +1,6 @@
 //! mio-runtime: the assistant around the engine (worker thread, sessions, CLI).
 
+pub mod audio;
 pub mod bench;
 pub mod cli;
 pub mod commands;
