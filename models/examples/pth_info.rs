@@ -13,7 +13,11 @@ fn list(pth: &PthFile) {
     println!("{}: {} tensors", pth.path().display(), pth.len());
     for name in pth.names() {
         if let Some(info) = pth.info(name) {
-            let layout = if info.is_contiguous() { "" } else { " (strided)" };
+            let layout = if info.is_contiguous() {
+                ""
+            } else {
+                " (strided)"
+            };
             println!("  {name}: {:?} {:?}{layout}", info.dtype, info.shape);
         }
     }
@@ -23,8 +27,15 @@ fn show(pth: &PthFile, name: &str) -> mio_models::Result<()> {
     let t = pth.tensor(name, &Device::Cpu)?;
     let flat = t.flatten_all()?;
     let n = flat.dim(0)?.min(8);
-    let head = flat.narrow(0, 0, n)?.to_dtype(DType::F64)?.to_vec1::<f64>()?;
-    println!("{name}: {:?} {:?} first values {head:?}", t.dtype(), t.dims());
+    let head = flat
+        .narrow(0, 0, n)?
+        .to_dtype(DType::F64)?
+        .to_vec1::<f64>()?;
+    println!(
+        "{name}: {:?} {:?} first values {head:?}",
+        t.dtype(),
+        t.dims()
+    );
     Ok(())
 }
 
