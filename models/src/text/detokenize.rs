@@ -208,7 +208,7 @@ impl Segment {
 }
 
 /// Keeps what follows the last assistant starter (reference `extract_assistant`).
-fn extract_assistant(items: Vec<Item>) -> Vec<Item> {
+fn assistant_items(items: Vec<Item>) -> Vec<Item> {
     let found = items
         .iter()
         .enumerate()
@@ -234,14 +234,14 @@ fn extract_assistant(items: Vec<Item>) -> Vec<Item> {
 impl TextTokenizer {
     /// `MIOTokenizer.detokenize` of one output row: decode, optionally keep the assistant's
     /// answer, split into segments.
-    pub fn detokenize(&self, ids: &[u32], extract: bool) -> Result<Detokenized> {
+    pub fn detokenize(&self, ids: &[u32], extract_assistant: bool) -> Result<Detokenized> {
         let mut stream = DecodeStream::default();
         for &id in ids {
             stream.push(self, id)?;
         }
         stream.finish();
-        let items = if extract {
-            extract_assistant(stream.items)
+        let items = if extract_assistant {
+            assistant_items(stream.items)
         } else {
             stream.items
         };
@@ -257,7 +257,7 @@ impl TextTokenizer {
         }
         parser.finish();
         let mut out = Detokenized::from_events(parser.take_events());
-        if extract {
+        if extract_assistant {
             out.clean_assistant();
         }
         Ok(out)

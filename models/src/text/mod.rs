@@ -5,7 +5,7 @@ mod added;
 mod block;
 pub(crate) mod block_parser;
 pub(crate) mod decode;
-pub(crate) mod detokenize;
+mod detokenize;
 mod gguf_vocab;
 mod media;
 mod pystr;

@@ -40,6 +40,22 @@ pub enum ChatMode {
     Custom,
 }
 
+impl std::str::FromStr for ChatMode {
+    type Err = Error;
+
+    /// `std`, `voice` or `custom`.
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "std" => Ok(Self::Std),
+            "voice" => Ok(Self::Voice),
+            "custom" => Ok(Self::Custom),
+            _ => Err(Error::InvalidArgument(format!(
+                "unknown chat mode {s:?} (std, voice or custom)"
+            ))),
+        }
+    }
+}
+
 /// Author of a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
