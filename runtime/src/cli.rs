@@ -164,6 +164,21 @@ pub enum Command {
         /// The user's message.
         text: String,
     },
+    /// Replay a scripted conversation; writes transcript.json and report.html, fails when an
+    /// expectation fails.
+    Replay {
+        /// The script (YAML).
+        script: PathBuf,
+        /// Output folder.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Model folder (overrides the script's `model`).
+        #[arg(long, value_name = "DIR")]
+        model: Option<PathBuf>,
+        /// Print the transcript as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Convert the LM to a GGUF file (llama.cpp and candle load it).
     Convert {
         /// MIO release folder.

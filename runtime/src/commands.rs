@@ -55,6 +55,12 @@ pub fn run(cli: Cli) -> Result<()> {
             force,
             json,
         } => crate::convert::run(&model, &out, &ty, force, json),
+        Command::Replay {
+            script,
+            out,
+            model,
+            json,
+        } => crate::replay::run(&script, &out, model.as_deref(), json),
         Command::Bench {
             what:
                 BenchCommand::Lm {
@@ -228,6 +234,7 @@ fn chat(
         warnings,
         finish_reason,
         timings,
+        ..
     } = response
     else {
         bail!("unexpected engine answer");

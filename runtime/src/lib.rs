@@ -8,4 +8,6 @@ pub mod convert;
 pub mod device;
 pub mod engine_backend;
 pub mod info;
+pub mod replay;
+mod report;
 pub mod worker;

@@ -1,6 +1,6 @@
 //! Audio file decoding: every supported container gives mono f32 at its own rate; a 16-bit
 //! wav equals `torchaudio.load` (int16 / 32768) exactly; bad files are one clear error.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
 

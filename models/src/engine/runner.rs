@@ -182,6 +182,7 @@ impl Engine {
         let new_ids = out.new_tokens.into_iter().next().unwrap_or_default();
         let finish_reason = finish(out.finish_reasons.first().copied());
         let answer = strip_stop(&new_ids, &cfg);
+        let answer_text = self.tokenizer.decode(answer)?;
         let detok: Detokenized = self.tokenizer.detokenize(answer, false)?;
         let segments: Vec<OutputSegment> = detok
             .segments
@@ -193,6 +194,7 @@ impl Engine {
             .for_each(|s| emit(Event::Segment(s.clone())));
         let warnings = detok.warnings.iter().map(|w| w.to_string()).collect();
         Ok(Response::Chat {
+            answer_text,
             prompt_ids,
             new_ids,
             segments,

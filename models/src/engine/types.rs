@@ -214,6 +214,9 @@ pub enum Response {
     },
     /// An assistant turn.
     Chat {
+        /// The answer as the model wrote it (text with its media blocks as token strings):
+        /// the assistant message to put in the conversation for the next turn.
+        answer_text: String,
         /// The prompt ids the model saw.
         prompt_ids: Vec<u32>,
         /// New ids.

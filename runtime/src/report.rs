@@ -1,0 +1,137 @@
+//! The self-contained HTML report of a replay: every input (images and audio embedded as
+//! data URLs), every output segment in order, timings and expectation results. No external
+//! resources, so the file can be mailed or attached to a bug.
+
+use std::fmt::Write;
+use std::path::Path;
+
+use base64::Engine as _;
+use mio_models::engine::OutputSegment;
+
+use crate::replay::{Transcript, TurnRecord};
+
+/// Escapes text for HTML.
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn data_url(path: &Path) -> Option<String> {
+    let mime = match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "webp" => "image/webp",
+        "gif" => "image/gif",
+        "wav" => "audio/wav",
+        "mp3" => "audio/mpeg",
+        "flac" => "audio/flac",
+        "ogg" => "audio/ogg",
+        _ => return None,
+    };
+    let bytes = std::fs::read(path).ok()?;
+    Some(format!(
+        "data:{mime};base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    ))
+}
+
+const STYLE: &str = "body{font:15px/1.5 system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#1d1d1f}\
+.turn{border:1px solid #ddd;border-radius:10px;padding:1rem;margin:1rem 0}.user{background:#eef4ff;padding:.5rem .8rem;border-radius:8px;white-space:pre-wrap}\
+.answer{white-space:pre-wrap;padding:.5rem .8rem}.codes{font:12px monospace;color:#555;background:#f6f6f6;padding:.4rem;border-radius:6px;word-break:break-all}\
+.pass{color:#0a7d28}.fail{color:#c01818;font-weight:600}.meta{color:#666;font-size:13px}img.in{max-width:14rem;border-radius:6px}";
+
+/// Renders the report.
+pub fn html(t: &Transcript, base: &Path) -> String {
+    let mut s = String::new();
+    let verdict = if t.failed == 0 {
+        "<span class=pass>all expectations hold</span>".to_string()
+    } else {
+        format!("<span class=fail>{} expectation(s) failed</span>", t.failed)
+    };
+    let _ = write!(
+        s,
+        "<!doctype html><html><head><meta charset=utf-8><title>MIO replay: {name}</title><style>{STYLE}</style></head><body>\
+         <h1>MIO replay: {name}</h1><p>{desc}</p><p class=meta>model {model} · mode {mode:?} · load {load:.2} s · {verdict}</p>",
+        name = esc(&t.name),
+        desc = esc(&t.description),
+        model = esc(&t.model.display().to_string()),
+        mode = t.mode,
+        load = t.load_s,
+    );
+    for (i, turn) in t.turns.iter().enumerate() {
+        turn_html(&mut s, i, turn, base);
+    }
+    s.push_str("</body></html>\n");
+    s
+}
+
+fn turn_html(s: &mut String, i: usize, turn: &TurnRecord, base: &Path) {
+    let _ = write!(
+        s,
+        "<div class=turn><h2>Turn {}</h2><div class=user>{}</div>",
+        i + 1,
+        esc(&turn.user)
+    );
+    for p in &turn.images {
+        match data_url(&base.join(p)) {
+            Some(url) => {
+                let _ = write!(
+                    s,
+                    "<img class=in alt='{}' src='{url}'>",
+                    esc(&p.display().to_string())
+                );
+            }
+            None => {
+                let _ = write!(
+                    s,
+                    "<p class=meta>image {} (not embeddable)</p>",
+                    esc(&p.display().to_string())
+                );
+            }
+        }
+    }
+    for p in &turn.audio {
+        if let Some(url) = data_url(&base.join(p)) {
+            let _ = write!(s, "<audio controls src='{url}'></audio>");
+        }
+    }
+    s.push_str("<div class=answer>");
+    for seg in &turn.segments {
+        match seg {
+            OutputSegment::Text { text } => s.push_str(&esc(text)),
+            OutputSegment::Image { codes } => {
+                let _ = write!(s, "<div class=codes>image block, 32 codes: {codes:?}</div>");
+            }
+            OutputSegment::Speech { content, timbre } => {
+                let layers = if timbre.is_some() { 4 } else { 1 };
+                let _ = write!(s, "<div class=codes>speech block, {} frames × {layers} layer(s): {content:?}</div>", content.len());
+            }
+        }
+    }
+    s.push_str("</div>");
+    let tm = &turn.timings;
+    let _ = write!(
+        s,
+        "<p class=meta>{:?} · {} prompt tokens · {} new tokens · prefill {:.3} s · decode {:.3} s</p>",
+        turn.finish_reason, tm.prompt_tokens, tm.new_tokens, tm.prefill_s, tm.decode_s
+    );
+    for w in &turn.warnings {
+        let _ = write!(s, "<p class=fail>warning: {}</p>", esc(w));
+    }
+    s.push_str("<ul>");
+    for c in &turn.checks {
+        let (class, mark) = if c.passed {
+            ("pass", "✓")
+        } else {
+            ("fail", "✗")
+        };
+        let _ = write!(s, "<li class={class}>{mark} {}", esc(&c.what));
+        if !c.passed {
+            let _ = write!(s, " — found: {}", esc(&c.found));
+        }
+        s.push_str("</li>");
+    }
+    s.push_str("</ul></div>");
+}
