@@ -3,7 +3,7 @@
 //! WAV loading, 22.05 → 16 kHz resampling, encoder output, the 8 × 100 RVQ codes (exact),
 //! the MIO speech strings (exact), decoder input and decoded waveform (1e-4), plus the
 //! streaming decoder against the whole-clip decoder and clear errors on bad input.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -50,7 +50,9 @@ fn input(key: &str) -> Value {
 }
 
 fn g(name: &str) -> &'static Tensor {
-    golden().get(name).unwrap_or_else(|| panic!("golden {name}"))
+    golden()
+        .get(name)
+        .unwrap_or_else(|| panic!("golden {name}"))
 }
 
 /// Max |a - b| after checking shapes.
@@ -97,7 +99,10 @@ fn wav_path(key: &str) -> std::path::PathBuf {
 fn wav_loading_matches_torchaudio_load() {
     for key in KEYS {
         let audio = read_wav(wav_path(key)).unwrap();
-        assert_eq!(audio.sample_rate as u64, input(key)["sample_rate"].as_u64().unwrap());
+        assert_eq!(
+            audio.sample_rate as u64,
+            input(key)["sample_rate"].as_u64().unwrap()
+        );
         let flat: Vec<f32> = audio.samples.concat();
         let got = Tensor::from_vec(flat, (audio.samples.len(), audio.len()), &Device::Cpu).unwrap();
         let d = max_diff(&got, g(&format!("{key}.wav_loaded")));
@@ -111,7 +116,11 @@ fn model_input_matches_torchaudio_resample() {
     for key in KEYS {
         let audio = read_wav(wav_path(key)).unwrap();
         let xs = model().prepare_input(&audio).unwrap();
-        assert_close(&format!("{key}.model_input"), &xs, g(&format!("{key}.model_input")));
+        assert_close(
+            &format!("{key}.model_input"),
+            &xs,
+            g(&format!("{key}.model_input")),
+        );
     }
 }
 
@@ -120,13 +129,21 @@ fn encode_matches_golden_codes_and_encoder_output() {
     for key in KEYS {
         let xs = g(&format!("{key}.model_input"));
         let e = model().encoder_forward(xs).unwrap();
-        assert_close(&format!("{key}.encoder_out"), &e, g(&format!("{key}.encoder_out")));
+        assert_close(
+            &format!("{key}.encoder_out"),
+            &e,
+            g(&format!("{key}.encoder_out")),
+        );
         let codes = model().encode(xs).unwrap().squeeze(1).unwrap();
         let got = codes.to_vec2::<u32>().unwrap();
         assert_eq!(got, golden_codes(&format!("{key}.codes")), "{key}: codes");
         // The whole audio path from the WAV file gives the same codes.
         let audio = read_wav(wav_path(key)).unwrap();
-        assert_eq!(model().encode_audio(&audio).unwrap(), got, "{key}: codes from file");
+        assert_eq!(
+            model().encode_audio(&audio).unwrap(),
+            got,
+            "{key}: codes from file"
+        );
     }
 }
 
@@ -141,11 +158,17 @@ fn mio_speech_strings_match_golden() {
         assert_eq!(content, inp["speech_string_content_only"].as_str().unwrap());
         let timbre = speech_string(vocab, &codes, true).unwrap();
         assert_eq!(timbre, inp["speech_string_with_timbre"].as_str().unwrap());
-        assert_eq!(speech_ids(vocab, &codes, true).unwrap(), tok.encode(&timbre).unwrap());
+        assert_eq!(
+            speech_ids(vocab, &codes, true).unwrap(),
+            tok.encode(&timbre).unwrap()
+        );
         // decode_speeches: the timbre string gives back the 4 layers.
         let layers = speech_layers_from_string(&timbre, 1024).unwrap();
         assert_eq!(layers, golden_codes(&format!("{key}.decode_codes_4q")));
-        assert_eq!(speech_layers_from_string(&content, 1024).unwrap(), codes[..1]);
+        assert_eq!(
+            speech_layers_from_string(&content, 1024).unwrap(),
+            codes[..1]
+        );
     }
 }
 
@@ -155,20 +178,36 @@ fn decode_of_4_layers_matches_golden_waveform() {
         let layers = golden_codes(&format!("{key}.decode_codes_4q"));
         let codes = codes_tensor(&layers, &Device::Cpu).unwrap();
         let q = model().decoder_input(&codes, 0).unwrap();
-        assert_close(&format!("{key}.decoder_input"), &q, g(&format!("{key}.decoder_input")));
+        assert_close(
+            &format!("{key}.decoder_input"),
+            &q,
+            g(&format!("{key}.decoder_input")),
+        );
         let wav = model().decode(&codes, 0).unwrap();
-        assert_close(&format!("{key}.decoded_wav"), &wav, g(&format!("{key}.decoded_wav")));
+        assert_close(
+            &format!("{key}.decoded_wav"),
+            &wav,
+            g(&format!("{key}.decoded_wav")),
+        );
         // The reference also wrote it as a float32 WAV (scipy).
         let file = read_wav(mio_tests::golden(&format!("speech_decode_{key}.wav"))).unwrap();
         assert_eq!(file.sample_rate, 16000);
         let n = file.len();
         let from_file = Tensor::from_vec(file.samples.concat(), (1, 1, n), &Device::Cpu).unwrap();
-        assert_close(&format!("{key} vs speech_decode_{key}.wav"), &wav, &from_file);
+        assert_close(
+            &format!("{key} vs speech_decode_{key}.wav"),
+            &wav,
+            &from_file,
+        );
     }
 }
 
 /// Decodes `codes` chunk by chunk (`chunk` frames each) with one state.
-fn streamed(codes: &Tensor, chunk: usize, state: &mut mio_models::speech_codec::SpeechDecodeState) -> Tensor {
+fn streamed(
+    codes: &Tensor,
+    chunk: usize,
+    state: &mut mio_models::speech_codec::SpeechDecodeState,
+) -> Tensor {
     let frames = codes.dim(2).unwrap();
     let mut parts = Vec::new();
     let mut start = 0;
@@ -198,10 +237,16 @@ fn streaming_decode_equals_whole_clip_decode() {
         assert_eq!(whole.dims(), [1, 1, 32000]);
         for chunk in [1, 2, 7, 25, 100] {
             let got = streamed(&codes, chunk, &mut state);
-            assert_close(&format!("stream {n_layers} layers, chunks of {chunk}"), &got, &whole);
+            assert_close(
+                &format!("stream {n_layers} layers, chunks of {chunk}"),
+                &got,
+                &whole,
+            );
         }
         // reset() mid-stream starts a clean stream.
-        let _ = model().decode_step(&mut state, &codes.narrow(2, 0, 10).unwrap()).unwrap();
+        let _ = model()
+            .decode_step(&mut state, &codes.narrow(2, 0, 10).unwrap())
+            .unwrap();
         state.reset();
         assert_close("after reset", &streamed(&codes, 10, &mut state), &whole);
     }
@@ -271,7 +316,8 @@ fn bad_input_is_a_clear_error() {
     assert!(m.decode_layers(&[vec![5000]]).is_err());
     // A stream keeps its number of layers.
     let mut st = m.new_decode_state();
-    m.decode_step(&mut st, &codes_tensor(&[vec![1; 3]], &dev).unwrap()).unwrap();
+    m.decode_step(&mut st, &codes_tensor(&[vec![1; 3]], &dev).unwrap())
+        .unwrap();
     let c4 = codes_tensor(&[vec![1; 3], vec![1; 3], vec![1; 3], vec![1; 3]], &dev).unwrap();
     assert!(m.decode_step(&mut st, &c4).is_err());
     // Strings.

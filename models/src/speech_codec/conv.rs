@@ -253,7 +253,7 @@ impl SConvTranspose1d {
         stride: usize,
         vb: VarBuilder,
     ) -> Result<Self> {
-        if stride == 0 || kernel_size % stride != 0 {
+        if stride == 0 || !kernel_size.is_multiple_of(stride) {
             return Err(Error::InvalidConfig(format!(
                 "transposed convolution kernel {kernel_size} is not a multiple of its stride {stride}"
             )));
@@ -281,7 +281,10 @@ impl SConvTranspose1d {
     fn overlap_add(&self, xs: &Tensor) -> Result<Tensor> {
         let (b_sz, _, seq_len) = xs.dims3()?;
         let (s, m) = (self.stride, self.kernel_size / self.stride);
-        let frames = self.weight.broadcast_left(b_sz)?.matmul(&xs.contiguous()?)?;
+        let frames = self
+            .weight
+            .broadcast_left(b_sz)?
+            .matmul(&xs.contiguous()?)?;
         let frames = frames.reshape((b_sz, self.out_c, m, s, seq_len))?;
         let mut sum: Option<Tensor> = None;
         for j in 0..m {
@@ -301,18 +304,13 @@ impl SConvTranspose1d {
     }
 
     /// One chunk `(B, C_in, n)`: the `n · stride` output samples no later frame touches.
-    pub fn step(
-        &self,
-        state: &mut SConvTranspose1dState,
-        xs: &Tensor,
-    ) -> Result<Option<Tensor>> {
+    pub fn step(&self, state: &mut SConvTranspose1dState, xs: &Tensor) -> Result<Option<Tensor>> {
         let full = self.overlap_add(xs)?;
         let full = match state.pending.take() {
             Some(p) => {
                 let (head, tail) = split_at(&full, p.dim(D::Minus1)?)?;
                 let head = head.map(|h| h + p).transpose()?;
-                cat_opt(head, tail)?
-                    .ok_or_else(|| Error::InvalidArgument("empty chunk".into()))?
+                cat_opt(head, tail)?.ok_or_else(|| Error::InvalidArgument("empty chunk".into()))?
             }
             None => full,
         };
@@ -337,7 +335,11 @@ impl SConvTranspose1d {
     }
 
     /// Adds the bias and drops what is left of the first `left` samples.
-    fn emit(&self, state: &mut SConvTranspose1dState, ys: Option<Tensor>) -> Result<Option<Tensor>> {
+    fn emit(
+        &self,
+        state: &mut SConvTranspose1dState,
+        ys: Option<Tensor>,
+    ) -> Result<Option<Tensor>> {
         let Some(ys) = ys else { return Ok(None) };
         let (left, _) = self.trim();
         let len = ys.dim(D::Minus1)?;
@@ -381,12 +383,13 @@ mod tests {
             p.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
             [3., 2., 1., 2., 3., 4., 3., 2., 1.]
         );
-        // short input: zero-extended to [1,2,0,0], reflected, then the extra zeros cut.
+        // short input: zero-extended to [1,2,0,0], reflected to [0,0,2,1,2,0,0,0,2,1],
+        // then the 2 extra samples cut from the end.
         let xs = Tensor::new(&[[[1f32, 2.]]], &Device::Cpu).unwrap();
         let p = pad1d_reflect(&xs, 3, 3).unwrap();
         assert_eq!(
             p.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
-            [0., 0., 2., 1., 2., 0., 0., 2.]
+            [0., 0., 2., 1., 2., 0., 0., 0.]
         );
     }
 
@@ -398,5 +401,77 @@ mod tests {
         assert_eq!(extra_padding(10, 7, 1, 6), 0);
         // (1 - 16 + 8) / 8 + 1 = 0.125 -> 1 frame; ideal 8.
         assert_eq!(extra_padding(1, 16, 8, 8), 7);
+    }
+
+    fn random_vb(tensors: &[(&str, Vec<usize>)]) -> VarBuilder<'static> {
+        let dev = Device::Cpu;
+        let map = tensors
+            .iter()
+            .map(|(n, shape)| {
+                let t = Tensor::randn(0f32, 1.0, shape.as_slice(), &dev).unwrap();
+                (n.to_string(), t)
+            })
+            .collect();
+        VarBuilder::from_tensors(map, candle_core::DType::F32, &dev)
+    }
+
+    fn streamed<S>(
+        xs: &Tensor,
+        chunk: usize,
+        state: &mut S,
+        step: impl Fn(&mut S, &Tensor) -> Result<Option<Tensor>>,
+        finish: impl Fn(&mut S) -> Result<Option<Tensor>>,
+    ) -> Tensor {
+        let len = xs.dim(D::Minus1).unwrap();
+        let mut out = None;
+        for start in (0..len).step_by(chunk) {
+            let c = xs.narrow(D::Minus1, start, chunk.min(len - start)).unwrap();
+            out = cat_opt(out, step(state, &c).unwrap()).unwrap();
+        }
+        cat_opt(out, finish(state).unwrap()).unwrap().unwrap()
+    }
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        assert_eq!(a.dims(), b.dims());
+        let d = (a - b).unwrap().abs().unwrap().flatten_all().unwrap();
+        d.max(0).unwrap().to_scalar::<f32>().unwrap()
+    }
+
+    /// `step` + `finish` equal `forward` for a dilated conv and a 3-block transposed conv,
+    /// whatever the chunking, including inputs shorter than the padding.
+    #[test]
+    fn streaming_equals_forward() {
+        let vb = random_vb(&[
+            ("c.conv.conv.weight_v", vec![3, 2, 5]),
+            ("c.conv.conv.weight_g", vec![3, 1, 1]),
+            ("c.conv.conv.bias", vec![3]),
+            ("t.convtr.convtr.weight_v", vec![2, 3, 6]),
+            ("t.convtr.convtr.weight_g", vec![2, 1, 1]),
+            ("t.convtr.convtr.bias", vec![3]),
+        ]);
+        let conv = SConv1d::new(2, 3, 5, 1, 2, vb.pp("c")).unwrap();
+        let convtr = SConvTranspose1d::new(2, 3, 6, 2, vb.pp("t")).unwrap();
+        for len in [1, 3, 5, 17] {
+            let xs = Tensor::randn(0f32, 1.0, (1, 2, len), &Device::Cpu).unwrap();
+            for chunk in [1, 2, 4, 17] {
+                let mut st = SConv1dState::default();
+                let got = streamed(
+                    &xs,
+                    chunk,
+                    &mut st,
+                    |s, x| conv.step(s, x),
+                    |s| conv.finish(s),
+                );
+                assert!(
+                    max_diff(&got, &conv.forward(&xs).unwrap()) < 1e-5,
+                    "conv {len}/{chunk}"
+                );
+                let mut st = SConvTranspose1dState::default();
+                let step = |s: &mut _, x: &Tensor| convtr.step(s, x);
+                let got = streamed(&xs, chunk, &mut st, step, |s| convtr.finish(s));
+                let want = convtr.forward(&xs).unwrap();
+                assert!(max_diff(&got, &want) < 1e-5, "convtr {len}/{chunk}");
+            }
+        }
     }
 }

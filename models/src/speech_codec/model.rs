@@ -73,12 +73,14 @@ impl SpeechTokenizer {
     pub fn new(cfg: &Config, vb: VarBuilder) -> Result<Self> {
         let encoder = SEANetEncoder::new(cfg, vb.pp("encoder"))?;
         let transform = (cfg.dimension != cfg.semantic_dimension)
-            .then(|| {
-                candle_nn::linear(cfg.dimension, cfg.semantic_dimension, vb.pp("transform"))
-            })
+            .then(|| candle_nn::linear(cfg.dimension, cfg.semantic_dimension, vb.pp("transform")))
             .transpose()?;
-        let quantizer =
-            ResidualVectorQuantizer::new(cfg.dimension, cfg.n_q, cfg.codebook_size, vb.pp("quantizer"))?;
+        let quantizer = ResidualVectorQuantizer::new(
+            cfg.dimension,
+            cfg.n_q,
+            cfg.codebook_size,
+            vb.pp("quantizer"),
+        )?;
         let decoder = SEANetDecoder::new(cfg, vb.pp("decoder"))?;
         Ok(Self {
             cfg: cfg.clone(),
@@ -184,7 +186,11 @@ impl SpeechTokenizer {
 
     /// Decodes one chunk of codes `(n, B, f)` (layers `0..n`, the same `n` for the whole
     /// stream): the audio samples that are final so far, `(B, 1, k)`, or `None`.
-    pub fn decode_step(&self, state: &mut SpeechDecodeState, codes: &Tensor) -> Result<Option<Tensor>> {
+    pub fn decode_step(
+        &self,
+        state: &mut SpeechDecodeState,
+        codes: &Tensor,
+    ) -> Result<Option<Tensor>> {
         let n = codes.dims().first().copied().unwrap_or(0);
         match state.layers {
             Some(l) if l != n => {

@@ -27,9 +27,21 @@ fn gcd(a: u32, b: u32) -> u32 {
     }
 }
 
-/// The gcd-reduced polyphase kernel of `orig_freq → new_freq`: `(kernel, width)` with
-/// `kernel` row-major `(new, 2·width + orig)` (rates already reduced).
-pub fn sinc_resample_kernel(orig_freq: u32, new_freq: u32) -> Result<(Vec<f32>, usize, usize, usize)> {
+/// The polyphase kernel of torchaudio for one pair of rates.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResampleKernel {
+    /// Row-major `(new, 2·width + orig)`.
+    pub taps: Vec<f32>,
+    /// Zero-crossings span on each side, in input samples.
+    pub width: usize,
+    /// Input rate divided by the gcd.
+    pub orig: usize,
+    /// Output rate divided by the gcd.
+    pub new: usize,
+}
+
+/// The gcd-reduced polyphase kernel of `orig_freq → new_freq`.
+pub fn sinc_resample_kernel(orig_freq: u32, new_freq: u32) -> Result<ResampleKernel> {
     if orig_freq == 0 || new_freq == 0 {
         return Err(Error::InvalidArgument(
             "sample rates must be positive".into(),
@@ -43,7 +55,10 @@ pub fn sinc_resample_kernel(orig_freq: u32, new_freq: u32) -> Result<(Vec<f32>, 
     let taps = 2 * width + orig;
     // float32 arithmetic in torchaudio's order (python scalars are cast to float32).
     let (base32, lpw32) = (base_freq as f32, LOWPASS_FILTER_WIDTH as f32);
-    let (pi32, scale32) = (std::f64::consts::PI as f32, (base_freq / orig as f64) as f32);
+    let (pi32, scale32) = (
+        std::f64::consts::PI as f32,
+        (base_freq / orig as f64) as f32,
+    );
     let mut kernel = Vec::with_capacity(new * taps);
     for i in 0..new {
         let phase = -(i as f32) / new as f32;
@@ -56,7 +71,12 @@ pub fn sinc_resample_kernel(orig_freq: u32, new_freq: u32) -> Result<(Vec<f32>, 
             kernel.push(sinc * (window * scale32));
         }
     }
-    Ok((kernel, width, orig, new))
+    Ok(ResampleKernel {
+        taps: kernel,
+        width,
+        orig,
+        new,
+    })
 }
 
 /// `torchaudio.functional.resample(waveform, orig_freq, new_freq)` on a float32 `(…, T)`
@@ -65,7 +85,12 @@ pub fn resample(waveform: &Tensor, orig_freq: u32, new_freq: u32) -> Result<Tens
     if orig_freq == new_freq {
         return Ok(waveform.clone());
     }
-    let (kernel, width, orig, new) = sinc_resample_kernel(orig_freq, new_freq)?;
+    let ResampleKernel {
+        taps: kernel,
+        width,
+        orig,
+        new,
+    } = sinc_resample_kernel(orig_freq, new_freq)?;
     let dims = waveform.dims().to_vec();
     let len = *dims
         .last()
@@ -101,8 +126,10 @@ mod tests {
     /// float32 waveform), 22050 → 16000 (441 → 320, width 9, 459 taps).
     #[test]
     fn reproduces_torchaudio_kernel_22050_to_16000() {
-        let (k, width, orig, new) = sinc_resample_kernel(22050, 16000).unwrap();
-        assert_eq!((width, orig, new, k.len()), (9, 441, 320, 320 * 459));
+        let kernel = sinc_resample_kernel(22050, 16000).unwrap();
+        let k = &kernel.taps;
+        let shape = (kernel.width, kernel.orig, kernel.new, k.len());
+        assert_eq!(shape, (9, 441, 320, 320 * 459));
         let at = |i: usize, j: usize| k[i * 459 + j];
         let expected = [
             ((0, 9), 0.718_367_34_f32),

@@ -155,7 +155,14 @@ impl SEANetResnetBlock {
         let vbb = vb.pp("block");
         let block = vec![
             Layer::Elu,
-            Layer::Conv(SConv1d::new(dim, hidden, kernel_size, 1, dilation, vbb.pp(1))?),
+            Layer::Conv(SConv1d::new(
+                dim,
+                hidden,
+                kernel_size,
+                1,
+                dilation,
+                vbb.pp(1),
+            )?),
             Layer::Elu,
             Layer::Conv(SConv1d::new(hidden, dim, 1, 1, 1, vbb.pp(3))?),
         ];
@@ -230,7 +237,12 @@ impl SEANetEncoder {
         if cfg.lstm_layers > 0 {
             let vb_i = vb.pp(layers.len());
             let bi = cfg.encoder_bidirectional;
-            layers.push(Layer::Lstm(SLSTM::new(mult * nf, cfg.lstm_layers, bi, vb_i)?));
+            layers.push(Layer::Lstm(SLSTM::new(
+                mult * nf,
+                cfg.lstm_layers,
+                bi,
+                vb_i,
+            )?));
         }
         if cfg.encoder_bidirectional && cfg.lstm_layers > 0 {
             mult *= 2;
@@ -296,7 +308,12 @@ impl SEANetDecoder {
         let mut layers = vec![Layer::Conv(first)];
         if cfg.lstm_layers > 0 {
             let vb_i = vb.pp(layers.len());
-            layers.push(Layer::Lstm(SLSTM::new(mult * nf, cfg.lstm_layers, false, vb_i)?));
+            layers.push(Layer::Lstm(SLSTM::new(
+                mult * nf,
+                cfg.lstm_layers,
+                false,
+                vb_i,
+            )?));
         }
         for &ratio in &cfg.ratios {
             layers.push(Layer::Elu);

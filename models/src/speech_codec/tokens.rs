@@ -11,10 +11,17 @@
 use crate::text::{speech_block, speech_block_ids, BlockError, MioVocab, SPEECH_LAYERS};
 use crate::{Error, Result};
 
+/// Content layer and optional timbre layers, as [`speech_block`] takes them.
+type Layers<'a> = (&'a [u32], Option<[Vec<u32>; 3]>);
+
 /// The content layer and, with `add_timbre`, the three timbre layers of `codes` (≥ 1 resp.
 /// ≥ 4 RVQ layers, equal lengths).
-fn split_layers(codes: &[Vec<u32>], add_timbre: bool) -> Result<(&[u32], Option<[Vec<u32>; 3]>)> {
-    let need = if add_timbre { SPEECH_LAYERS as usize } else { 1 };
+fn split_layers(codes: &[Vec<u32>], add_timbre: bool) -> Result<Layers<'_>> {
+    let need = if add_timbre {
+        SPEECH_LAYERS as usize
+    } else {
+        1
+    };
     if codes.len() < need {
         return Err(Error::InvalidArgument(format!(
             "a MIO speech block needs {need} RVQ layer(s), got {}",
@@ -69,7 +76,9 @@ pub fn speech_layers_from_numbers(numbers: &[u32], codebook: u32) -> Result<Vec<
         return Err(BlockError::EmptySpeech.into());
     }
     if codebook == 0 {
-        return Err(Error::InvalidArgument("speech codebook size is zero".into()));
+        return Err(Error::InvalidArgument(
+            "speech codebook size is zero".into(),
+        ));
     }
     let mut runs: Vec<(u32, Vec<u32>)> = Vec::new();
     for &n in numbers {
@@ -116,7 +125,10 @@ mod tests {
             [vec![5, 7], vec![1, 2], vec![3, 4], vec![5, 1023]]
         );
         let spaced = "<spch> <spch5> <spch7> </spch>";
-        assert_eq!(speech_layers_from_string(spaced, 1024).unwrap(), [vec![5, 7]]);
+        assert_eq!(
+            speech_layers_from_string(spaced, 1024).unwrap(),
+            [vec![5, 7]]
+        );
         assert!(speech_layers_from_string("<spch></spch>", 1024).is_err());
         assert!(speech_layers_from_string("<spch1025><spch5>", 1024).is_err());
         assert!(speech_layers_from_string("<spch5><spch1025>", 1024).is_err());

@@ -74,9 +74,7 @@ fn sample(format: u16, bits: u16, s: &[u8]) -> Result<f32> {
         }
         (1, 32) => i32::from_le_bytes([s[0], s[1], s[2], s[3]]) as f32 / 2_147_483_648.0,
         (3, 32) => f32::from_le_bytes([s[0], s[1], s[2], s[3]]),
-        (3, 64) => {
-            f64::from_le_bytes([s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]]) as f32
-        }
+        (3, 64) => f64::from_le_bytes([s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]]) as f32,
         _ => {
             return Err(bad(format!(
                 "unsupported WAV encoding (format {format}, {bits} bits)"
@@ -117,7 +115,7 @@ fn decode_data(
     bits: u16,
 ) -> Result<WavAudio> {
     let width = usize::from(bits / 8);
-    if width == 0 || bits % 8 != 0 {
+    if width == 0 || !bits.is_multiple_of(8) {
         return Err(bad(format!("unsupported WAV sample width {bits} bits")));
     }
     let frame = width * channels;
@@ -220,6 +218,9 @@ mod tests {
     #[test]
     fn rejects_garbage() {
         assert!(matches!(parse_wav(b"RIFF"), Err(Error::Audio(_))));
-        assert!(matches!(parse_wav(b"RIFF\0\0\0\0WAVE"), Err(Error::Audio(_))));
+        assert!(matches!(
+            parse_wav(b"RIFF\0\0\0\0WAVE"),
+            Err(Error::Audio(_))
+        ));
     }
 }
