@@ -345,3 +345,32 @@ fn very_short_clips_encode_and_decode() {
     let mut st = model().new_decode_state();
     assert_close("1-frame stream", &streamed(&one, 1, &mut st), &whole);
 }
+
+/// The release layout links `SpeechTokenizer/` from `model/`: same codes and strings.
+#[test]
+fn release_layout_loads_the_same_codec() {
+    let root = mio_tests::release_layout();
+    let codec = SpeechTokenizer::load(&root.join("SpeechTokenizer"), &Device::Cpu).unwrap();
+    let tok = TextTokenizer::load(&root).unwrap();
+    let audio = read_wav(wav_path("s16k")).unwrap();
+    let codes = codec.encode_audio(&audio).unwrap();
+    assert_eq!(codes, golden_codes("s16k.codes"));
+    let timbre = speech_string(tok.vocab(), &codes, true).unwrap();
+    assert_eq!(
+        timbre,
+        input("s16k")["speech_string_with_timbre"].as_str().unwrap()
+    );
+    // The `transform` feature of layer 0: (1, frames, semantic_dimension).
+    let feats = codec.semantic_features(&codes_tensor(&codes, &Device::Cpu).unwrap());
+    assert_eq!(feats.unwrap().dims(), [1, 100, 16]);
+    let cfg = codec.config();
+    assert_eq!(
+        (
+            cfg.dimension,
+            cfg.semantic_dimension,
+            cfg.n_q,
+            cfg.hop_length()
+        ),
+        (24, 16, 8, 320)
+    );
+}

@@ -224,3 +224,36 @@ impl Config {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn reads_the_release_config_and_refuses_other_activations() {
+        let json = r#"{"resblock": "1", "n_filters": 64, "strides": [8, 5, 4, 2],
+            "dimension": 1024, "semantic_dimension": 768, "bidirectional": true,
+            "dilation_base": 2, "residual_kernel_size": 3, "n_residual_layers": 1,
+            "lstm_layers": 2, "activation": "ELU", "sample_rate": 16000,
+            "codebook_size": 1024, "n_q": 8, "fmax_for_loss": null,
+            "dist_config": {"dist_backend": "nccl"}}"#;
+        let file: SpeechTokenizerConfig = serde_json::from_str(json).unwrap();
+        let cfg = Config::from_file_config(&file).unwrap();
+        assert_eq!(cfg, Config::mio_7b());
+        assert_eq!(cfg.hop_length(), 320);
+        let snake = SpeechTokenizerConfig {
+            activation: "Snake".into(),
+            ..file.clone()
+        };
+        assert!(matches!(
+            Config::from_file_config(&snake),
+            Err(Error::Unsupported(_))
+        ));
+        let no_q = SpeechTokenizerConfig { n_q: 0, ..file };
+        assert!(matches!(
+            Config::from_file_config(&no_q),
+            Err(Error::InvalidConfig(_))
+        ));
+    }
+}

@@ -30,6 +30,26 @@ impl WavAudio {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// The mean of the channels as one channel (the codec takes mono input; upstream
+    /// refuses multichannel audio, so callers downmix explicitly).
+    pub fn to_mono(&self) -> WavAudio {
+        let n = self.len();
+        let c = self.samples.len().max(1) as f32;
+        let mono = (0..n)
+            .map(|i| {
+                self.samples
+                    .iter()
+                    .map(|ch| ch.get(i).copied().unwrap_or(0.0))
+                    .sum::<f32>()
+                    / c
+            })
+            .collect();
+        WavAudio {
+            sample_rate: self.sample_rate,
+            samples: vec![mono],
+        }
+    }
 }
 
 fn bad(message: impl Into<String>) -> Error {
@@ -213,6 +233,15 @@ mod tests {
         assert_eq!(pcm.samples[0], [0.0, 0.5, -1.0, 0.25]);
         let f = parse_wav(&wav_bytes(&audio, WavEncoding::Float32).unwrap()).unwrap();
         assert_eq!(f, audio);
+    }
+
+    #[test]
+    fn downmixes() {
+        let stereo = WavAudio {
+            sample_rate: 8000,
+            samples: vec![vec![1.0, 0.0], vec![0.0, 0.5]],
+        };
+        assert_eq!(stereo.to_mono().samples, [vec![0.5, 0.25]]);
     }
 
     #[test]
