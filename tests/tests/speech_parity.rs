@@ -189,6 +189,18 @@ fn decode_of_4_layers_matches_golden_waveform() {
             &wav,
             g(&format!("{key}.decoded_wav")),
         );
+        // From the MIO string, as `decode_speeches` does.
+        let timbre = input(key)["speech_string_with_timbre"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let from_string = model().decode_speech_string(&timbre).unwrap();
+        let from_string = Tensor::from_vec(from_string, (1, 1, 32000), &Device::Cpu).unwrap();
+        assert_close(
+            &format!("{key} from string"),
+            &from_string,
+            g(&format!("{key}.decoded_wav")),
+        );
         // The reference also wrote it as a float32 WAV (scipy).
         let file = read_wav(mio_tests::golden(&format!("speech_decode_{key}.wav"))).unwrap();
         assert_eq!(file.sample_rate, 16000);

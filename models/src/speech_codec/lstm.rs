@@ -30,8 +30,14 @@ impl LstmCell {
     fn new(in_dim: usize, hidden: usize, suffix: &str, vb: &VarBuilder) -> Result<Self> {
         let g = 4 * hidden;
         Ok(Self {
-            w_ih_t: vb.get((g, in_dim), &format!("weight_ih_{suffix}"))?.t()?,
-            w_hh_t: vb.get((g, hidden), &format!("weight_hh_{suffix}"))?.t()?,
+            w_ih_t: vb
+                .get((g, in_dim), &format!("weight_ih_{suffix}"))?
+                .t()?
+                .contiguous()?,
+            w_hh_t: vb
+                .get((g, hidden), &format!("weight_hh_{suffix}"))?
+                .t()?
+                .contiguous()?,
             b_ih: vb.get(g, &format!("bias_ih_{suffix}"))?,
             b_hh: vb.get(g, &format!("bias_hh_{suffix}"))?,
             hidden,

@@ -23,7 +23,9 @@ pub use model::{
     CHECKPOINT_FILE, CONFIG_FILE,
 };
 pub use quantization::{EuclideanCodebook, ResidualVectorQuantizer, VectorQuantization};
-pub use resample::{resample, sinc_resample_kernel, ResampleKernel, LOWPASS_FILTER_WIDTH, ROLLOFF};
+pub use resample::{
+    resample, sinc_resample_kernel, ResampleKernel, LOWPASS_FILTER_WIDTH, MAX_KERNEL_TAPS, ROLLOFF,
+};
 pub use seanet::{SEANetDecoder, SEANetDecoderState, SEANetEncoder, SEANetResnetBlock};
 pub use stream::SumJoin;
 pub use tokens::{

@@ -23,6 +23,7 @@ use super::config::{Config, SpeechTokenizerConfig};
 use super::quantization::ResidualVectorQuantizer;
 use super::resample::resample;
 use super::seanet::{SEANetDecoder, SEANetDecoderState, SEANetEncoder};
+use super::tokens::speech_layers_from_string;
 use super::wav::WavAudio;
 use crate::pickle::PthFile;
 use crate::{Error, Result};
@@ -222,6 +223,13 @@ impl SpeechTokenizer {
     pub fn encode_audio(&self, audio: &WavAudio) -> Result<Vec<Vec<u32>>> {
         let codes = self.encode(&self.prepare_input(audio)?)?;
         Ok(codes.squeeze(1)?.to_vec2::<u32>()?)
+    }
+
+    /// Audio samples of a MIO speech string (`<spch>…</spch>` with 4 layers, or the content
+    /// layer alone for a preview).
+    pub fn decode_speech_string(&self, s: &str) -> Result<Vec<f32>> {
+        let layers = speech_layers_from_string(s, self.cfg.codebook_size as u32)?;
+        self.decode_layers(&layers)
     }
 
     /// Audio samples of codes given as layers `0..n` (one `Vec` per layer, equal lengths).

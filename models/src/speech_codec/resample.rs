@@ -18,6 +18,9 @@ use crate::{Error, Result};
 pub const LOWPASS_FILTER_WIDTH: usize = 6;
 /// Default `rolloff` of torchaudio.
 pub const ROLLOFF: f64 = 0.99;
+/// Largest polyphase kernel built (taps); co-prime rates such as 44101 → 16000 would need
+/// hundreds of millions (torchaudio would try to allocate them).
+pub const MAX_KERNEL_TAPS: usize = 1 << 25;
 
 fn gcd(a: u32, b: u32) -> u32 {
     if b == 0 {
@@ -53,6 +56,12 @@ pub fn sinc_resample_kernel(orig_freq: u32, new_freq: u32) -> Result<ResampleKer
     let base_freq = orig.min(new) as f64 * ROLLOFF;
     let width = (lpw * orig as f64 / base_freq).ceil() as usize;
     let taps = 2 * width + orig;
+    if new.saturating_mul(taps) > MAX_KERNEL_TAPS {
+        return Err(Error::Unsupported(format!(
+            "resampling {orig_freq} Hz to {new_freq} Hz needs a {new}x{taps} filter; \
+             convert the audio to a common sample rate first"
+        )));
+    }
     // float32 arithmetic in torchaudio's order (python scalars are cast to float32).
     let (base32, lpw32) = (base_freq as f32, LOWPASS_FILTER_WIDTH as f32);
     let (pi32, scale32) = (
@@ -158,5 +167,11 @@ mod tests {
         let odd = Tensor::zeros((2, 3, 1001), candle_core::DType::F32, &Device::Cpu).unwrap();
         // ceil(320 * 1001 / 441) = 727
         assert_eq!(resample(&odd, 22050, 16000).unwrap().dims(), [2, 3, 727]);
+        assert!(matches!(
+            sinc_resample_kernel(44101, 16000),
+            Err(Error::Unsupported(_))
+        ));
+        assert!(sinc_resample_kernel(0, 16000).is_err());
+        assert_eq!(sinc_resample_kernel(48000, 16000).unwrap().taps.len(), 41);
     }
 }
