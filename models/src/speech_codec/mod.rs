@@ -27,7 +27,6 @@ pub use resample::{
     resample, sinc_resample_kernel, ResampleKernel, LOWPASS_FILTER_WIDTH, MAX_KERNEL_TAPS, ROLLOFF,
 };
 pub use seanet::{SEANetDecoder, SEANetDecoderState, SEANetEncoder, SEANetResnetBlock};
-pub use stream::SumJoin;
 pub use tokens::{
     speech_ids, speech_layers_from_numbers, speech_layers_from_string, speech_string,
 };

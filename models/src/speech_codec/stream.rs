@@ -36,14 +36,14 @@ pub(crate) fn len_opt(xs: &Option<Tensor>) -> Result<usize> {
 /// Two streams of the same positions joined by addition (a residual connection whose
 /// branches have different delays): each side is queued until the other catches up.
 #[derive(Debug, Clone, Default)]
-pub struct SumJoin {
+pub(crate) struct SumJoin {
     left: Option<Tensor>,
     right: Option<Tensor>,
 }
 
 impl SumJoin {
     /// Empties both queues.
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         *self = Self::default();
     }
 
