@@ -93,6 +93,9 @@ pub enum Error {
     /// A media block in model output is malformed (see [`crate::text::BlockError`]).
     #[error("malformed block: {0}")]
     MalformedBlock(#[from] crate::text::BlockError),
+    /// An audio file or buffer is malformed or in an unsupported encoding.
+    #[error("audio: {0}")]
+    Audio(String),
     /// The requested device or feature is not available in this build.
     #[error("unsupported: {0}")]
     Unsupported(String),

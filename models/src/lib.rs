@@ -10,6 +10,7 @@ pub mod generation;
 pub mod lm;
 pub mod pickle;
 pub mod release;
+pub mod speech_codec;
 pub mod text;
 
 pub use error::{Error, Result};
