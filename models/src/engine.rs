@@ -2,6 +2,7 @@
 //! and [`Event`]s, and [`Engine::run`]. Later issues extend the enums (image, speech,
 //! video requests and events); the runtime never reaches past this file.
 
+mod media;
 mod runner;
 mod timed;
 mod types;

@@ -159,10 +159,20 @@ pub enum Command {
         /// Output folder.
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
+        /// Audio input (wav, flac, mp3, ogg); repeatable. Placed where the message says
+        /// `<speech_placeholder_N>`, else after the text.
+        #[arg(long = "audio", value_name = "FILE")]
+        audio: Vec<PathBuf>,
         #[command(flatten)]
         decode: DecodeArgs,
         /// The user's message.
         text: String,
+    },
+    /// Speech codes and MIO speech strings.
+    Speech {
+        /// encode or decode.
+        #[command(subcommand)]
+        what: SpeechCommand,
     },
     /// Replay a scripted conversation; writes transcript.json and report.html, fails when an
     /// expectation fails.
@@ -202,6 +212,32 @@ pub enum Command {
         /// What to measure.
         #[command(subcommand)]
         what: BenchCommand,
+    },
+}
+
+/// `mio speech …`.
+#[derive(Debug, Subcommand)]
+pub enum SpeechCommand {
+    /// Audio file to RVQ codes (n_q × frames) and the MIO speech string.
+    Encode {
+        #[command(flatten)]
+        common: Common,
+        /// The audio file (wav, flac, mp3, ogg).
+        audio: PathBuf,
+        /// Put the three timbre layers in the string (MIO's output format).
+        #[arg(long)]
+        timbre: bool,
+    },
+    /// A MIO speech string to a WAV file.
+    Decode {
+        #[command(flatten)]
+        common: Common,
+        /// `<spch>…</spch>` (4 layers, or the content layer alone).
+        #[arg(long)]
+        tokens: String,
+        /// The WAV file to write.
+        #[arg(long, value_name = "WAV")]
+        out: PathBuf,
     },
 }
 

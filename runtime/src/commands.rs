@@ -5,13 +5,13 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use mio_models::engine::{
-    ChatMode, Conversation, EngineInfo, Event, GenerationParams, LoadOptions, Message, Precision,
-    Request, Response, Role, TemplateMode,
+    Conversation, EngineInfo, GenerationParams, LoadOptions, Precision, Request, Response,
+    TemplateMode,
 };
 use serde_json::json;
 
 use crate::cli::TemplateModeArg;
-use crate::cli::{BenchCommand, ChatModeArg, Cli, Command, Common, DecodeArgs, PrecisionArg};
+use crate::cli::{BenchCommand, Cli, Command, Common, DecodeArgs, PrecisionArg};
 use crate::engine_backend::EngineWorker;
 use crate::{bench, info};
 
@@ -45,9 +45,11 @@ pub fn run(cli: Cli) -> Result<()> {
             common,
             mode,
             out,
+            audio,
             decode,
             text,
-        } => chat(&common, mode, &out, &decode, text),
+        } => crate::chat::run(&common, mode, &out, &audio, &decode, text),
+        Command::Speech { what } => crate::chat::speech(what),
         Command::Convert {
             model,
             out,
@@ -79,7 +81,7 @@ pub fn one_sentence(e: &anyhow::Error) -> String {
 }
 
 /// Starts the worker and loads the model of `common`.
-pub(crate) fn start(common: &Common, text_only: bool) -> Result<(EngineWorker, EngineInfo)> {
+pub(crate) fn start(common: &Common, skip_lm: bool) -> Result<(EngineWorker, EngineInfo)> {
     let worker = EngineWorker::spawn()?;
     let precision = match common.precision {
         PrecisionArg::F32 => Precision::F32,
@@ -90,14 +92,14 @@ pub(crate) fn start(common: &Common, text_only: bool) -> Result<(EngineWorker, E
         model_dir: common.model.clone(),
         precision,
         lm_file: common.lm.clone(),
-        text_only,
+        skip_lm,
     };
     let info = worker.load((opts, common.device))?;
     Ok((worker, info))
 }
 
-fn ask(common: &Common, text_only: bool, request: Request) -> Result<Response> {
-    start(common, text_only)?.0.run(request)?.wait(|_| {})
+fn ask(common: &Common, skip_lm: bool, request: Request) -> Result<Response> {
+    start(common, skip_lm)?.0.run(request)?.wait(|_| {})
 }
 
 fn expect_ids(r: Response) -> Result<Vec<u32>> {
@@ -140,7 +142,14 @@ fn template(common: &Common, file: &Path, mode: TemplateModeArg) -> Result<()> {
         TemplateModeArg::Voice => TemplateMode::Voice,
         TemplateModeArg::Custom => TemplateMode::Custom,
     };
-    match ask(common, true, Request::Template { conversation, mode })? {
+    let base = file.parent().unwrap_or(Path::new("."));
+    let media = crate::media::load_inputs(&conversation, base)?;
+    let request = Request::Template {
+        conversation,
+        mode,
+        media,
+    };
+    match ask(common, true, request)? {
         Response::Template { text, ids } => {
             print(common, json!({ "text": text, "ids": ids }), || text.clone())
         }
@@ -191,76 +200,6 @@ fn generate(
             print(common, json!({ "new_ids": new_ids }), || join(&new_ids))
         }
         other => bail!("unexpected engine answer {other:?}"),
-    }
-}
-
-fn chat(
-    common: &Common,
-    mode: ChatModeArg,
-    out: &Path,
-    d: &DecodeArgs,
-    text: String,
-) -> Result<()> {
-    if text.trim().is_empty() {
-        bail!("the message is empty");
-    }
-    std::fs::create_dir_all(out)
-        .with_context(|| format!("cannot create the output folder {}", out.display()))?;
-    let (worker, _) = start(common, false)?;
-    let mode = match mode {
-        ChatModeArg::Chat => ChatMode::Chat,
-        ChatModeArg::Voice => ChatMode::Voice,
-    };
-    let conversation = Conversation {
-        messages: vec![Message::new(Role::User, text.clone())],
-        ..Default::default()
-    };
-    let request = Request::Chat {
-        conversation,
-        mode,
-        params: params(d),
-    };
-    let streaming = !common.json;
-    let response = worker.run(request)?.wait(|event| {
-        if let (true, Event::Token { text, .. }) = (streaming, &event) {
-            print!("{text}");
-            let _ = std::io::stdout().flush();
-        }
-    })?;
-    let Response::Chat {
-        prompt_ids,
-        new_ids,
-        segments,
-        warnings,
-        finish_reason,
-        timings,
-        ..
-    } = response
-    else {
-        bail!("unexpected engine answer");
-    };
-    let transcript = json!({
-        "mode": mode,
-        "model": common.model,
-        "user": text,
-        "prompt_ids": prompt_ids,
-        "new_ids": new_ids,
-        "segments": segments,
-        "warnings": warnings,
-        "finish_reason": finish_reason,
-        "timings": timings,
-    });
-    let path = out.join("transcript.json");
-    write_atomic(&path, serde_json::to_string_pretty(&transcript)?.as_bytes())?;
-    if streaming {
-        println!();
-        for w in &warnings {
-            eprintln!("warning: {w}");
-        }
-        eprintln!("transcript written to {}", path.display());
-        Ok(())
-    } else {
-        print(common, transcript, String::new)
     }
 }
 

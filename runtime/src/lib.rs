@@ -2,12 +2,14 @@
 
 pub mod audio;
 pub mod bench;
+pub mod chat;
 pub mod cli;
 pub mod commands;
 pub mod convert;
 pub mod device;
 pub mod engine_backend;
 pub mod info;
+pub mod media;
 pub mod replay;
 mod report;
 pub mod worker;

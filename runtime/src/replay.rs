@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::commands::write_atomic;
 use crate::device::DeviceKind;
 use crate::engine_backend::EngineWorker;
+use crate::media::{load_inputs, place_audio, save_outputs};
 
 /// A replay script.
 #[derive(Debug, Clone, Deserialize)]
@@ -100,6 +101,8 @@ pub struct TurnRecord {
     pub audio: Vec<PathBuf>,
     /// The answer, in order.
     pub segments: Vec<OutputSegment>,
+    /// Files written for the answer's media (speech as WAV), relative to the output folder.
+    pub files: Vec<String>,
     /// The answer's text (text segments joined).
     pub text: String,
     /// Malformed-block warnings.
@@ -154,12 +157,12 @@ pub fn run(script_path: &Path, out: &Path, model: Option<&Path>, json: bool) -> 
     };
     std::fs::create_dir_all(out)
         .with_context(|| format!("cannot create the output folder {}", out.display()))?;
-    let transcript = replay(&script, base, &model)?;
+    let transcript = replay(&script, base, &model, out)?;
     let body = serde_json::to_string_pretty(&transcript)?;
     write_atomic(&out.join("transcript.json"), body.as_bytes())?;
     write_atomic(
         &out.join("report.html"),
-        crate::report::html(&transcript, base).as_bytes(),
+        crate::report::html(&transcript, base, out).as_bytes(),
     )?;
     if json {
         println!("{body}");
@@ -187,30 +190,35 @@ pub fn run(script_path: &Path, out: &Path, model: Option<&Path>, json: bool) -> 
     Ok(())
 }
 
-fn replay(script: &Script, base: &Path, model: &Path) -> Result<Transcript> {
+fn replay(script: &Script, base: &Path, model: &Path, out: &Path) -> Result<Transcript> {
     let worker = EngineWorker::spawn()?;
     let start = std::time::Instant::now();
     let opts = LoadOptions {
         model_dir: model.to_path_buf(),
         precision: Default::default(),
         lm_file: None,
-        text_only: false,
+        skip_lm: false,
     };
     worker.load((opts, DeviceKind::Cpu))?;
     let load_s = start.elapsed().as_secs_f64();
     let mut history: Vec<Message> = vec![];
     let mut turns = vec![];
-    for turn in &script.turns {
-        history.push(Message::new(Role::User, turn.user.clone()));
+    let mut all_audio: Vec<PathBuf> = vec![];
+    for (i, turn) in script.turns.iter().enumerate() {
+        let user = place_audio(&turn.user, all_audio.len(), turn.audio.len());
+        history.push(Message::new(Role::User, user));
+        all_audio.extend(turn.audio.iter().map(|p| base.join(p)));
         let conversation = Conversation {
             messages: history.clone(),
             images: turn.images.iter().map(|p| base.join(p)).collect(),
-            speech: turn.audio.iter().map(|p| base.join(p)).collect(),
+            speech: all_audio.clone(),
         };
+        let media = load_inputs(&conversation, Path::new("."))?;
         let request = Request::Chat {
             conversation,
             mode: script.mode,
             params: script.params.clone(),
+            media,
         };
         let response = worker.run(request)?.wait(|_| {})?;
         let Response::Chat {
@@ -226,11 +234,17 @@ fn replay(script: &Script, base: &Path, model: &Path) -> Result<Transcript> {
         };
         history.push(Message::new(Role::Assistant, answer_text));
         let text = text_of(&segments);
+        let saved = save_outputs(&segments, out, &format!("turn{}_", i + 1))?;
+        let files = saved
+            .iter()
+            .filter_map(|v| v["file"].as_str().map(str::to_string))
+            .collect();
         let mut record = TurnRecord {
             user: turn.user.clone(),
             images: turn.images.clone(),
             audio: turn.audio.clone(),
             segments,
+            files,
             text,
             warnings,
             finish_reason,

@@ -43,7 +43,7 @@ const STYLE: &str = "body{font:15px/1.5 system-ui,sans-serif;max-width:60rem;mar
 .pass{color:#0a7d28}.fail{color:#c01818;font-weight:600}.meta{color:#666;font-size:13px}img.in{max-width:14rem;border-radius:6px}";
 
 /// Renders the report.
-pub fn html(t: &Transcript, base: &Path) -> String {
+pub fn html(t: &Transcript, base: &Path, out: &Path) -> String {
     let mut s = String::new();
     let verdict = if t.failed == 0 {
         "<span class=pass>all expectations hold</span>".to_string()
@@ -61,13 +61,13 @@ pub fn html(t: &Transcript, base: &Path) -> String {
         load = t.load_s,
     );
     for (i, turn) in t.turns.iter().enumerate() {
-        turn_html(&mut s, i, turn, base);
+        turn_html(&mut s, i, turn, base, out);
     }
     s.push_str("</body></html>\n");
     s
 }
 
-fn turn_html(s: &mut String, i: usize, turn: &TurnRecord, base: &Path) {
+fn turn_html(s: &mut String, i: usize, turn: &TurnRecord, base: &Path, out: &Path) {
     let _ = write!(
         s,
         "<div class=turn><h2>Turn {}</h2><div class=user>{}</div>",
@@ -98,14 +98,20 @@ fn turn_html(s: &mut String, i: usize, turn: &TurnRecord, base: &Path) {
         }
     }
     s.push_str("<div class=answer>");
+    let mut files = turn.files.iter();
     for seg in &turn.segments {
         match seg {
             OutputSegment::Text { text } => s.push_str(&esc(text)),
             OutputSegment::Image { codes } => {
                 let _ = write!(s, "<div class=codes>image block, 32 codes: {codes:?}</div>");
             }
-            OutputSegment::Speech { content, timbre } => {
+            OutputSegment::Speech {
+                content, timbre, ..
+            } => {
                 let layers = if timbre.is_some() { 4 } else { 1 };
+                if let Some(url) = files.next().and_then(|f| data_url(&out.join(f))) {
+                    let _ = write!(s, "<audio controls src='{url}'></audio>");
+                }
                 let _ = write!(s, "<div class=codes>speech block, {} frames × {layers} layer(s): {content:?}</div>", content.len());
             }
         }

@@ -361,3 +361,123 @@ fn bench_reports_speed_and_memory() {
     assert!(v["decode_tokens_per_s"].as_f64().unwrap() > 0.0);
     assert_eq!(v["new_tokens"], 8);
 }
+
+fn speech_golden(key: &str) -> Value {
+    let s = golden("speech.json");
+    s["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["key"] == key)
+        .unwrap()
+        .clone()
+}
+
+#[test]
+fn speech_encode_gives_the_golden_strings() {
+    let g = speech_golden("s22k");
+    let wav = fixtures()
+        .join("golden/inputs/speech_22k.wav")
+        .display()
+        .to_string();
+    let v = json_of(&mio(&[
+        "speech",
+        "encode",
+        "--model",
+        &model(),
+        &wav,
+        "--json",
+    ]));
+    assert_eq!(v["tokens"], g["speech_string_content_only"]);
+    assert_eq!(v["codes"].as_array().unwrap().len(), 8);
+    let v = json_of(&mio(&[
+        "speech",
+        "encode",
+        "--model",
+        &model(),
+        &wav,
+        "--timbre",
+        "--json",
+    ]));
+    assert_eq!(v["tokens"], g["speech_string_with_timbre"]);
+}
+
+#[test]
+fn speech_decode_writes_the_golden_waveform() {
+    let g = speech_golden("s22k");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("s.wav");
+    let tokens = g["speech_string_with_timbre"].as_str().unwrap();
+    let v = json_of(&mio(&[
+        "speech",
+        "decode",
+        "--model",
+        &model(),
+        "--tokens",
+        tokens,
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+    ]));
+    assert_eq!(v["sample_rate"], 16000);
+    let got = mio_runtime::audio::decode_file(&out).unwrap().samples;
+    // Both are float WAVs (format 3), as the reference writes them.
+    let want = mio_runtime::audio::decode_file(&fixtures().join("golden/speech_decode_s22k.wav"))
+        .unwrap()
+        .samples;
+    assert_eq!(got.len(), want.len());
+    let worst = got
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(worst <= 1e-4, "max |diff| {worst}");
+    let r = mio(&[
+        "speech",
+        "decode",
+        "--model",
+        &model(),
+        "--tokens",
+        "<spch><spch5000></spch>",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_one_sentence_error(&r, "spch");
+}
+
+#[test]
+fn chat_with_audio_resolves_the_speech_placeholder() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("turn");
+    let wav = fixtures()
+        .join("golden/inputs/speech_16k.wav")
+        .display()
+        .to_string();
+    let r = mio(&[
+        "chat",
+        "--model",
+        &model(),
+        "--out",
+        out.to_str().unwrap(),
+        "--audio",
+        &wav,
+        "--max-new-tokens",
+        "4",
+        "--num-beams",
+        "1",
+        "Please transcribe this speech.",
+    ]);
+    assert!(r.ok, "{}", r.stderr);
+    let t: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("transcript.json")).unwrap())
+            .unwrap();
+    // std mode: content tokens only (100 frames) inside <spch> … </spch>.
+    let prompt = ids(&t["prompt_ids"]);
+    let start = prompt.iter().position(|&x| x == 1003).unwrap();
+    let end = prompt.iter().position(|&x| x == 1001).unwrap();
+    assert_eq!(end - start - 1, 100);
+    assert_eq!(
+        t["user"],
+        "Please transcribe this speech.\n<speech_placeholder_0>"
+    );
+}

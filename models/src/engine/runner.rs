@@ -12,6 +12,7 @@ use std::sync::Arc;
 use candle_core::{DType, Device};
 use serde::Serialize;
 
+use super::media::Codecs;
 use super::timed::Timed;
 use super::types::*;
 use crate::generation::{
@@ -46,6 +47,7 @@ pub struct Engine {
     tokenizer: TextTokenizer,
     lm: Option<LmSession>,
     lm_config: Option<Config>,
+    codecs: Codecs,
     defaults: GenerationConfigFile,
     info: EngineInfo,
 }
@@ -59,7 +61,8 @@ fn dtype_of(p: Precision) -> DType {
 }
 
 impl Engine {
-    /// Loads the tokenizer and (unless `text_only`) the LM of `opts.model_dir` on `dev`.
+    /// Loads the tokenizer, the media codecs and (unless `skip_lm`) the LM of
+    /// `opts.model_dir` on `dev`.
     pub fn load(opts: &LoadOptions, dev: &Device) -> Result<Self> {
         let dir = opts.model_dir.as_path();
         if !dir.is_dir() {
@@ -67,7 +70,8 @@ impl Engine {
         }
         let tokenizer = TextTokenizer::load(dir)?;
         let defaults = GenerationConfigFile::from_dir(dir)?;
-        let (lm, lm_source) = if opts.text_only {
+        let codecs = Codecs::load(dir, dev)?;
+        let (lm, lm_source) = if opts.skip_lm {
             (None, "not loaded".to_string())
         } else {
             let (model, source) = load_lm(dir, opts, dev)?;
@@ -89,6 +93,7 @@ impl Engine {
             tokenizer,
             lm,
             lm_config,
+            codecs,
             defaults,
             info,
         })
@@ -118,9 +123,25 @@ impl Engine {
             Request::Detokenize { ids } => Ok(Response::Text {
                 text: self.tokenizer.decode(&ids)?,
             }),
-            Request::Template { conversation, mode } => {
-                let (text, ids) = self.template(&conversation, mode)?;
+            Request::Template {
+                conversation,
+                mode,
+                media,
+            } => {
+                let (text, ids) = self.template(&conversation, mode, &media)?;
                 Ok(Response::Template { text, ids })
+            }
+            Request::SpeechEncode { audio, timbre } => {
+                let codes = self.codecs.encode_speech(&audio)?;
+                let tokens = crate::speech_codec::speech_string(self.vocab(), &codes, timbre)?;
+                Ok(Response::SpeechCodes { codes, tokens })
+            }
+            Request::SpeechDecode { tokens } => {
+                let samples = self.codecs.decode_speech_string(&tokens)?;
+                Ok(Response::Audio {
+                    samples,
+                    sample_rate: SPEECH_SAMPLE_RATE,
+                })
             }
             Request::Generate { ids, params } => {
                 let cfg = self.generation_config(&params, None)?;
@@ -137,21 +158,28 @@ impl Engine {
                 conversation,
                 mode,
                 params,
-            } => self.chat(&conversation, mode, &params, cancel, emit),
+                media,
+            } => self.chat(&conversation, mode, &params, &media, cancel, emit),
         }
     }
 
-    /// The resolved prompt string and its ids (`<|startoftext|>` first).
+    /// The resolved prompt string and its ids (`<|startoftext|>` first), as the reference's `apply_chat_template` + `__call__`: speech inputs are encoded (with
+    /// timbre in voice mode, as the reference's `add_timbre`); placeholders whose media is
+    /// not given (images, until the image encoder lands) stay as text.
     fn template(
         &self,
         conversation: &Conversation,
         mode: TemplateMode,
+        media: &MediaInputs,
     ) -> Result<(String, Vec<u32>)> {
         let tpl = self
             .tokenizer
             .apply_chat_template(&conversation.messages, mode, true)?;
-        // Media encoders are not in this build: placeholders stay as text.
-        let text = self.tokenizer.resolve_prompt(&tpl, &[], &[], true);
+        let timbre = mode == TemplateMode::Voice;
+        let speech = self
+            .codecs
+            .speech_strings(self.vocab(), &media.speech, timbre)?;
+        let text = self.tokenizer.resolve_prompt(&tpl, &[], &speech, true);
         let ids = self.tokenizer.encode(&text)?;
         Ok((text, ids))
     }
@@ -161,22 +189,31 @@ impl Engine {
         conversation: &Conversation,
         mode: ChatMode,
         params: &GenerationParams,
+        media: &MediaInputs,
         cancel: &AtomicBool,
         emit: &mut dyn FnMut(Event),
     ) -> Result<Response> {
         if conversation.messages.is_empty() {
             return Err(Error::EmptyPrompt);
         }
-        if !conversation.images.is_empty() || !conversation.speech.is_empty() {
+        if !conversation.images.is_empty() {
             return Err(Error::Unsupported(
-                "image and speech inputs need the SEED and SpeechTokenizer encoders, which this build does not have yet".into(),
+                "image inputs need the SEED image encoder, which this build does not have yet"
+                    .into(),
             ));
+        }
+        if conversation.speech.len() != media.speech.len() {
+            return Err(Error::InvalidArgument(format!(
+                "the conversation names {} audio file(s) but {} clip(s) were given",
+                conversation.speech.len(),
+                media.speech.len()
+            )));
         }
         let (template_mode, task) = match mode {
             ChatMode::Chat => (TemplateMode::Std, Task::Text),
             ChatMode::Voice => (TemplateMode::Voice, Task::SpeechGeneration),
         };
-        let (_, prompt_ids) = self.template(conversation, template_mode)?;
+        let (_, prompt_ids) = self.template(conversation, template_mode, media)?;
         let cfg = self.generation_config(params, Some(task))?;
         let (out, timings) = self.generate(&prompt_ids, &cfg, cancel, emit, true)?;
         let new_ids = out.new_tokens.into_iter().next().unwrap_or_default();
@@ -184,11 +221,12 @@ impl Engine {
         let answer = strip_stop(&new_ids, &cfg);
         let answer_text = self.tokenizer.decode(answer)?;
         let detok: Detokenized = self.tokenizer.detokenize(answer, false)?;
-        let segments: Vec<OutputSegment> = detok
+        let mut segments: Vec<OutputSegment> = detok
             .segments
             .into_iter()
             .map(OutputSegment::from)
             .collect();
+        self.codecs.render(&mut segments)?;
         segments
             .iter()
             .for_each(|s| emit(Event::Segment(s.clone())));
@@ -375,7 +413,11 @@ impl From<Segment> for OutputSegment {
         match s {
             Segment::Text(text) => OutputSegment::Text { text },
             Segment::Image { codes } => OutputSegment::Image { codes },
-            Segment::Speech { content, timbre } => OutputSegment::Speech { content, timbre },
+            Segment::Speech { content, timbre } => OutputSegment::Speech {
+                content,
+                timbre,
+                audio: None,
+            },
         }
     }
 }

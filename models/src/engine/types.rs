@@ -31,9 +31,10 @@ pub struct LoadOptions {
     /// LM weights from this GGUF file instead of the folder's shards.
     #[serde(default)]
     pub lm_file: Option<PathBuf>,
-    /// Load the tokenizer only (tokenize, detokenize and template requests).
+    /// Skip the LM: tokenizer and media codecs only (tokenize, detokenize, template and
+    /// media requests).
     #[serde(default)]
-    pub text_only: bool,
+    pub skip_lm: bool,
 }
 
 /// What the assistant is asked to do in a chat turn.
@@ -74,6 +75,23 @@ pub struct GenerationParams {
     pub constraints: Option<bool>,
 }
 
+/// Decoded audio handed to the engine (the runtime decodes files and devices).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct AudioInput {
+    /// Mono samples in [-1, 1].
+    pub samples: Vec<f32>,
+    /// Samples per second (resampled to the codec's rate by the engine).
+    pub sample_rate: u32,
+}
+
+/// The media that fill a conversation's placeholders, in placeholder order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct MediaInputs {
+    /// Audio for `<speech_placeholder_N>`.
+    #[serde(default)]
+    pub speech: Vec<AudioInput>,
+}
+
 /// A request to the engine.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -95,6 +113,21 @@ pub enum Request {
         conversation: Conversation,
         /// Which system prompt.
         mode: TemplateMode,
+        /// Media for the placeholders (placeholders without media stay as text).
+        #[serde(default)]
+        media: MediaInputs,
+    },
+    /// SpeechTokenizer codes of a clip and its MIO speech string.
+    SpeechEncode {
+        /// The clip.
+        audio: AudioInput,
+        /// Include the three timbre layers (MIO's output format) in the string.
+        timbre: bool,
+    },
+    /// Audio of a MIO speech string (`<spch>…</spch>`, 4 layers or content only).
+    SpeechDecode {
+        /// The string.
+        tokens: String,
     },
     /// Continue a prompt.
     Generate {
@@ -111,6 +144,9 @@ pub enum Request {
         mode: ChatMode,
         /// Decoding parameters over the mode's preset.
         params: GenerationParams,
+        /// Media for the placeholders.
+        #[serde(default)]
+        media: MediaInputs,
     },
 }
 
@@ -165,8 +201,15 @@ pub enum OutputSegment {
         content: Vec<u32>,
         /// Layers 1..3 codes 0..1023 each, when complete.
         timbre: Option<[Vec<u32>; 3]>,
+        /// The decoded waveform (mono, [`SPEECH_SAMPLE_RATE`]), when the codec is loaded.
+        /// Not serialised: the runtime writes it to a file.
+        #[serde(skip)]
+        audio: Option<Vec<f32>>,
     },
 }
+
+/// Sample rate of decoded speech (SpeechTokenizer's).
+pub const SPEECH_SAMPLE_RATE: u32 = 16_000;
 
 /// Time spent, for benchmarks and the report.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
@@ -211,6 +254,20 @@ pub enum Response {
         finish_reason: FinishReason,
         /// Timings.
         timings: Timings,
+    },
+    /// Speech codes.
+    SpeechCodes {
+        /// `n_q × frames` RVQ codes.
+        codes: Vec<Vec<u32>>,
+        /// The MIO speech string.
+        tokens: String,
+    },
+    /// Decoded audio.
+    Audio {
+        /// Mono samples.
+        samples: Vec<f32>,
+        /// Samples per second.
+        sample_rate: u32,
     },
     /// An assistant turn.
     Chat {

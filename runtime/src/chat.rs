@@ -1,0 +1,136 @@
+//! `mio chat` (one turn) and `mio speech encode|decode`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use mio_models::engine::{ChatMode, Conversation, Event, Message, Request, Response, Role};
+use serde_json::json;
+
+use crate::audio::{decode_file, write_wav};
+use crate::cli::{ChatModeArg, Common, DecodeArgs, SpeechCommand};
+use crate::commands::{params, print, start, write_atomic};
+use crate::media::{load_inputs, place_audio, save_outputs};
+
+/// Runs `mio chat`.
+pub fn run(
+    common: &Common,
+    mode: ChatModeArg,
+    out: &Path,
+    audio: &[PathBuf],
+    d: &DecodeArgs,
+    text: String,
+) -> Result<()> {
+    if text.trim().is_empty() && audio.is_empty() {
+        bail!("the message is empty");
+    }
+    std::fs::create_dir_all(out)
+        .with_context(|| format!("cannot create the output folder {}", out.display()))?;
+    let user = place_audio(&text, 0, audio.len());
+    let conversation = Conversation {
+        messages: vec![Message::new(Role::User, user.clone())],
+        speech: audio.to_vec(),
+        ..Default::default()
+    };
+    let media = load_inputs(&conversation, Path::new("."))?;
+    let (worker, _) = start(common, false)?;
+    let mode = match mode {
+        ChatModeArg::Chat => ChatMode::Chat,
+        ChatModeArg::Voice => ChatMode::Voice,
+    };
+    let request = Request::Chat {
+        conversation,
+        mode,
+        params: params(d),
+        media,
+    };
+    let streaming = !common.json;
+    let response = worker.run(request)?.wait(|event| {
+        if let (true, Event::Token { text, .. }) = (streaming, &event) {
+            print!("{text}");
+            let _ = std::io::stdout().flush();
+        }
+    })?;
+    let Response::Chat {
+        prompt_ids,
+        new_ids,
+        segments,
+        warnings,
+        finish_reason,
+        timings,
+        ..
+    } = response
+    else {
+        bail!("unexpected engine answer");
+    };
+    let segments = save_outputs(&segments, out, "")?;
+    let transcript = json!({
+        "mode": mode, "model": common.model, "user": user, "audio": audio,
+        "prompt_ids": prompt_ids, "new_ids": new_ids, "segments": segments,
+        "warnings": warnings, "finish_reason": finish_reason, "timings": timings,
+    });
+    let path = out.join("transcript.json");
+    write_atomic(&path, serde_json::to_string_pretty(&transcript)?.as_bytes())?;
+    if streaming {
+        println!();
+        warnings.iter().for_each(|w| eprintln!("warning: {w}"));
+        eprintln!("transcript written to {}", path.display());
+        Ok(())
+    } else {
+        print(common, transcript, String::new)
+    }
+}
+
+/// Runs `mio speech encode|decode`.
+pub fn speech(what: SpeechCommand) -> Result<()> {
+    match what {
+        SpeechCommand::Encode {
+            common,
+            audio,
+            timbre,
+        } => {
+            let clip = decode_file(&audio)?;
+            let input = mio_models::engine::AudioInput {
+                samples: clip.samples,
+                sample_rate: clip.sample_rate,
+            };
+            let (worker, _) = start(&common, true)?;
+            match worker
+                .run(Request::SpeechEncode {
+                    audio: input,
+                    timbre,
+                })?
+                .wait(|_| {})?
+            {
+                Response::SpeechCodes { codes, tokens } => {
+                    print(&common, json!({ "codes": codes, "tokens": tokens }), || {
+                        tokens.clone()
+                    })
+                }
+                other => bail!("unexpected engine answer {other:?}"),
+            }
+        }
+        SpeechCommand::Decode {
+            common,
+            tokens,
+            out,
+        } => {
+            let (worker, _) = start(&common, true)?;
+            match worker.run(Request::SpeechDecode { tokens })?.wait(|_| {})? {
+                Response::Audio {
+                    samples,
+                    sample_rate,
+                } => {
+                    write_wav(&out, &samples, sample_rate)?;
+                    let secs = samples.len() as f64 / f64::from(sample_rate.max(1));
+                    print(
+                        &common,
+                        json!({ "out": out, "duration_s": secs, "sample_rate": sample_rate }),
+                        || format!("wrote {} ({secs:.2} s)", out.display()),
+                    )
+                }
+                other => bail!("unexpected engine answer {other:?}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,62 @@
+//! Media files at the runtime's edge: conversation inputs decoded for the engine, and the
+//! engine's decoded outputs written as files beside a transcript.
+
+use std::path::Path;
+
+use anyhow::Result;
+use mio_models::engine::{
+    AudioInput, Conversation, MediaInputs, OutputSegment, SPEECH_SAMPLE_RATE,
+};
+use serde_json::{json, Value};
+
+use crate::audio::{decode_file, write_wav};
+
+/// Decodes the conversation's audio files (paths relative to `base`).
+pub fn load_inputs(conversation: &Conversation, base: &Path) -> Result<MediaInputs> {
+    let mut media = MediaInputs::default();
+    for p in &conversation.speech {
+        let clip = decode_file(&base.join(p))?;
+        media.speech.push(AudioInput {
+            samples: clip.samples,
+            sample_rate: clip.sample_rate,
+        });
+    }
+    Ok(media)
+}
+
+/// Writes decoded speech of `segments` as `{prefix}speech_{i}.wav` into `out`; returns the
+/// segments as JSON with a `file` field where a file was written.
+pub fn save_outputs(segments: &[OutputSegment], out: &Path, prefix: &str) -> Result<Vec<Value>> {
+    let mut n_speech = 0;
+    let mut list = vec![];
+    for seg in segments {
+        let mut value = serde_json::to_value(seg)?;
+        if let OutputSegment::Speech {
+            audio: Some(samples),
+            ..
+        } = seg
+        {
+            let name = format!("{prefix}speech_{n_speech}.wav");
+            write_wav(&out.join(&name), samples, SPEECH_SAMPLE_RATE)?;
+            value["file"] = json!(name);
+            value["duration_s"] = json!(samples.len() as f64 / f64::from(SPEECH_SAMPLE_RATE));
+            n_speech += 1;
+        }
+        list.push(value);
+    }
+    Ok(list)
+}
+
+/// Appends `<speech_placeholder_N>` (N in `first..first + n_audio`, the conversation-wide
+/// clip numbers) for attached clips the message does not place itself.
+pub fn place_audio(text: &str, first: usize, n_audio: usize) -> String {
+    let mut out = text.to_string();
+    for i in first..first + n_audio {
+        let tag = format!("<speech_placeholder_{i}>");
+        if !out.contains(&tag) {
+            out.push('\n');
+            out.push_str(&tag);
+        }
+    }
+    out
+}
