@@ -8,7 +8,13 @@ use std::collections::HashMap;
 
 use anyhow::{ensure, Result};
 use candle_core::{DType, Device, Tensor};
-use mio_models::image_decoder::SeedDecodeHead;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use mio_models::image_decoder::{
+    empty_prompt_ids, encode_empty_prompt, AutoencoderKl, DdpmNoising, DecodeOptions,
+    PndmScheduler, SchedulerConfig, SeedDecodeHead, StableUnclipImageNormalizer,
+    UNet2DConditionModel, UnclipDecoder,
+};
 use mio_tests::{golden, tiny_model};
 
 const ATOL: f32 = 1e-4;
@@ -91,5 +97,207 @@ fn decode_head_rejects_out_of_range_codes() -> Result<()> {
     let n = head.config().n_embed as u32;
     let codes = Tensor::new(&[[0u32, n]], &Device::Cpu)?;
     ensure!(head.forward(&codes).is_err());
+    Ok(())
+}
+
+fn unclip_dir() -> std::path::PathBuf {
+    tiny_model().join("stable-diffusion-2-1-unclip")
+}
+
+fn pndm() -> Result<PndmScheduler> {
+    let cfg = SchedulerConfig::load(&unclip_dir().join("scheduler/scheduler_config.json"))?;
+    Ok(PndmScheduler::new(cfg)?)
+}
+
+#[test]
+fn noised_image_embedding_matches_golden() -> Result<()> {
+    let dir = unclip_dir();
+    let g = load("image_decode.safetensors")?;
+    let cfg = SchedulerConfig::load(&dir.join("image_noising_scheduler/scheduler_config.json"))?;
+    let noising = DdpmNoising::new(&cfg)?;
+    let norm = StableUnclipImageNormalizer::load(&dir.join("image_normalizer"), 512, &Device::Cpu)?;
+    let got = norm.noise_image_embeddings(&noising, &g["image_embeds"], &g["noise"], 0)?;
+    assert_close(
+        "noised_image_embeds_with_level",
+        &got,
+        &g["noised_image_embeds_with_level"],
+    )?;
+    Ok(())
+}
+
+#[test]
+fn pndm_timesteps_and_steps_match_golden() -> Result<()> {
+    let g = load("image_decode.safetensors")?;
+    let mut s = pndm()?;
+    s.set_timesteps(3)?;
+    let want: Vec<i64> = g["timesteps"].to_vec1()?;
+    let got: Vec<i64> = s.timesteps().iter().map(|&t| t as i64).collect();
+    assert_eq!(got, want);
+    let mut latents = g["init_latents"].clone();
+    for (i, &t) in s.timesteps().to_vec().iter().enumerate() {
+        let out = &g[&format!("unet_call{i}.out")];
+        let (uncond, cond) = (out.get(0)?.unsqueeze(0)?, out.get(1)?.unsqueeze(0)?);
+        let guided = (&uncond + ((cond - &uncond)? * 10.0)?)?;
+        assert_close(
+            "guided",
+            &guided,
+            &g[&format!("step{i}.guided_model_output")],
+        )?;
+        // Each step from the golden input, so errors do not accumulate.
+        let input = if i == 0 {
+            latents.clone()
+        } else {
+            g[&format!("step{}.prev_sample", i - 1)].clone()
+        };
+        latents = s.step(&g[&format!("step{i}.guided_model_output")], t, &input)?;
+        assert_close("prev_sample", &latents, &g[&format!("step{i}.prev_sample")])?;
+    }
+    assert_close("final_latents", &latents, &g["final_latents"])?;
+    Ok(())
+}
+
+#[test]
+fn unet_calls_match_golden() -> Result<()> {
+    let g = load("image_decode.safetensors")?;
+    let unet = UNet2DConditionModel::load(&unclip_dir().join("unet"), DType::F32, &Device::Cpu)?;
+    let timesteps: Vec<i64> = g["timesteps"].to_vec1()?;
+    for (i, &t) in timesteps.iter().enumerate() {
+        let ctx = &g["unet_call0.encoder_hidden_states"];
+        let out = unet.forward(
+            &g[&format!("unet_call{i}.sample")],
+            t as usize,
+            ctx,
+            &g[&format!("unet_call{i}.class_labels")],
+        )?;
+        assert_close(
+            &format!("unet_call{i}.out"),
+            &out,
+            &g[&format!("unet_call{i}.out")],
+        )?;
+    }
+    Ok(())
+}
+
+fn decoder() -> Result<UnclipDecoder> {
+    Ok(UnclipDecoder::load(&tiny_model(), &Device::Cpu)?)
+}
+
+fn golden_opts() -> DecodeOptions {
+    DecodeOptions {
+        steps: 3,
+        guidance: 10.0,
+        seed: 0,
+    }
+}
+
+#[test]
+fn vae_decode_matches_golden() -> Result<()> {
+    let g = load("image_decode.safetensors")?;
+    let vae = AutoencoderKl::load(&unclip_dir().join("vae"), DType::F32, &Device::Cpu)?;
+    let out = vae.decode(&g["final_latents"])?;
+    assert_close("vae_decode_out", &out, &g["vae_decode_out"])?;
+    Ok(())
+}
+
+#[test]
+fn full_decode_with_pinned_latents_matches_golden() -> Result<()> {
+    let g = load("image_decode.safetensors")?;
+    let dec = decoder()?;
+    let codes: Vec<u32> = g["codes"].to_dtype(DType::U32)?.flatten_all()?.to_vec1()?;
+    let embeds = dec.image_embedding(&codes)?;
+    assert_close("image_embeds", &embeds, &g["image_embeds"])?;
+    let mut seen = Vec::new();
+    let cancel = AtomicBool::new(false);
+    let out = dec.decode_pinned(
+        &embeds,
+        &g["init_latents"],
+        &g["noise"],
+        &golden_opts(),
+        &mut |s| seen.push((s.step, s.total, s.timestep)),
+        &cancel,
+    )?;
+    assert_eq!(seen, vec![(1, 4, 667), (2, 4, 334), (3, 4, 334), (4, 4, 1)]);
+    assert_close(
+        "noised",
+        &out.noised_image_embeds,
+        &g["noised_image_embeds_with_level"],
+    )?;
+    assert_close("final_latents", &out.final_latents, &g["final_latents"])?;
+    assert_close("vae_decode_out", &out.vae_out, &g["vae_decode_out"])?;
+    assert_close("image_float", &out.image_float, &g["image_float"])?;
+    let want: Vec<u8> = g["image_uint8"].flatten_all()?.to_vec1()?;
+    assert_eq!((out.image.width, out.image.height), (64, 64));
+    let max = out
+        .image
+        .data
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| a.abs_diff(*b))
+        .max()
+        .unwrap();
+    let exact = out
+        .image
+        .data
+        .iter()
+        .zip(&want)
+        .filter(|(a, b)| a == b)
+        .count();
+    println!("uint8: max diff {max}, {exact}/{} exact", want.len());
+    assert!(max <= 1, "uint8 image differs by {max}");
+    Ok(())
+}
+
+#[test]
+fn decode_reports_progress_and_cancels() -> Result<()> {
+    let dec = decoder()?;
+    let codes: Vec<u32> = (0..32).collect();
+    let cancel = AtomicBool::new(false);
+    let mut steps = 0;
+    let img = dec.decode(&codes, &golden_opts(), &mut |_| steps += 1, &cancel)?;
+    assert_eq!(steps, 4);
+    assert_eq!(img.data.len(), 64 * 64 * 3);
+    // Same seed, same image; another seed, another image.
+    let again = dec.decode(&codes, &golden_opts(), &mut |_| {}, &cancel)?;
+    assert_eq!(img, again);
+    let other = DecodeOptions {
+        seed: 1,
+        ..golden_opts()
+    };
+    assert_ne!(img, dec.decode(&codes, &other, &mut |_| {}, &cancel)?);
+    // Cancel after the first step: the decoder stops before the second.
+    let mut calls = 0;
+    let err = dec
+        .decode(
+            &codes,
+            &golden_opts(),
+            &mut |_| {
+                calls += 1;
+                cancel.store(true, Ordering::Relaxed);
+            },
+            &cancel,
+        )
+        .unwrap_err();
+    assert!(matches!(err, mio_models::Error::Cancelled), "{err}");
+    assert_eq!(calls, 1);
+    Ok(())
+}
+
+#[test]
+fn empty_prompt_embedding_matches_golden() -> Result<()> {
+    let g = load("image_decode.safetensors")?;
+    let ids = empty_prompt_ids(&unclip_dir().join("tokenizer"), 77)?;
+    let want: Vec<i64> = g["empty_prompt_input_ids"].flatten_all()?.to_vec1()?;
+    assert_eq!(ids.iter().map(|&i| i as i64).collect::<Vec<_>>(), want);
+    let embeds = encode_empty_prompt(&unclip_dir(), &Device::Cpu)?;
+    assert_close("empty_prompt_embeds", &embeds, &g["empty_prompt_embeds"])?;
+    let stored = candle_core::safetensors::load(
+        unclip_dir().join("empty_prompt_embeds.safetensors"),
+        &Device::Cpu,
+    )?;
+    assert_close(
+        "stored empty_prompt_embeds",
+        &embeds,
+        &stored["empty_prompt_embeds"],
+    )?;
     Ok(())
 }
