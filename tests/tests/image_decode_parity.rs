@@ -301,3 +301,89 @@ fn empty_prompt_embedding_matches_golden() -> Result<()> {
     )?;
     Ok(())
 }
+
+#[test]
+fn unet_loads_from_bin_like_safetensors() -> Result<()> {
+    // `fixtures/unclip-bin/unet` = the same tensors as a torch.save `.bin` (make_bin.py).
+    let g = load("image_decode.safetensors")?;
+    let bin_dir = mio_tests::fixtures().join("unclip-bin/unet");
+    let path = mio_models::image_decoder::component_weights(&bin_dir)?;
+    assert!(path.ends_with("diffusion_pytorch_model.bin"));
+    let from_bin = UNet2DConditionModel::load(&bin_dir, DType::F32, &Device::Cpu)?;
+    let from_st = UNet2DConditionModel::load(&unclip_dir().join("unet"), DType::F32, &Device::Cpu)?;
+    let args = (
+        &g["unet_call1.sample"],
+        334,
+        &g["unet_call0.encoder_hidden_states"],
+        &g["unet_call1.class_labels"],
+    );
+    let a = from_bin.forward(args.0, args.1, args.2, args.3)?;
+    let b = from_st.forward(args.0, args.1, args.2, args.3)?;
+    let diff = (a - b)?.abs()?.max_all()?.to_scalar::<f32>()?;
+    assert_eq!(diff, 0.0, ".bin and safetensors UNets differ");
+    Ok(())
+}
+
+#[test]
+fn missing_unet_weights_are_reported() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let err = UNet2DConditionModel::load(dir.path(), DType::F32, &Device::Cpu).unwrap_err();
+    assert!(err.to_string().contains("config.json"), "{err}");
+    std::fs::copy(
+        unclip_dir().join("unet/config.json"),
+        dir.path().join("config.json"),
+    )?;
+    let err = UNet2DConditionModel::load(dir.path(), DType::F32, &Device::Cpu).unwrap_err();
+    assert!(matches!(err, mio_models::Error::MissingFile(_)), "{err}");
+    Ok(())
+}
+
+/// A release root as the real one ships (no `empty_prompt_embeds.safetensors`), built from
+/// links into the fixture model.
+#[cfg(unix)]
+fn release_without_prompt_cache() -> Result<tempfile::TempDir> {
+    use std::os::unix::fs::symlink;
+    let root = tempfile::tempdir()?;
+    let model = tiny_model();
+    symlink(
+        model.join("seed-tokenizer-2"),
+        root.path().join("seed-tokenizer-2"),
+    )?;
+    let sd = root.path().join("stable-diffusion-2-1-unclip");
+    std::fs::create_dir(&sd)?;
+    for entry in std::fs::read_dir(unclip_dir())? {
+        let entry = entry?;
+        if entry.file_name() != "empty_prompt_embeds.safetensors" {
+            symlink(entry.path(), sd.join(entry.file_name()))?;
+        }
+    }
+    Ok(root)
+}
+
+#[cfg(unix)]
+#[test]
+fn decoder_without_prompt_cache_runs_the_text_encoder() -> Result<()> {
+    let g = load("image_decode.safetensors")?;
+    let root = release_without_prompt_cache()?;
+    let dec = UnclipDecoder::load(root.path(), &Device::Cpu)?;
+    let codes: Vec<u32> = g["codes"].to_dtype(DType::U32)?.flatten_all()?.to_vec1()?;
+    let out = dec.decode_pinned(
+        &dec.image_embedding(&codes)?,
+        &g["init_latents"],
+        &g["noise"],
+        &golden_opts(),
+        &mut |_| {},
+        &AtomicBool::new(false),
+    )?;
+    assert_close("final_latents", &out.final_latents, &g["final_latents"])?;
+    assert_close("image_float", &out.image_float, &g["image_float"])?;
+    Ok(())
+}
+
+#[test]
+fn decoder_loads_from_release_layout() -> Result<()> {
+    let dec = UnclipDecoder::load(&mio_tests::release_layout(), &Device::Cpu)?;
+    assert_eq!(dec.image_size(), (64, 64));
+    assert_eq!(dec.latent_shape(), (1, 4, 8, 8));
+    Ok(())
+}
