@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use mio_models::image_decoder::{
     empty_prompt_ids, encode_empty_prompt, AutoencoderKl, DdpmNoising, DecodeOptions,
     PndmScheduler, SchedulerConfig, SeedDecodeHead, StableUnclipImageNormalizer,
-    UNet2DConditionModel, UnclipDecoder,
+    UNet2DConditionConfig, UNet2DConditionModel, UnclipDecoder,
 };
 use mio_tests::{golden, tiny_model};
 
@@ -385,5 +385,65 @@ fn decoder_loads_from_release_layout() -> Result<()> {
     let dec = UnclipDecoder::load(&mio_tests::release_layout(), &Device::Cpu)?;
     assert_eq!(dec.image_size(), (64, 64));
     assert_eq!(dec.latent_shape(), (1, 4, 8, 8));
+    Ok(())
+}
+
+/// A `VarBuilder` backend over a tensor map that records which names were read.
+struct Recording {
+    tensors: HashMap<String, Tensor>,
+    read: std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
+}
+
+impl candle_nn::var_builder::SimpleBackend for Recording {
+    fn get(
+        &self,
+        s: candle_core::Shape,
+        name: &str,
+        _: candle_nn::Init,
+        dtype: DType,
+        dev: &Device,
+    ) -> candle_core::Result<Tensor> {
+        let t = self.get_unchecked(name, dtype, dev)?;
+        if t.shape() != &s {
+            candle_core::bail!("{name}: shape {:?} vs {:?}", t.shape(), s);
+        }
+        Ok(t)
+    }
+
+    fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
+        self.read.lock().unwrap().insert(name.to_string());
+        let t = self
+            .tensors
+            .get(name)
+            .ok_or_else(|| candle_core::Error::CannotFindTensor {
+                path: name.to_string(),
+            })?;
+        t.to_dtype(dtype)?.to_device(dev)
+    }
+
+    fn contains_tensor(&self, name: &str) -> bool {
+        self.tensors.contains_key(name)
+    }
+}
+
+#[test]
+fn unet_reads_every_checkpoint_tensor() -> Result<()> {
+    let dir = unclip_dir().join("unet");
+    let tensors = candle_core::safetensors::load(
+        dir.join("diffusion_pytorch_model.safetensors"),
+        &Device::Cpu,
+    )?;
+    let all: std::collections::BTreeSet<String> = tensors.keys().cloned().collect();
+    let read = std::sync::Arc::new(std::sync::Mutex::new(Default::default()));
+    let rec = Recording {
+        tensors,
+        read: read.clone(),
+    };
+    let vb = candle_nn::VarBuilder::from_backend(Box::new(rec), DType::F32, Device::Cpu);
+    let cfg = UNet2DConditionConfig::load(&dir.join("config.json"))?;
+    UNet2DConditionModel::new(cfg, vb)?;
+    let read = read.lock().unwrap().clone();
+    let unread: Vec<_> = all.difference(&read).collect();
+    assert!(unread.is_empty(), "UNet tensors never read: {unread:?}");
     Ok(())
 }

@@ -4,12 +4,16 @@
 //! `stable-diffusion-2-1-unclip` release carries `.safetensors`, `.bin` and `fp16` variants of
 //! each. Preference: full-precision safetensors, full-precision `.bin` (through the safe pickle
 //! reader), then the fp16 variants; tensors are converted to the requested dtype on load.
+//! Safetensors are read tensor by tensor through the LM's [`SafetensorsShard`] (seek + read,
+//! no mmap, no `unsafe`), so loading the 3.5 GB f32 UNet needs the model's memory only.
 
 use std::path::{Path, PathBuf};
 
-use candle_core::{DType, Device};
-use candle_nn::VarBuilder;
+use candle_core::{DType, Device, Shape, Tensor};
+use candle_nn::var_builder::SimpleBackend;
+use candle_nn::{Init, VarBuilder};
 
+use crate::lm::{SafetensorsShard, TensorSource};
 use crate::pickle::PthFile;
 use crate::{Error, Result};
 
@@ -42,11 +46,67 @@ pub fn component_var_builder(
 /// A `VarBuilder` over one `.safetensors` or torch pickle file.
 pub fn open_var_builder(path: &Path, dtype: DType, dev: &Device) -> Result<VarBuilder<'static>> {
     if path.extension().is_some_and(|e| e == "safetensors") {
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        let tensors = candle_core::safetensors::load_buffer(&bytes, dev)
-            .map_err(|e| Error::checkpoint(path, e.to_string()))?;
-        Ok(VarBuilder::from_tensors(tensors, dtype, dev))
+        let shard = ShardBackend(SafetensorsShard::open(path)?);
+        Ok(VarBuilder::from_backend(
+            Box::new(shard),
+            dtype,
+            dev.clone(),
+        ))
     } else {
         Ok(PthFile::open(path)?.into_var_builder(dtype, dev))
+    }
+}
+
+/// One safetensors file as a `VarBuilder` backend.
+struct ShardBackend(SafetensorsShard);
+
+impl ShardBackend {
+    fn load(
+        &self,
+        name: &str,
+        shape: Option<Shape>,
+        dtype: DType,
+        dev: &Device,
+    ) -> candle_core::Result<Tensor> {
+        let Some(meta) = self.0.tensors().get(name) else {
+            return Err(candle_core::Error::CannotFindTensor {
+                path: name.to_owned(),
+            });
+        };
+        if let Some(expected) = shape {
+            if meta.shape.as_slice() != expected.dims() {
+                return Err(candle_core::Error::UnexpectedShape {
+                    msg: format!("shape mismatch for {name}"),
+                    expected,
+                    got: Shape::from(meta.shape.clone()),
+                });
+            }
+        }
+        match self.0.read(name, dev) {
+            Ok(t) => t.to_dtype(dtype),
+            Err(Error::Candle(e)) => Err(e),
+            Err(other) => Err(candle_core::Error::wrap(other)),
+        }
+    }
+}
+
+impl SimpleBackend for ShardBackend {
+    fn get(
+        &self,
+        s: Shape,
+        name: &str,
+        _: Init,
+        dtype: DType,
+        dev: &Device,
+    ) -> candle_core::Result<Tensor> {
+        self.load(name, Some(s), dtype, dev)
+    }
+
+    fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
+        self.load(name, None, dtype, dev)
+    }
+
+    fn contains_tensor(&self, name: &str) -> bool {
+        self.0.tensors().contains_key(name)
     }
 }
