@@ -264,6 +264,16 @@ fn decode_reports_progress_and_cancels() -> Result<()> {
         ..golden_opts()
     };
     assert_ne!(img, dec.decode(&codes, &other, &mut |_| {}, &cancel)?);
+    // Without guidance (scale <= 1) one unguided UNet call per step.
+    let plain = DecodeOptions {
+        guidance: 1.0,
+        ..golden_opts()
+    };
+    assert_ne!(img, dec.decode(&codes, &plain, &mut |_| {}, &cancel)?);
+    // An image is exactly 32 codes.
+    assert!(dec
+        .decode(&codes[..31], &golden_opts(), &mut |_| {}, &cancel)
+        .is_err());
     // Cancel after the first step: the decoder stops before the second.
     let mut calls = 0;
     let err = dec

@@ -145,8 +145,12 @@ impl UnclipDecoder {
 
     /// The decode head alone: codes → image embedding (1 × D).
     pub fn image_embedding(&self, codes: &[u32]) -> Result<Tensor> {
-        if codes.is_empty() {
-            return Err(Error::InvalidArgument("no image codes".into()));
+        let want = self.head.config().num_query_token;
+        if codes.len() != want {
+            return Err(Error::InvalidArgument(format!(
+                "an image takes {want} codes, got {}",
+                codes.len()
+            )));
         }
         let codes = Tensor::from_slice(codes, (1, codes.len()), &self.dev)?;
         self.head.forward(&codes)
