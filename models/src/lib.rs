@@ -7,6 +7,7 @@ pub mod convert;
 pub mod engine;
 pub mod error;
 pub mod generation;
+pub mod image_decoder;
 pub mod lm;
 pub mod pickle;
 pub mod release;

@@ -1,0 +1,24 @@
+//! The unCLIP image decoder: SEED codes → decode head → Stable Diffusion 2.1 unCLIP → RGB.
+
+mod clip_text;
+mod noising;
+mod pipeline;
+mod scheduler;
+mod seed_decode_head;
+mod transformer;
+mod unet;
+mod unet_blocks;
+mod vae;
+mod weights;
+
+pub use clip_text::{empty_prompt_ids, encode_empty_prompt, ClipTextConfig, ClipTextModel};
+pub use noising::{timestep_embedding, StableUnclipImageNormalizer};
+pub use pipeline::{
+    DecodeOptions, DecodeOutput, DecodeStep, RgbImage, UnclipDecoder, EMPTY_PROMPT_EMBEDS,
+    SEED_QUANTIZER, UNCLIP_DIR,
+};
+pub use scheduler::{DdpmNoising, PndmScheduler, SchedulerConfig};
+pub use seed_decode_head::{SeedDecodeHead, SeedDecodeHeadConfig, BLOCK_HEADS};
+pub use unet::{PerBlock, UNet2DConditionConfig, UNet2DConditionModel};
+pub use vae::{AutoencoderKl, AutoencoderKlConfig};
+pub use weights::{component_var_builder, component_weights, open_var_builder};
