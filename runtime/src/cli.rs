@@ -79,6 +79,9 @@ pub struct DecodeArgs {
     /// Let the model emit malformed image/speech blocks.
     #[arg(long)]
     pub no_constraints: bool,
+    /// Denoising steps for pictures in the answer (default 20).
+    #[arg(long)]
+    pub image_steps: Option<usize>,
 }
 
 /// Template modes.

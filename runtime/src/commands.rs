@@ -170,6 +170,7 @@ pub(crate) fn params(d: &DecodeArgs) -> GenerationParams {
         seed: d.seed,
         eos_ids: d.eos_id.map(|e| vec![e]),
         constraints: d.no_constraints.then_some(false),
+        image_steps: d.image_steps,
     }
 }
 

@@ -5,11 +5,12 @@ use std::path::Path;
 
 use anyhow::Result;
 use mio_models::engine::{
-    AudioInput, Conversation, MediaInputs, OutputSegment, SPEECH_SAMPLE_RATE,
+    AudioInput, Conversation, DecodedImage, MediaInputs, OutputSegment, SPEECH_SAMPLE_RATE,
 };
 use serde_json::{json, Value};
 
 use crate::audio::{decode_file, write_wav};
+use crate::commands::write_atomic;
 
 /// Decodes the conversation's audio files (paths relative to `base`).
 pub fn load_inputs(conversation: &Conversation, base: &Path) -> Result<MediaInputs> {
@@ -24,13 +25,41 @@ pub fn load_inputs(conversation: &Conversation, base: &Path) -> Result<MediaInpu
     Ok(media)
 }
 
-/// Writes decoded speech of `segments` as `{prefix}speech_{i}.wav` into `out`; returns the
-/// segments as JSON with a `file` field where a file was written.
+/// Writes an RGB picture as PNG (through a temporary name and a rename).
+pub fn write_png(path: &Path, img: &DecodedImage) -> Result<()> {
+    let buf =
+        image::RgbImage::from_raw(img.width, img.height, img.rgb.clone()).ok_or_else(|| {
+            anyhow::anyhow!(
+                "the decoded picture has {} bytes for {}×{}",
+                img.rgb.len(),
+                img.width,
+                img.height
+            )
+        })?;
+    let mut bytes = std::io::Cursor::new(Vec::new());
+    buf.write_to(&mut bytes, image::ImageFormat::Png)?;
+    write_atomic(path, bytes.get_ref())
+}
+
+/// Writes decoded speech of `segments` as `{prefix}speech_{i}.wav` and pictures as
+/// `{prefix}image_{i}.png` into `out`; returns the segments as JSON with a `file` field
+/// where a file was written.
 pub fn save_outputs(segments: &[OutputSegment], out: &Path, prefix: &str) -> Result<Vec<Value>> {
     let mut n_speech = 0;
+    let mut n_image = 0;
     let mut list = vec![];
     for seg in segments {
         let mut value = serde_json::to_value(seg)?;
+        if let OutputSegment::Image {
+            image: Some(img), ..
+        } = seg
+        {
+            let name = format!("{prefix}image_{n_image}.png");
+            write_png(&out.join(&name), img)?;
+            value["file"] = json!(name);
+            value["size"] = json!([img.width, img.height]);
+            n_image += 1;
+        }
         if let OutputSegment::Speech {
             audio: Some(samples),
             ..

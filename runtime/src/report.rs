@@ -102,7 +102,10 @@ fn turn_html(s: &mut String, i: usize, turn: &TurnRecord, base: &Path, out: &Pat
     for seg in &turn.segments {
         match seg {
             OutputSegment::Text { text } => s.push_str(&esc(text)),
-            OutputSegment::Image { codes } => {
+            OutputSegment::Image { codes, .. } => {
+                if let Some(url) = files.next().and_then(|f| data_url(&out.join(f))) {
+                    let _ = write!(s, "<img class=in src='{url}'>");
+                }
                 let _ = write!(s, "<div class=codes>image block, 32 codes: {codes:?}</div>");
             }
             OutputSegment::Speech {

@@ -5,7 +5,10 @@ use std::path::Path;
 
 use candle_core::Device;
 
-use super::types::{AudioInput, OutputSegment};
+use std::sync::atomic::AtomicBool;
+
+use super::types::{AudioInput, DecodedImage, Event, OutputSegment};
+use crate::image_decoder::{DecodeOptions, UnclipDecoder, UNCLIP_DIR};
 use crate::speech_codec::{speech_string, SpeechTokenizer, WavAudio};
 use crate::text::MioVocab;
 use crate::{Error, Result};
@@ -13,6 +16,15 @@ use crate::{Error, Result};
 /// Media codecs found in a release folder.
 pub(crate) struct Codecs {
     speech: Option<SpeechTokenizer>,
+    image_decoder: Option<UnclipDecoder>,
+}
+
+/// How the pictures of an answer are drawn.
+pub(crate) struct Render<'a> {
+    /// unCLIP options.
+    pub opts: DecodeOptions,
+    /// Checked between denoising steps.
+    pub cancel: &'a AtomicBool,
 }
 
 impl Codecs {
@@ -24,7 +36,16 @@ impl Codecs {
         } else {
             None
         };
-        Ok(Self { speech })
+        let has_unclip = dir.join(UNCLIP_DIR).is_dir() && dir.join("seed-tokenizer-2").is_dir();
+        let image_decoder = if has_unclip {
+            Some(UnclipDecoder::load(dir, dev)?)
+        } else {
+            None
+        };
+        Ok(Self {
+            speech,
+            image_decoder,
+        })
     }
 
     fn speech(&self) -> Result<&SpeechTokenizer> {
@@ -66,21 +87,59 @@ impl Codecs {
         self.speech()?.decode_speech_string(tokens)
     }
 
-    /// Attaches decoded audio to speech segments (when the codec is loaded).
-    pub(crate) fn render(&self, segments: &mut [OutputSegment]) -> Result<()> {
-        let Some(codec) = self.speech.as_ref() else {
-            return Ok(());
+    /// The picture of 32 codes, reporting each denoising step.
+    pub(crate) fn decode_image(
+        &self,
+        codes: &[u32],
+        render: &Render<'_>,
+        emit: &mut dyn FnMut(Event),
+    ) -> Result<DecodedImage> {
+        let decoder = self.image_decoder.as_ref().ok_or_else(|| {
+            Error::Unsupported(
+                "this model folder has no stable-diffusion-2-1-unclip/ (image output needs it)"
+                    .into(),
+            )
+        })?;
+        let mut progress = |p: crate::image_decoder::DecodeStep| {
+            emit(Event::Progress {
+                stage: "image".into(),
+                step: p.step,
+                total: p.total,
+            })
         };
+        let img = decoder.decode(codes, &render.opts, &mut progress, render.cancel)?;
+        Ok(DecodedImage {
+            width: img.width as u32,
+            height: img.height as u32,
+            rgb: img.data,
+        })
+    }
+
+    /// Attaches decoded audio and pictures to the segments whose codec is loaded.
+    pub(crate) fn render(
+        &self,
+        segments: &mut [OutputSegment],
+        render: &Render<'_>,
+        emit: &mut dyn FnMut(Event),
+    ) -> Result<()> {
         for seg in segments {
-            if let OutputSegment::Speech {
-                content,
-                timbre,
-                audio,
-            } = seg
-            {
-                let mut layers = vec![content.clone()];
-                layers.extend(timbre.iter().flatten().cloned());
-                *audio = Some(codec.decode_layers(&layers)?);
+            match seg {
+                OutputSegment::Speech {
+                    content,
+                    timbre,
+                    audio,
+                } => {
+                    let Some(codec) = self.speech.as_ref() else {
+                        continue;
+                    };
+                    let mut layers = vec![content.clone()];
+                    layers.extend(timbre.iter().flatten().cloned());
+                    *audio = Some(codec.decode_layers(&layers)?);
+                }
+                OutputSegment::Image { codes, image } if self.image_decoder.is_some() => {
+                    *image = Some(self.decode_image(codes, render, emit)?);
+                }
+                _ => {}
             }
         }
         Ok(())

@@ -12,13 +12,14 @@ use std::sync::Arc;
 use candle_core::{DType, Device};
 use serde::Serialize;
 
-use super::media::Codecs;
+use super::media::{Codecs, Render};
 use super::timed::Timed;
 use super::types::*;
 use crate::generation::{
     generate, Controls, FinishReason as GenFinish, GenerationConfig, GenerationOutput,
     IncrementalDetokenizer, Task, TokenEvent,
 };
+use crate::image_decoder::DecodeOptions;
 use crate::lm::{Config, GenerationConfigFile, LlamaForCausalLm, LmSession};
 use crate::text::{DetokEvent, Detokenized, MioVocab, Segment, TextTokenizer};
 use crate::{Error, Result};
@@ -136,6 +137,24 @@ impl Engine {
                 let tokens = crate::speech_codec::speech_string(self.vocab(), &codes, timbre)?;
                 Ok(Response::SpeechCodes { codes, tokens })
             }
+            Request::ImageDecode {
+                codes,
+                steps,
+                guidance,
+                seed,
+            } => {
+                let render = Render {
+                    opts: DecodeOptions {
+                        steps,
+                        guidance,
+                        seed,
+                    },
+                    cancel,
+                };
+                Ok(Response::Image(
+                    self.codecs.decode_image(&codes, &render, emit)?,
+                ))
+            }
             Request::SpeechDecode { tokens } => {
                 let samples = self.codecs.decode_speech_string(&tokens)?;
                 Ok(Response::Audio {
@@ -226,7 +245,15 @@ impl Engine {
             .into_iter()
             .map(OutputSegment::from)
             .collect();
-        self.codecs.render(&mut segments)?;
+        let render = Render {
+            opts: DecodeOptions {
+                steps: params.image_steps.unwrap_or(20),
+                guidance: 10.0,
+                seed: params.seed.unwrap_or(0),
+            },
+            cancel,
+        };
+        self.codecs.render(&mut segments, &render, emit)?;
         segments
             .iter()
             .for_each(|s| emit(Event::Segment(s.clone())));
@@ -412,7 +439,7 @@ impl From<Segment> for OutputSegment {
     fn from(s: Segment) -> Self {
         match s {
             Segment::Text(text) => OutputSegment::Text { text },
-            Segment::Image { codes } => OutputSegment::Image { codes },
+            Segment::Image { codes } => OutputSegment::Image { codes, image: None },
             Segment::Speech { content, timbre } => OutputSegment::Speech {
                 content,
                 timbre,

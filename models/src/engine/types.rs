@@ -73,6 +73,8 @@ pub struct GenerationParams {
     pub eos_ids: Option<Vec<u32>>,
     /// Enforce well-formed image/speech blocks (default on).
     pub constraints: Option<bool>,
+    /// Denoising steps for the pictures of the answer (default 20, as MIO).
+    pub image_steps: Option<usize>,
 }
 
 /// Decoded audio handed to the engine (the runtime decodes files and devices).
@@ -124,6 +126,17 @@ pub enum Request {
         /// Include the three timbre layers (MIO's output format) in the string.
         timbre: bool,
     },
+    /// The picture of 32 image codes (SEED decode head + unCLIP).
+    ImageDecode {
+        /// The codes.
+        codes: Vec<u32>,
+        /// Denoising steps (MIO: 20).
+        steps: usize,
+        /// Classifier-free guidance (MIO: 10).
+        guidance: f64,
+        /// Seed of the initial latents.
+        seed: u64,
+    },
     /// Audio of a MIO speech string (`<spch>…</spch>`, 4 layers or content only).
     SpeechDecode {
         /// The string.
@@ -165,6 +178,15 @@ pub enum Event {
     },
     /// A finished output segment.
     Segment(OutputSegment),
+    /// Progress of a long step (image denoising: `stage` = "image", steps of the UNet).
+    Progress {
+        /// What is progressing.
+        stage: String,
+        /// Steps done.
+        step: usize,
+        /// Steps in all.
+        total: usize,
+    },
 }
 
 /// Why generation stopped.
@@ -194,6 +216,10 @@ pub enum OutputSegment {
     Image {
         /// Codes 0..8191.
         codes: Vec<u32>,
+        /// The picture unCLIP drew from them, when the decoder is loaded. Not serialised:
+        /// the runtime writes it to a file.
+        #[serde(skip)]
+        image: Option<DecodedImage>,
     },
     /// A speech block: content codes and, when present, the three timbre layers.
     Speech {
@@ -206,6 +232,18 @@ pub enum OutputSegment {
         #[serde(skip)]
         audio: Option<Vec<f32>>,
     },
+}
+
+/// An 8-bit RGB picture.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DecodedImage {
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Interleaved RGB bytes, rows top to bottom.
+    #[serde(skip)]
+    pub rgb: Vec<u8>,
 }
 
 /// Sample rate of decoded speech (SpeechTokenizer's).
@@ -262,6 +300,8 @@ pub enum Response {
         /// The MIO speech string.
         tokens: String,
     },
+    /// A decoded picture.
+    Image(DecodedImage),
     /// Decoded audio.
     Audio {
         /// Mono samples.
