@@ -6,6 +6,7 @@
 pub mod engine;
 pub mod error;
 pub mod generation;
+pub mod image_tokenizer;
 pub mod lm;
 pub mod pickle;
 pub mod release;
