@@ -276,19 +276,19 @@ fn validate(h: &SeedHparams) -> Result<()> {
     let v = &h.vit;
     let q = &h.qformer;
     let bad = |m: String| Err(Error::InvalidConfig(format!("SEED tokenizer: {m}")));
-    if v.patch_size == 0 || v.img_size % v.patch_size != 0 {
+    if v.patch_size == 0 || !v.img_size.is_multiple_of(v.patch_size) {
         return bad(format!(
             "img_size {} is not a multiple of patch_size {}",
             v.img_size, v.patch_size
         ));
     }
-    if v.num_heads == 0 || v.embed_dim % v.num_heads != 0 {
+    if v.num_heads == 0 || !v.embed_dim.is_multiple_of(v.num_heads) {
         return bad(format!(
             "ViT width {} is not divisible by {} heads",
             v.embed_dim, v.num_heads
         ));
     }
-    if q.num_attention_heads == 0 || q.hidden_size % q.num_attention_heads != 0 {
+    if q.num_attention_heads == 0 || !q.hidden_size.is_multiple_of(q.num_attention_heads) {
         return bad(format!(
             "Q-Former width {} is not divisible by {} heads",
             q.hidden_size, q.num_attention_heads

@@ -21,7 +21,8 @@ use crate::{Error, Result};
 
 /// CLIP normalisation mean (`transforms.Normalize` of `transforms.py`).
 pub const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
-/// CLIP normalisation std.
+/// CLIP normalisation std (upstream's digits; rounded to f32 as `torch.as_tensor` does).
+#[allow(clippy::excessive_precision)]
 pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
 
 /// Reads and decodes an image file to RGB (EXIF orientation applied).

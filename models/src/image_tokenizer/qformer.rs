@@ -159,7 +159,7 @@ impl BertLayer {
     /// Reads `attention.*`, `crossattention.*` (layers `i % freq == 0`),
     /// `intermediate_query.*`, `output_query.*`.
     pub fn new(cfg: &QformerConfig, layer_num: usize, vb: VarBuilder) -> Result<Self> {
-        let crossattention = if layer_num % cfg.cross_attention_freq == 0 {
+        let crossattention = if layer_num.is_multiple_of(cfg.cross_attention_freq) {
             Some(BertAttention::new(
                 cfg,
                 cfg.encoder_width,
