@@ -9,6 +9,7 @@ mod checkpoint;
 mod config;
 mod encoder;
 mod eva_vit;
+mod jpeg;
 mod preprocess;
 mod qformer;
 mod quantizer;

@@ -7,9 +7,12 @@
 //! crate's resize) → `ToTensor` (/255) → `Normalize(CLIP mean, CLIP std)`, all in f32.
 //! Output: `pixel_values` `(3, 224, 224)` f32.
 //!
-//! Deviations: decoding is the `image` crate's (JPEG, PNG, WebP, GIF first frame, BMP), so
-//! JPEG pixels may differ from libjpeg's by ±1; the EXIF orientation is applied (PIL's
-//! `Image.open` ignores it), so sideways phone photos are encoded upright.
+//! Decoding: baseline JPEGs go through [`super::jpeg`], a libjpeg-turbo-exact decoder
+//! (PIL's own decoder, so pixels are bit-identical); PNG, WebP, GIF (first frame), BMP and
+//! progressive/arithmetic JPEGs through the `image` crate (progressive JPEG pixels may then
+//! differ from libjpeg's by a few levels). Truncated JPEGs are refused, as PIL refuses them.
+//! Deviation: the EXIF orientation is applied (PIL's `Image.open` ignores it), so sideways
+//! phone photos are encoded upright.
 
 use std::io::Cursor;
 use std::path::Path;
@@ -17,6 +20,7 @@ use std::path::Path;
 use candle_core::{Device, Tensor};
 use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage};
 
+use super::jpeg::decode_libjpeg_exact;
 use crate::{Error, Result};
 
 /// CLIP normalisation mean (`transforms.Normalize` of `transforms.py`).
@@ -40,16 +44,22 @@ pub fn decode_rgb(bytes: &[u8]) -> std::result::Result<RgbImage, String> {
     let reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| e.to_string())?;
-    match reader.format() {
-        None => {
-            return Err("not an image in a supported format (JPEG, PNG, WebP, GIF, BMP)".to_owned())
-        }
-        Some(image::ImageFormat::Jpeg) => check_jpeg_complete(bytes)?,
-        Some(_) => {}
+    let Some(format) = reader.format() else {
+        return Err("not an image in a supported format (JPEG, PNG, WebP, GIF, BMP)".to_owned());
+    };
+    if format == image::ImageFormat::Jpeg {
+        check_jpeg_complete(bytes)?;
     }
     let mut decoder = reader.into_decoder().map_err(|e| e.to_string())?;
     let orientation = decoder.orientation().map_err(|e| e.to_string())?;
-    let mut img = DynamicImage::from_decoder(decoder).map_err(|e| e.to_string())?;
+    let exact = match format {
+        image::ImageFormat::Jpeg => decode_libjpeg_exact(bytes)?,
+        _ => None,
+    };
+    let mut img = match exact {
+        Some(rgb) => DynamicImage::ImageRgb8(rgb),
+        None => DynamicImage::from_decoder(decoder).map_err(|e| e.to_string())?,
+    };
     img.apply_orientation(orientation);
     if img.width() == 0 || img.height() == 0 {
         return Err(format!(

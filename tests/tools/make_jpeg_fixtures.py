@@ -1,0 +1,29 @@
+"""Writes tests/fixtures/image_tokenizer/*.jpg and their PIL decodes (*.jpg.rgb, HxWx3 uint8).
+
+Run with Pillow 13.0.0 (its bundled libjpeg-turbo) from tests/fixtures/image_tokenizer/:
+    python ../../tools/make_jpeg_fixtures.py
+A 45x31 noisy gradient (odd sizes exercise the edge handling) saved as baseline 4:4:4,
+4:2:2, 4:2:0, grayscale, 4:2:0 with restart markers every 2 MCUs, and progressive 4:2:0.
+"""
+import numpy as np
+from PIL import Image
+
+rng = np.random.default_rng(7)
+W, H = 45, 31
+y, x = np.mgrid[0:H, 0:W]
+base = np.stack([(x * 5 + y * 3) % 256, (x * 2 + 128 + np.sin(y / 3) * 60) % 256,
+                 (255 - x * 4 + y * 2) % 256], -1).astype(float)
+img = Image.fromarray(np.clip(base + rng.normal(0, 25, base.shape), 0, 255).astype(np.uint8))
+
+
+def save(name, im, **kw):
+    im.save(name, "JPEG", **kw)
+    np.asarray(Image.open(name).convert("RGB")).tofile(name + ".rgb")
+
+
+save("s444.jpg", img, quality=92, subsampling=0)
+save("s422.jpg", img, quality=92, subsampling=1)
+save("s420.jpg", img, quality=75, subsampling=2)
+save("gray.jpg", img.convert("L"), quality=85)
+save("s420_rst.jpg", img, quality=80, subsampling=2, restart_marker_blocks=2)
+save("progressive.jpg", img, quality=80, subsampling=2, progressive=True)
