@@ -311,3 +311,46 @@ fn validate(h: &SeedHparams) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn real_sizes_are_upstreams() {
+        let cfg = SeedConfig::seed_tokenizer_2();
+        assert_eq!(cfg.vit.embed_dim, 1408);
+        assert_eq!(cfg.vit.depth, 39);
+        assert_eq!(cfg.vit.num_heads, 16);
+        assert_eq!(cfg.vit.mlp_hidden, 6144); // int(1408 * 4.3637)
+        assert_eq!(cfg.vit.grid(), 16);
+        assert_eq!(cfg.qformer.hidden_size, 768);
+        assert_eq!(cfg.qformer.encoder_width, 1408);
+        assert_eq!((cfg.n_embed, cfg.codebook_embed_dim), (8192, 32));
+        assert_eq!(
+            SeedConfig::from_hparams(&SeedHparams::default()).unwrap(),
+            cfg
+        );
+    }
+
+    #[test]
+    fn tiny_overrides_and_validation() {
+        let json = r#"{"vit": {"embed_dim": 64, "depth": 2, "num_heads": 4, "mlp_hidden": 279},
+            "qformer": {"hidden_size": 48, "num_hidden_layers": 2, "num_attention_heads": 4,
+            "intermediate_size": 192, "encoder_width": 64}, "decoder": {"ignored": 1}}"#;
+        let h: SeedHparams = serde_json::from_str(json).unwrap();
+        let cfg = SeedConfig::from_hparams(&h).unwrap();
+        assert_eq!(
+            (cfg.vit.embed_dim, cfg.vit.mlp_hidden, cfg.vit.patch_size),
+            (64, 279, 14)
+        );
+        assert_eq!(cfg.ln_vision_eps, 1e-5);
+        let mut bad = h.clone();
+        bad.qformer.encoder_width = 65;
+        assert!(SeedConfig::from_hparams(&bad).is_err());
+        let mut bad = h;
+        bad.vit.num_heads = 5;
+        assert!(SeedConfig::from_hparams(&bad).is_err());
+    }
+}

@@ -509,7 +509,8 @@ impl Decoder {
         let mut planes = Vec::with_capacity(self.comps.len());
         for c in &self.comps {
             let (fx, fy) = (self.hmax / c.h, self.vmax / c.v);
-            if self.hmax % c.h != 0 || self.vmax % c.v != 0 || fx > 2 || fy > 2 {
+            if !self.hmax.is_multiple_of(c.h) || !self.vmax.is_multiple_of(c.v) || fx > 2 || fy > 2
+            {
                 return Ok(None);
             }
             let cw = (w * c.h).div_ceil(self.hmax);
