@@ -184,6 +184,27 @@ fn jpeg_layouts_match_libjpeg() -> Result<()> {
     Ok(())
 }
 
+/// BMP, lossless WebP, GIF (palette) and RGBA PNG decode as PIL's `convert('RGB')`, and
+/// the EXIF orientation is applied (as `ImageOps.exif_transpose` does).
+#[test]
+fn other_formats_and_orientation_match_pil() -> Result<()> {
+    let dir = fixtures().join("image_tokenizer");
+    for (name, (w, h)) in [
+        ("rgb.bmp", (45, 31)),
+        ("lossless.webp", (45, 31)),
+        ("palette.gif", (45, 31)),
+        ("rgba.png", (45, 31)),
+        ("orient6.jpg", (31, 45)),
+    ] {
+        let img = load_rgb(&dir.join(name))?;
+        ensure!((img.width(), img.height()) == (w, h), "{name}: size");
+        let want = std::fs::read(dir.join(format!("{name}.rgb")))?;
+        let diff = max_byte_diff(img.as_raw(), &want);
+        ensure!(diff == 0, "{name}: differs from PIL by {diff}");
+    }
+    Ok(())
+}
+
 /// Truncating or corrupting the JPEG anywhere gives an error or an image, never a panic
 /// (dev profile: arithmetic overflow would panic).
 #[test]

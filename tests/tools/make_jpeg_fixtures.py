@@ -27,3 +27,26 @@ save("s420.jpg", img, quality=75, subsampling=2)
 save("gray.jpg", img.convert("L"), quality=85)
 save("s420_rst.jpg", img, quality=80, subsampling=2, restart_marker_blocks=2)
 save("progressive.jpg", img, quality=80, subsampling=2, progressive=True)
+
+# Other formats (from the decoded 4:4:4 image) and an EXIF-rotated JPEG whose expected
+# pixels are PIL's exif_transpose (our decoder applies the orientation; PIL's open does not).
+from PIL import ImageOps  # noqa: E402
+
+im = Image.open("s444.jpg").convert("RGB")
+
+
+def save_as(name, im, fmt, **kw):
+    im.save(name, fmt, **kw)
+    np.asarray(Image.open(name).convert("RGB")).tofile(name + ".rgb")
+
+
+save_as("rgb.bmp", im, "BMP")
+save_as("lossless.webp", im, "WEBP", lossless=True)
+save_as("palette.gif", im.convert("P", palette=Image.ADAPTIVE, colors=64), "GIF")
+rgba = np.asarray(im.convert("RGBA")).copy()
+rgba[..., 3] = np.arange(45)[None, :] * 5
+save_as("rgba.png", Image.fromarray(rgba), "PNG")
+exif = Image.Exif()
+exif[0x0112] = 6
+im.save("orient6.jpg", "JPEG", quality=92, subsampling=0, exif=exif.tobytes())
+np.asarray(ImageOps.exif_transpose(Image.open("orient6.jpg")).convert("RGB")).tofile("orient6.jpg.rgb")
