@@ -165,12 +165,20 @@ fn jpeg_preprocessing_is_exact() -> Result<()> {
     Ok(())
 }
 
-/// Baseline JPEG layouts (4:4:4, 4:2:2, 4:2:0, grayscale, restart markers) decode exactly
+/// Baseline JPEG layouts (4:4:4, 4:2:2, 4:2:0, grayscale, restart markers, Adobe RGB) decode exactly
 /// as PIL / libjpeg-turbo; progressive falls back to the `image` crate (near, not exact).
 #[test]
 fn jpeg_layouts_match_libjpeg() -> Result<()> {
     let dir = fixtures().join("image_tokenizer");
-    for name in ["s444", "s422", "s420", "gray", "s420_rst", "progressive"] {
+    for name in [
+        "s444",
+        "s422",
+        "s420",
+        "gray",
+        "s420_rst",
+        "adobe_rgb",
+        "progressive",
+    ] {
         let path = dir.join(format!("{name}.jpg"));
         let want = std::fs::read(dir.join(format!("{name}.jpg.rgb")))?;
         let img = load_rgb(&path)?;

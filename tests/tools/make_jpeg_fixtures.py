@@ -50,3 +50,6 @@ exif = Image.Exif()
 exif[0x0112] = 6
 im.save("orient6.jpg", "JPEG", quality=92, subsampling=0, exif=exif.tobytes())
 np.asarray(ImageOps.exif_transpose(Image.open("orient6.jpg")).convert("RGB")).tofile("orient6.jpg.rgb")
+# RGB JPEG without colour transform (Adobe APP14 transform 0, no JFIF).
+im.save("adobe_rgb.jpg", "JPEG", quality=92, subsampling=0, keep_rgb=True)
+np.asarray(Image.open("adobe_rgb.jpg").convert("RGB")).tofile("adobe_rgb.jpg.rgb")

@@ -10,6 +10,7 @@ mod config;
 mod encoder;
 mod eva_vit;
 mod jpeg;
+mod jpeg_color;
 mod preprocess;
 mod qformer;
 mod quantizer;
