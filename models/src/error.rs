@@ -105,6 +105,22 @@ pub enum Error {
     /// The request was cancelled.
     #[error("cancelled")]
     Cancelled,
+    /// An image file is corrupt, truncated or in an unsupported format.
+    #[error("cannot read image {path}: {message}")]
+    ImageDecode {
+        /// The image file.
+        path: PathBuf,
+        /// Why it cannot be decoded.
+        message: String,
+    },
+    /// An image has no pixels (zero width or height).
+    #[error("the image is empty ({width}x{height} pixels)")]
+    EmptyImage {
+        /// Width in pixels.
+        width: u32,
+        /// Height in pixels.
+        height: u32,
+    },
     /// An error inside candle.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),

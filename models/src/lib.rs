@@ -8,6 +8,7 @@ pub mod engine;
 pub mod error;
 pub mod generation;
 pub mod image_decoder;
+pub mod image_tokenizer;
 pub mod lm;
 pub mod pickle;
 pub mod release;
