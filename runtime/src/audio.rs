@@ -1,8 +1,20 @@
-//! Audio in and out at the runtime's edge: file decoding (and, with the speech issue,
-//! capture and playback behind traits with file-backed doubles).
+//! Audio in and out at the runtime's edge: file decoding, capture (microphone or file) and
+//! playback (speaker or file) behind traits with file-backed doubles, voice activity
+//! detection, and rate conversion at the device edge.
 
+mod capture;
 mod decode;
+mod playback;
+mod resample;
+mod vad;
 mod wav;
 
+pub use capture::{
+    list_input_devices, list_output_devices, AudioSource, ChunkOptions, CpalMicrophone,
+    FileSource, MicrophoneConfig, Pacing, DEVICE_TIMEOUT,
+};
 pub use decode::{decode_file, Clip};
+
+pub use resample::{downmix, resample_linear, LinearResampler};
+pub use vad::{PushToTalk, Utterance, Vad, VadConfig};
 pub use wav::write_wav;
