@@ -289,3 +289,176 @@ impl PushToTalk {
         self.current.take().filter(|u| !u.samples.is_empty())
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::audio::{write_wav, AudioSource, ChunkOptions, FileSource, Pacing};
+
+    const SR: usize = 16_000;
+
+    fn silence(ms: usize) -> Vec<f32> {
+        vec![0.0; SR * ms / 1000]
+    }
+
+    fn tone(ms: usize, amp: f32) -> Vec<f32> {
+        (0..SR * ms / 1000)
+            .map(|i| amp * (i as f32 * 300.0 * std::f32::consts::TAU / SR as f32).sin())
+            .collect()
+    }
+
+    /// Deterministic white noise (xorshift) of RMS about `amp / sqrt(3)`.
+    fn noise(ms: usize, amp: f32, seed: u32) -> Vec<f32> {
+        let mut s = seed.max(1);
+        (0..SR * ms / 1000)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 17;
+                s ^= s << 5;
+                amp * (s as f32 / u32::MAX as f32 * 2.0 - 1.0)
+            })
+            .collect()
+    }
+
+    fn run(xs: &[f32], chunk: usize, cfg: VadConfig) -> Vec<Utterance> {
+        let mut vad = Vad::new(cfg).unwrap();
+        let mut out = vec![];
+        for c in xs.chunks(chunk) {
+            out.extend(vad.push(c));
+        }
+        out.extend(vad.flush());
+        out
+    }
+
+    fn ms(n: usize) -> usize {
+        SR * n / 1000
+    }
+
+    #[test]
+    fn silence_has_no_utterance() {
+        assert!(run(&silence(3000), 160, VadConfig::default()).is_empty());
+    }
+
+    #[test]
+    fn steady_noise_has_no_utterance() {
+        assert!(run(&noise(3000, 0.05, 7), 333, VadConfig::default()).is_empty());
+    }
+
+    #[test]
+    fn tone_burst_is_one_utterance_with_pre_and_post_roll() {
+        let xs = [silence(1000), tone(500, 0.3), silence(1500)].concat();
+        let us = run(&xs, 480, VadConfig::default());
+        assert_eq!(us.len(), 1);
+        let u = &us[0];
+        assert_eq!(u.start, ms(1000 - 300));
+        assert_eq!(u.end, ms(1500 + 150));
+        assert_eq!(u.samples, xs[u.start..u.end]);
+    }
+
+    #[test]
+    fn short_gap_keeps_one_utterance_long_gap_splits() {
+        let cfg = VadConfig::default();
+        let short = [silence(500), tone(300, 0.3), silence(400), tone(300, 0.3), silence(1500)];
+        assert_eq!(run(&short.concat(), 256, cfg).len(), 1);
+        let long = [silence(500), tone(300, 0.3), silence(1000), tone(300, 0.3), silence(1500)];
+        let us = run(&long.concat(), 256, cfg);
+        assert_eq!(us.len(), 2);
+        assert!(us[0].end <= us[1].start);
+        // A longer cutoff merges them again.
+        let patient = VadConfig {
+            silence_ms: 1200,
+            ..cfg
+        };
+        assert_eq!(run(&long.concat(), 256, patient).len(), 1);
+    }
+
+    #[test]
+    fn click_is_not_speech() {
+        let xs = [silence(500), tone(40, 0.5), silence(1000)].concat();
+        assert!(run(&xs, 160, VadConfig::default()).is_empty());
+    }
+
+    #[test]
+    fn burst_over_noise_is_found_by_the_adaptive_floor() {
+        let bed = noise(3000, 0.03, 11);
+        let mut xs = bed.clone();
+        for (x, t) in xs[ms(1000)..].iter_mut().zip(tone(600, 0.3)) {
+            *x += t;
+        }
+        let us = run(&xs, 320, VadConfig::default());
+        assert_eq!(us.len(), 1);
+        assert!(us[0].start <= ms(1000) && us[0].start >= ms(600), "{}", us[0].start);
+        assert!(us[0].end >= ms(1600) && us[0].end <= ms(1800), "{}", us[0].end);
+    }
+
+    #[test]
+    fn result_does_not_depend_on_chunking() {
+        let xs = [silence(700), tone(400, 0.2), silence(900), tone(250, 0.4), silence(800)].concat();
+        let a = run(&xs, 1, VadConfig::default());
+        let b = run(&xs, 4096, VadConfig::default());
+        assert_eq!(a.len(), 2);
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn unfinished_speech_is_returned_by_flush_and_long_speech_is_cut() {
+        let xs = [silence(300), tone(800, 0.3)].concat();
+        let mut vad = Vad::new(VadConfig::default()).unwrap();
+        assert!(vad.push(&xs).is_empty());
+        assert!(vad.is_speaking());
+        let u = vad.flush().unwrap();
+        assert_eq!(u.end, xs.len());
+        let capped = VadConfig {
+            max_utterance_ms: Some(1000),
+            ..VadConfig::default()
+        };
+        let us = run(&[silence(300), tone(2500, 0.3)].concat(), 320, capped);
+        assert!(us.len() >= 2 && us[0].end - us[0].start <= ms(1000));
+    }
+
+    #[test]
+    fn push_to_talk_keeps_what_is_between_start_and_stop() {
+        let mut ptt = PushToTalk::new();
+        ptt.push(&[1.0; 10]);
+        assert!(ptt.stop().is_none());
+        ptt.start();
+        ptt.push(&[2.0; 5]);
+        ptt.push(&[3.0; 5]);
+        let u = ptt.stop().unwrap();
+        assert_eq!((u.start, u.end, u.samples.len()), (10, 20, 10));
+        assert!(!ptt.is_active());
+    }
+
+    /// The speech fixture, padded with a second of silence on each side and played through
+    /// the file-backed microphone in 20 ms chunks: exactly one utterance, covering it.
+    #[test]
+    fn fixture_speech_is_exactly_one_utterance() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let clip = crate::audio::decode_file(
+            &root.join("tests/fixtures/golden/inputs/speech_16k.wav"),
+        )
+        .unwrap();
+        assert_eq!(clip.sample_rate, 16_000);
+        let pad = silence(1000);
+        let padded = [pad.clone(), clip.samples.clone(), pad.clone()].concat();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("padded.wav");
+        write_wav(&path, &padded, 16_000).unwrap();
+        let mut src = FileSource::open(&path, ChunkOptions::default(), Pacing::AsFastAsPossible)
+            .unwrap();
+        let mut vad = Vad::new(VadConfig::default()).unwrap();
+        let mut us = vec![];
+        for chunk in src.start().unwrap() {
+            us.extend(vad.push(&chunk));
+        }
+        us.extend(vad.flush());
+        assert_eq!(src.dropped_chunks(), 0);
+        assert_eq!(us.len(), 1, "{:?}", us.iter().map(|u| (u.start, u.end)).collect::<Vec<_>>());
+        let (speech_start, speech_end) = (pad.len(), pad.len() + clip.samples.len());
+        assert!(us[0].start <= speech_start, "{}", us[0].start);
+        assert!(us[0].end >= speech_end, "{}", us[0].end);
+        assert!(us[0].end <= padded.len());
+        assert_eq!(us[0].samples, padded[us[0].start..us[0].end]);
+    }
+}
