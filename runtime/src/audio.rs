@@ -10,11 +10,11 @@ mod vad;
 mod wav;
 
 pub use capture::{
-    list_input_devices, list_output_devices, AudioSource, ChunkOptions, CpalMicrophone,
-    FileSource, MicrophoneConfig, Pacing, DEVICE_TIMEOUT,
+    list_input_devices, list_output_devices, AudioSource, ChunkOptions, CpalMicrophone, FileSource,
+    MicrophoneConfig, Pacing, DEVICE_TIMEOUT,
 };
 pub use decode::{decode_file, Clip};
-
+pub use playback::{AudioSink, CpalSpeaker, FileSink, PlayRecord, SpeakerConfig};
 pub use resample::{downmix, resample_linear, LinearResampler};
 pub use vad::{PushToTalk, Utterance, Vad, VadConfig};
 pub use wav::write_wav;

@@ -123,6 +123,14 @@ impl ChunkSink {
 
     /// Sends what is left (a last, shorter chunk).
     fn finish(mut self) {
+        self.resampler.finish(&mut self.pending);
+        while self.pending.len() > self.chunk_len {
+            let rest = self.pending.split_off(self.chunk_len);
+            let chunk = std::mem::replace(&mut self.pending, rest);
+            if !self.send(chunk) {
+                return;
+            }
+        }
         let chunk = std::mem::take(&mut self.pending);
         if !chunk.is_empty() {
             self.send(chunk);
@@ -282,12 +290,7 @@ impl AudioSource for CpalMicrophone {
         self.stop();
         let (tx, rx) = mpsc::sync_channel(self.cfg.chunks.capacity.max(1));
         let rate = self.sample_rate();
-        let sink = ChunkSink::new(
-            tx,
-            self.device_rate,
-            rate,
-            self.cfg.chunks.chunk_len(rate),
-        );
+        let sink = ChunkSink::new(tx, self.device_rate, rate, self.cfg.chunks.chunk_len(rate));
         self.dropped = sink.dropped.clone();
         let errors = self.errors.clone();
         let name = self.device_name.clone();
@@ -558,7 +561,11 @@ mod tests {
         let t0 = Instant::now();
         let n = src.start().unwrap().iter().count();
         assert_eq!(n, 10);
-        assert!(t0.elapsed() >= Duration::from_millis(170), "{:?}", t0.elapsed());
+        assert!(
+            t0.elapsed() >= Duration::from_millis(170),
+            "{:?}",
+            t0.elapsed()
+        );
         // A consumer that reads nothing while the file plays: the channel holds one chunk.
         let mut src = FileSource::open(&path, opts(None, 1), Pacing::RealTime).unwrap();
         let rx = src.start().unwrap();

@@ -69,12 +69,27 @@ impl LinearResampler {
         }
         self.consumed = end;
     }
+
+    /// Ends the stream: emits the outputs that fall after the last input sample (holding
+    /// it), so the total is `ceil(inputs * to / from)`. Further input starts a new stream.
+    pub fn finish(&mut self, out: &mut Vec<f32>) {
+        if let Some(last) = self.last {
+            while self.produced * self.from < self.consumed * self.to {
+                out.push(last);
+                self.produced += 1;
+            }
+        }
+        *self = Self::new(self.from as u32, self.to as u32);
+    }
 }
 
-/// Resamples a whole clip (linear interpolation).
+/// Resamples a whole clip (linear interpolation); the output has
+/// `ceil(len * to / from)` samples.
 pub fn resample_linear(samples: &[f32], from: u32, to: u32) -> Vec<f32> {
     let mut out = Vec::with_capacity(samples.len() * to.max(1) as usize / from.max(1) as usize + 1);
-    LinearResampler::new(from, to).process(samples, &mut out);
+    let mut r = LinearResampler::new(from, to);
+    r.process(samples, &mut out);
+    r.finish(&mut out);
     out
 }
 
@@ -107,7 +122,7 @@ mod tests {
     #[test]
     fn upsampling_a_ramp_interpolates() {
         let out = resample_linear(&ramp(5), 1, 2);
-        assert_eq!(out, vec![0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0]);
+        assert_eq!(out, vec![0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 4.0]);
     }
 
     #[test]
@@ -126,11 +141,10 @@ mod tests {
             for c in xs.chunks(7) {
                 r.process(c, &mut parts);
             }
+            r.finish(&mut parts);
             assert_eq!(whole, parts, "{from} -> {to}");
-            let want = xs.len() as f64 * to as f64 / from as f64;
-            // The tail past the last input sample is not extrapolated.
-            let slack = (to as f64 / from as f64).ceil() + 1.0;
-            assert!((whole.len() as f64 - want).abs() <= slack, "{from} -> {to}");
+            let want = (xs.len() as u64 * u64::from(to)).div_ceil(u64::from(from));
+            assert_eq!(whole.len() as u64, want, "{from} -> {to}");
         }
     }
 

@@ -359,9 +359,21 @@ mod tests {
     #[test]
     fn short_gap_keeps_one_utterance_long_gap_splits() {
         let cfg = VadConfig::default();
-        let short = [silence(500), tone(300, 0.3), silence(400), tone(300, 0.3), silence(1500)];
+        let short = [
+            silence(500),
+            tone(300, 0.3),
+            silence(400),
+            tone(300, 0.3),
+            silence(1500),
+        ];
         assert_eq!(run(&short.concat(), 256, cfg).len(), 1);
-        let long = [silence(500), tone(300, 0.3), silence(1000), tone(300, 0.3), silence(1500)];
+        let long = [
+            silence(500),
+            tone(300, 0.3),
+            silence(1000),
+            tone(300, 0.3),
+            silence(1500),
+        ];
         let us = run(&long.concat(), 256, cfg);
         assert_eq!(us.len(), 2);
         assert!(us[0].end <= us[1].start);
@@ -388,13 +400,28 @@ mod tests {
         }
         let us = run(&xs, 320, VadConfig::default());
         assert_eq!(us.len(), 1);
-        assert!(us[0].start <= ms(1000) && us[0].start >= ms(600), "{}", us[0].start);
-        assert!(us[0].end >= ms(1600) && us[0].end <= ms(1800), "{}", us[0].end);
+        assert!(
+            us[0].start <= ms(1000) && us[0].start >= ms(600),
+            "{}",
+            us[0].start
+        );
+        assert!(
+            us[0].end >= ms(1600) && us[0].end <= ms(1800),
+            "{}",
+            us[0].end
+        );
     }
 
     #[test]
     fn result_does_not_depend_on_chunking() {
-        let xs = [silence(700), tone(400, 0.2), silence(900), tone(250, 0.4), silence(800)].concat();
+        let xs = [
+            silence(700),
+            tone(400, 0.2),
+            silence(900),
+            tone(250, 0.4),
+            silence(800),
+        ]
+        .concat();
         let a = run(&xs, 1, VadConfig::default());
         let b = run(&xs, 4096, VadConfig::default());
         assert_eq!(a.len(), 2);
@@ -435,18 +462,17 @@ mod tests {
     #[test]
     fn fixture_speech_is_exactly_one_utterance() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let clip = crate::audio::decode_file(
-            &root.join("tests/fixtures/golden/inputs/speech_16k.wav"),
-        )
-        .unwrap();
+        let clip =
+            crate::audio::decode_file(&root.join("tests/fixtures/golden/inputs/speech_16k.wav"))
+                .unwrap();
         assert_eq!(clip.sample_rate, 16_000);
         let pad = silence(1000);
         let padded = [pad.clone(), clip.samples.clone(), pad.clone()].concat();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("padded.wav");
         write_wav(&path, &padded, 16_000).unwrap();
-        let mut src = FileSource::open(&path, ChunkOptions::default(), Pacing::AsFastAsPossible)
-            .unwrap();
+        let mut src =
+            FileSource::open(&path, ChunkOptions::default(), Pacing::AsFastAsPossible).unwrap();
         let mut vad = Vad::new(VadConfig::default()).unwrap();
         let mut us = vec![];
         for chunk in src.start().unwrap() {
@@ -454,7 +480,12 @@ mod tests {
         }
         us.extend(vad.flush());
         assert_eq!(src.dropped_chunks(), 0);
-        assert_eq!(us.len(), 1, "{:?}", us.iter().map(|u| (u.start, u.end)).collect::<Vec<_>>());
+        assert_eq!(
+            us.len(),
+            1,
+            "{:?}",
+            us.iter().map(|u| (u.start, u.end)).collect::<Vec<_>>()
+        );
         let (speech_start, speech_end) = (pad.len(), pad.len() + clip.samples.len());
         assert!(us[0].start <= speech_start, "{}", us[0].start);
         assert!(us[0].end >= speech_end, "{}", us[0].end);
