@@ -180,8 +180,9 @@ pub fn list_output_devices() -> Result<Vec<String>> {
     within_timeout("listing output devices", || device_names(false))
 }
 
-/// Finds a device by exact name, else by a unique case-insensitive substring; `None` takes
-/// the host's default.
+/// Finds a device by exact name or id (`alsa:hw:CARD=PCH,DEV=0`, or its part after the host
+/// name), else by a unique case-insensitive substring of its name; `None` takes the host's
+/// default.
 pub(crate) fn find_device(input: bool, name: Option<&str>) -> Result<cpal::Device> {
     let kind = if input { "input" } else { "output" };
     let host = cpal::default_host();
@@ -200,10 +201,15 @@ pub(crate) fn find_device(input: bool, name: Option<&str>) -> Result<cpal::Devic
     }
     .map_err(|e| anyhow!("the sound system is not available: {e}"))?
     .collect();
-    let names: Vec<String> = devices.iter().map(|d| d.to_string()).collect();
-    if let Some(i) = names.iter().position(|n| n == name) {
-        return Ok(devices[i].clone());
+    let exact = devices.iter().find(|d| {
+        d.to_string() == name
+            || d.id()
+                .is_ok_and(|id| id.to_string() == name || id.id() == name)
+    });
+    if let Some(d) = exact {
+        return Ok(d.clone());
     }
+    let names: Vec<String> = devices.iter().map(|d| d.to_string()).collect();
     let wanted = name.to_lowercase();
     let hits: Vec<usize> = (0..names.len())
         .filter(|&i| names[i].to_lowercase().contains(&wanted))
@@ -225,6 +231,19 @@ pub(crate) fn find_device(input: bool, name: Option<&str>) -> Result<cpal::Devic
     }
 }
 
+/// A key that finds `device` again: its id where the host gives one, else its name.
+pub(crate) fn device_key(device: &cpal::Device) -> String {
+    device
+        .id()
+        .map(|id| id.to_string())
+        .unwrap_or_else(|_| device.to_string())
+}
+
+/// Explains a failure to use a device that exists but does not work.
+pub(crate) fn no_sound_hint(e: &cpal::Error) -> String {
+    format!("{e} (is there a sound card, and is the sound server running?)")
+}
+
 /// Which microphone to open.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MicrophoneConfig {
@@ -238,6 +257,7 @@ pub struct MicrophoneConfig {
 pub struct CpalMicrophone {
     cfg: MicrophoneConfig,
     device_name: String,
+    device_key: String,
     device_rate: u32,
     dropped: Arc<AtomicU64>,
     errors: Arc<AtomicU64>,
@@ -248,16 +268,25 @@ impl CpalMicrophone {
     /// Finds the device and its default configuration (nothing is recorded yet).
     pub fn open(cfg: MicrophoneConfig) -> Result<Self> {
         let wanted = cfg.device.clone();
-        let (device_name, device_rate) = within_timeout("opening the microphone", move || {
+        let opened = within_timeout("opening the microphone", move || {
             let device = find_device(true, wanted.as_deref())?;
-            let config = device
-                .default_input_config()
-                .map_err(|e| anyhow!("the microphone {device} cannot record: {e}"))?;
-            Ok((device.to_string(), config.sample_rate()))
+            let config = device.default_input_config().map_err(|e| {
+                anyhow!(
+                    "the microphone {device} cannot record: {}",
+                    no_sound_hint(&e)
+                )
+            })?;
+            Ok((
+                device.to_string(),
+                device_key(&device),
+                config.sample_rate(),
+            ))
         })?;
+        let (device_name, device_key, device_rate) = opened;
         Ok(Self {
             cfg,
             device_name,
+            device_key,
             device_rate,
             dropped: Arc::new(AtomicU64::new(0)),
             errors: Arc::new(AtomicU64::new(0)),
@@ -293,13 +322,13 @@ impl AudioSource for CpalMicrophone {
         let sink = ChunkSink::new(tx, self.device_rate, rate, self.cfg.chunks.chunk_len(rate));
         self.dropped = sink.dropped.clone();
         let errors = self.errors.clone();
-        let name = self.device_name.clone();
+        let key = self.device_key.clone();
         let (stop_tx, stop_rx) = mpsc::channel::<()>();
         let (ready_tx, ready_rx) = mpsc::channel::<Result<()>>();
         let handle = std::thread::Builder::new()
             .name("mio-microphone".into())
             .spawn(move || {
-                let stream = match open_input_stream(&name, sink, errors) {
+                let stream = match open_input_stream(&key, sink, errors) {
                     Ok(s) => s,
                     Err(e) => {
                         let _ = ready_tx.send(Err(e));
@@ -347,11 +376,12 @@ impl Drop for CpalMicrophone {
 }
 
 /// Builds and plays the input stream (on the microphone thread).
-fn open_input_stream(name: &str, sink: ChunkSink, errors: Arc<AtomicU64>) -> Result<cpal::Stream> {
-    let device = find_device(true, Some(name))?;
+fn open_input_stream(key: &str, sink: ChunkSink, errors: Arc<AtomicU64>) -> Result<cpal::Stream> {
+    let device = find_device(true, Some(key))?;
+    let name = device.to_string();
     let supported = device
         .default_input_config()
-        .map_err(|e| anyhow!("the microphone {name} cannot record: {e}"))?;
+        .map_err(|e| anyhow!("the microphone {name} cannot record: {}", no_sound_hint(&e)))?;
     let config = supported.config();
     let stream = match supported.sample_format() {
         SampleFormat::F32 => build_input::<f32>(&device, config, sink, errors),
@@ -363,7 +393,7 @@ fn open_input_stream(name: &str, sink: ChunkSink, errors: Arc<AtomicU64>) -> Res
     }?;
     stream
         .play()
-        .map_err(|e| anyhow!("the microphone {name} cannot start: {e}"))?;
+        .map_err(|e| anyhow!("the microphone {name} cannot start: {}", no_sound_hint(&e)))?;
     Ok(stream)
 }
 
@@ -395,7 +425,7 @@ where
             },
             Some(DEVICE_TIMEOUT),
         )
-        .map_err(|e| anyhow!("cannot open the microphone {device}: {e}"))
+        .map_err(|e| anyhow!("cannot open the microphone {device}: {}", no_sound_hint(&e)))
 }
 
 /// How fast a [`FileSource`] delivers.
@@ -632,5 +662,30 @@ mod tests {
             }
         }
         assert!(t0.elapsed() < DEVICE_TIMEOUT * 5, "{:?}", t0.elapsed());
+    }
+
+    /// Where ALSA's `null` device exists (a Linux box without a sound card has it), the whole
+    /// cpal path runs: open by id, stream on its own thread, chunks of zeros, stop.
+    #[test]
+    fn alsa_null_device_streams_silence_when_present() {
+        let Ok(mut mic) = CpalMicrophone::open(MicrophoneConfig {
+            device: Some("null".into()),
+            chunks: ChunkOptions::default(),
+        }) else {
+            return;
+        };
+        eprintln!("{} at {} Hz", mic.device_name(), mic.device_rate());
+        let rx = match mic.start() {
+            Ok(rx) => rx,
+            Err(e) => {
+                eprintln!("null device did not start: {e:#}");
+                return;
+            }
+        };
+        let chunk = rx.recv_timeout(Duration::from_secs(3)).unwrap();
+        assert_eq!(chunk.len(), 320);
+        assert!(chunk.iter().all(|x| x.abs() < 1e-3));
+        mic.stop();
+        assert!(rx.iter().count() <= ChunkOptions::default().capacity);
     }
 }
