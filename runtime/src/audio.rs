@@ -4,17 +4,18 @@
 
 mod capture;
 mod decode;
+mod devices;
 mod playback;
 mod resample;
 mod vad;
 mod wav;
 
 pub use capture::{
-    list_input_devices, list_output_devices, AudioSource, ChunkOptions, CpalMicrophone, FileSource,
-    MicrophoneConfig, Pacing, DEVICE_TIMEOUT,
+    AudioSource, ChunkOptions, CpalMicrophone, FileSource, MicrophoneConfig, Pacing,
 };
 pub use decode::{decode_file, Clip};
+pub use devices::{list_input_devices, list_output_devices, DEVICE_TIMEOUT};
 pub use playback::{AudioSink, CpalSpeaker, FileSink, PlayRecord, SpeakerConfig};
 pub use resample::{downmix, resample_linear, LinearResampler};
-pub use vad::{PushToTalk, Utterance, Vad, VadConfig};
+pub use vad::{frame_db, PushToTalk, Utterance, Vad, VadConfig};
 pub use wav::write_wav;

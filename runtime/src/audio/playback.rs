@@ -19,7 +19,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use cpal::traits::{DeviceTrait, StreamTrait};
 use cpal::{FromSample, SampleFormat, SizedSample, StreamConfig};
 
-use super::capture::{find_device, no_sound_hint, DEVICE_TIMEOUT};
+use super::devices::{find_device, no_sound_hint, DEVICE_TIMEOUT};
 use super::resample::resample_linear;
 use super::wav::write_wav;
 

@@ -131,6 +131,21 @@ impl Vad {
         self.floor_db
     }
 
+    /// Forgets everything pushed (positions restart at 0); keeps the settings.
+    pub fn reset(&mut self) {
+        *self = Self {
+            cfg: self.cfg,
+            frame_len: self.frame_len,
+            buf: Vec::new(),
+            buf_start: 0,
+            next_frame: 0,
+            floor_db: None,
+            run: 0,
+            speech_start: None,
+            last_voiced_end: 0,
+        };
+    }
+
     /// Changes the silence cutoff (takes effect at once).
     pub fn set_silence_ms(&mut self, ms: u32) {
         self.cfg.silence_ms = ms;
@@ -436,6 +451,13 @@ mod tests {
         assert!(vad.is_speaking());
         let u = vad.flush().unwrap();
         assert_eq!(u.end, xs.len());
+        vad.push(&xs);
+        vad.reset();
+        assert!(!vad.is_speaking() && vad.noise_floor_db().is_none());
+        assert_eq!(
+            vad.push(&[silence(300), tone(800, 0.3), silence(1000)].concat())[0].start,
+            0
+        );
         let capped = VadConfig {
             max_utterance_ms: Some(1000),
             ..VadConfig::default()
