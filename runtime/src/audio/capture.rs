@@ -7,7 +7,7 @@
 //! consumer never blocks the audio callback. Opening a device runs under a timeout: a
 //! machine without a sound system gets a clear error, never a hang.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
@@ -18,7 +18,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use cpal::traits::{DeviceTrait, StreamTrait};
 use cpal::{FromSample, SampleFormat, SizedSample, StreamConfig};
 
-use super::decode::decode_file;
+use super::decode::{decode_file, Clip};
 use super::devices::{device_key, find_device, no_sound_hint, within_timeout, DEVICE_TIMEOUT};
 use super::resample::{downmix, LinearResampler};
 
@@ -331,8 +331,7 @@ pub enum Pacing {
 
 /// The microphone's file-backed double: decodes a file and delivers it in chunks.
 pub struct FileSource {
-    path: PathBuf,
-    file_rate: u32,
+    clip: Arc<Clip>,
     chunks: ChunkOptions,
     pacing: Pacing,
     dropped: Arc<AtomicU64>,
@@ -340,28 +339,31 @@ pub struct FileSource {
 }
 
 impl FileSource {
-    /// Checks that `path` decodes; the audio is decoded again on `start`.
+    /// Decodes `path` (wav, flac, mp3, ogg) once; every `start` plays it from the beginning.
     pub fn open(path: &Path, chunks: ChunkOptions, pacing: Pacing) -> Result<Self> {
-        let clip = decode_file(path)?;
-        Ok(Self {
-            path: path.to_path_buf(),
-            file_rate: clip.sample_rate,
+        Ok(Self::from_clip(decode_file(path)?, chunks, pacing))
+    }
+
+    /// Plays an already decoded clip.
+    pub fn from_clip(clip: Clip, chunks: ChunkOptions, pacing: Pacing) -> Self {
+        Self {
+            clip: Arc::new(clip),
             chunks,
             pacing,
             dropped: Arc::new(AtomicU64::new(0)),
             running: None,
-        })
+        }
     }
 }
 
 impl AudioSource for FileSource {
     fn sample_rate(&self) -> u32 {
-        self.chunks.sample_rate.unwrap_or(self.file_rate)
+        self.chunks.sample_rate.unwrap_or(self.clip.sample_rate)
     }
 
     fn start(&mut self) -> Result<Receiver<Vec<f32>>> {
         self.stop();
-        let clip = decode_file(&self.path)?;
+        let clip = self.clip.clone();
         let (tx, rx) = mpsc::sync_channel(self.chunks.capacity.max(1));
         let rate = self.sample_rate();
         let chunk_len = self.chunks.chunk_len(rate);
@@ -459,6 +461,8 @@ mod tests {
         assert_eq!(chunks.concat(), xs);
         assert_eq!(src.dropped_chunks(), 0);
         src.stop();
+        // A second start plays the file again from the beginning.
+        assert_eq!(src.start().unwrap().iter().flatten().count(), xs.len());
     }
 
     #[test]
