@@ -8,29 +8,31 @@ use mio_models::engine::{ChatMode, Conversation, Event, Message, Request, Respon
 use serde_json::json;
 
 use crate::audio::{decode_file, write_wav};
-use crate::cli::{ChatModeArg, Common, DecodeArgs, SpeechCommand};
+use crate::cli::{ChatModeArg, Common, DecodeArgs, ImageCommand, SpeechCommand};
 use crate::commands::{params, print, start, write_atomic};
-use crate::media::{load_inputs, place_audio, save_outputs};
+use crate::media::{load_image, load_inputs, place_media, save_outputs, write_png};
 
 /// Runs `mio chat`.
 pub fn run(
     common: &Common,
     mode: ChatModeArg,
     out: &Path,
+    images: &[PathBuf],
     audio: &[PathBuf],
     d: &DecodeArgs,
     text: String,
 ) -> Result<()> {
-    if text.trim().is_empty() && audio.is_empty() {
+    if text.trim().is_empty() && audio.is_empty() && images.is_empty() {
         bail!("the message is empty");
     }
     std::fs::create_dir_all(out)
         .with_context(|| format!("cannot create the output folder {}", out.display()))?;
-    let user = place_audio(&text, 0, audio.len());
+    let user = place_media(&text, "image", 0, images.len());
+    let user = place_media(&user, "speech", 0, audio.len());
     let conversation = Conversation {
         messages: vec![Message::new(Role::User, user.clone())],
+        images: images.to_vec(),
         speech: audio.to_vec(),
-        ..Default::default()
     };
     let media = load_inputs(&conversation, Path::new("."))?;
     let (worker, _) = start(common, false)?;
@@ -65,7 +67,7 @@ pub fn run(
     };
     let segments = save_outputs(&segments, out, "")?;
     let transcript = json!({
-        "mode": mode, "model": common.model, "user": user, "audio": audio,
+        "mode": mode, "model": common.model, "user": user, "images": images, "audio": audio,
         "prompt_ids": prompt_ids, "new_ids": new_ids, "segments": segments,
         "warnings": warnings, "finish_reason": finish_reason, "timings": timings,
     });
@@ -78,6 +80,72 @@ pub fn run(
         Ok(())
     } else {
         print(common, transcript, String::new)
+    }
+}
+
+/// Runs `mio image encode|decode`.
+pub fn image(what: ImageCommand) -> Result<()> {
+    match what {
+        ImageCommand::Encode { common, images } => {
+            if images.is_empty() {
+                bail!("give at least one image");
+            }
+            let inputs = images
+                .iter()
+                .map(|p| load_image(p))
+                .collect::<Result<Vec<_>>>()?;
+            let (worker, _) = start(&common, true)?;
+            match worker
+                .run(Request::ImageEncode { images: inputs })?
+                .wait(|_| {})?
+            {
+                Response::ImageCodes { codes, tokens } => {
+                    let list: Vec<_> = codes
+                        .iter()
+                        .zip(&tokens)
+                        .map(|(c, t)| json!({ "codes": c, "tokens": t }))
+                        .collect();
+                    print(&common, json!({ "images": list }), || tokens.join("\n"))
+                }
+                other => bail!("unexpected engine answer {other:?}"),
+            }
+        }
+        ImageCommand::Decode {
+            common,
+            codes,
+            steps,
+            guidance,
+            seed,
+            out,
+        } => {
+            let (worker, _) = start(&common, true)?;
+            let request = Request::ImageDecode {
+                codes,
+                steps,
+                guidance,
+                seed,
+            };
+            let quiet = common.json;
+            let response = worker.run(request)?.wait(|e| {
+                if let (false, Event::Progress { step, total, .. }) = (quiet, &e) {
+                    eprint!("\rdenoising step {step}/{total}");
+                }
+            })?;
+            match response {
+                Response::Image(img) => {
+                    write_png(&out, &img)?;
+                    if !quiet {
+                        eprintln!();
+                    }
+                    print(
+                        &common,
+                        json!({ "out": out, "width": img.width, "height": img.height }),
+                        || format!("wrote {} ({}×{})", out.display(), img.width, img.height),
+                    )
+                }
+                other => bail!("unexpected engine answer {other:?}"),
+            }
+        }
     }
 }
 

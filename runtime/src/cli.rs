@@ -162,6 +162,10 @@ pub enum Command {
         /// Output folder.
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
+        /// Image input (JPEG, PNG, WebP, GIF, BMP); repeatable. Placed where the message says
+        /// `<image_placeholder_N>`, else after the text.
+        #[arg(long = "image", value_name = "FILE")]
+        image: Vec<PathBuf>,
         /// Audio input (wav, flac, mp3, ogg); repeatable. Placed where the message says
         /// `<speech_placeholder_N>`, else after the text.
         #[arg(long = "audio", value_name = "FILE")]
@@ -171,6 +175,14 @@ pub enum Command {
         /// The user's message.
         text: String,
     },
+    /// Image codes and pictures.
+    Image {
+        /// encode or decode.
+        #[command(subcommand)]
+        what: ImageCommand,
+    },
+    /// Input and output sound devices.
+    Devices,
     /// Speech codes and MIO speech strings.
     Speech {
         /// encode or decode.
@@ -215,6 +227,38 @@ pub enum Command {
         /// What to measure.
         #[command(subcommand)]
         what: BenchCommand,
+    },
+}
+
+/// `mio image …`.
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Images to 32 SEED codes each and their `<image>…</image>` strings.
+    Encode {
+        #[command(flatten)]
+        common: Common,
+        /// Image files.
+        images: Vec<PathBuf>,
+    },
+    /// 32 codes to a picture (SEED decode head + unCLIP), written as PNG.
+    Decode {
+        #[command(flatten)]
+        common: Common,
+        /// Comma-separated codes (32).
+        #[arg(long, value_delimiter = ',')]
+        codes: Vec<u32>,
+        /// Denoising steps.
+        #[arg(long, default_value_t = 20)]
+        steps: usize,
+        /// Classifier-free guidance.
+        #[arg(long, default_value_t = 10.0)]
+        guidance: f64,
+        /// Seed of the initial latents.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// The PNG to write.
+        #[arg(long, value_name = "PNG")]
+        out: PathBuf,
     },
 }
 

@@ -45,10 +45,13 @@ pub fn run(cli: Cli) -> Result<()> {
             common,
             mode,
             out,
+            image,
             audio,
             decode,
             text,
-        } => crate::chat::run(&common, mode, &out, &audio, &decode, text),
+        } => crate::chat::run(&common, mode, &out, &image, &audio, &decode, text),
+        Command::Image { what } => crate::chat::image(what),
+        Command::Devices => devices(),
         Command::Speech { what } => crate::chat::speech(what),
         Command::Convert {
             model,
@@ -73,6 +76,17 @@ pub fn run(cli: Cli) -> Result<()> {
                 },
         } => bench::lm(&common, prompt_tokens, decode_tokens, repeat),
     }
+}
+
+fn devices() -> Result<()> {
+    let show = |what: &str, list: Result<Vec<String>>| match list {
+        Ok(names) if names.is_empty() => println!("{what}: none"),
+        Ok(names) => names.iter().for_each(|n| println!("{what}: {n}")),
+        Err(e) => println!("{what}: unavailable ({})", one_sentence(&e)),
+    };
+    show("input", crate::audio::list_input_devices());
+    show("output", crate::audio::list_output_devices());
+    Ok(())
 }
 
 /// The error as one line: the chain of causes joined with ": ".

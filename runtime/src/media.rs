@@ -3,18 +3,32 @@
 
 use std::path::Path;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use mio_models::engine::{
-    AudioInput, Conversation, DecodedImage, MediaInputs, OutputSegment, SPEECH_SAMPLE_RATE,
+    AudioInput, Conversation, DecodedImage, ImageInput, MediaInputs, OutputSegment,
+    SPEECH_SAMPLE_RATE,
 };
 use serde_json::{json, Value};
 
 use crate::audio::{decode_file, write_wav};
 use crate::commands::write_atomic;
 
-/// Decodes the conversation's audio files (paths relative to `base`).
+/// Reads an image file for the engine.
+pub fn load_image(path: &Path) -> Result<ImageInput> {
+    let bytes =
+        std::fs::read(path).with_context(|| format!("cannot read the image {}", path.display()))?;
+    Ok(ImageInput {
+        name: path.display().to_string(),
+        bytes,
+    })
+}
+
+/// Reads the conversation's images and decodes its audio files (paths relative to `base`).
 pub fn load_inputs(conversation: &Conversation, base: &Path) -> Result<MediaInputs> {
     let mut media = MediaInputs::default();
+    for p in &conversation.images {
+        media.images.push(load_image(&base.join(p))?);
+    }
     for p in &conversation.speech {
         let clip = decode_file(&base.join(p))?;
         media.speech.push(AudioInput {
@@ -76,12 +90,13 @@ pub fn save_outputs(segments: &[OutputSegment], out: &Path, prefix: &str) -> Res
     Ok(list)
 }
 
-/// Appends `<speech_placeholder_N>` (N in `first..first + n_audio`, the conversation-wide
-/// clip numbers) for attached clips the message does not place itself.
-pub fn place_audio(text: &str, first: usize, n_audio: usize) -> String {
+/// Appends `<{kind}_placeholder_N>` (N in `first..first + n`, the conversation-wide media
+/// numbers) for attached media the message does not place itself; `kind` is `image` or
+/// `speech`.
+pub fn place_media(text: &str, kind: &str, first: usize, n: usize) -> String {
     let mut out = text.to_string();
-    for i in first..first + n_audio {
-        let tag = format!("<speech_placeholder_{i}>");
+    for i in first..first + n {
+        let tag = format!("<{kind}_placeholder_{i}>");
         if !out.contains(&tag) {
             out.push('\n');
             out.push_str(&tag);

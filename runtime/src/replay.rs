@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::commands::write_atomic;
 use crate::device::DeviceKind;
 use crate::engine_backend::EngineWorker;
-use crate::media::{load_inputs, place_audio, save_outputs};
+use crate::media::{load_inputs, place_media, save_outputs};
 
 /// A replay script.
 #[derive(Debug, Clone, Deserialize)]
@@ -204,13 +204,16 @@ fn replay(script: &Script, base: &Path, model: &Path, out: &Path) -> Result<Tran
     let mut history: Vec<Message> = vec![];
     let mut turns = vec![];
     let mut all_audio: Vec<PathBuf> = vec![];
+    let mut all_images: Vec<PathBuf> = vec![];
     for (i, turn) in script.turns.iter().enumerate() {
-        let user = place_audio(&turn.user, all_audio.len(), turn.audio.len());
+        let user = place_media(&turn.user, "image", all_images.len(), turn.images.len());
+        let user = place_media(&user, "speech", all_audio.len(), turn.audio.len());
         history.push(Message::new(Role::User, user));
         all_audio.extend(turn.audio.iter().map(|p| base.join(p)));
+        all_images.extend(turn.images.iter().map(|p| base.join(p)));
         let conversation = Conversation {
             messages: history.clone(),
-            images: turn.images.iter().map(|p| base.join(p)).collect(),
+            images: all_images.clone(),
             speech: all_audio.clone(),
         };
         let media = load_inputs(&conversation, Path::new("."))?;

@@ -137,12 +137,12 @@ fn template_custom_gives_the_golden_short_prompt() {
 }
 
 #[test]
-fn template_keeps_placeholders_while_media_cannot_be_encoded() {
+fn template_keeps_placeholders_without_media() {
     let text = golden("text.json");
     let conv0 = &text["conversations"][0];
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("conv.json");
-    let body = serde_json::json!({ "messages": conv0, "images": ["img.jpg"] });
+    let body = serde_json::json!({ "messages": conv0 });
     std::fs::write(&path, body.to_string()).unwrap();
     let v = json_of(&mio(&[
         "template",
@@ -479,5 +479,165 @@ fn chat_with_audio_resolves_the_speech_placeholder() {
     assert_eq!(
         t["user"],
         "Please transcribe this speech.\n<speech_placeholder_0>"
+    );
+}
+
+#[test]
+fn template_reproduces_every_golden_mode_with_media() {
+    let text = golden("text.json");
+    let g = fixtures().join("golden");
+    let dir = tempfile::tempdir().unwrap();
+    for mode in ["std", "voice", "custom"] {
+        for (i, conv) in text["conversations"].as_array().unwrap().iter().enumerate() {
+            let images: Vec<_> = text["conversation_image_inputs"][i]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| g.join(p.as_str().unwrap()))
+                .collect();
+            let speech: Vec<_> = text["conversation_speech_inputs"][i]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| g.join(p.as_str().unwrap()))
+                .collect();
+            let path = dir.path().join(format!("{mode}{i}.json"));
+            std::fs::write(
+                &path,
+                serde_json::json!({ "messages": conv, "images": images, "speech": speech })
+                    .to_string(),
+            )
+            .unwrap();
+            let v = json_of(&mio(&[
+                "template",
+                "--model",
+                &model(),
+                "--conversation",
+                path.to_str().unwrap(),
+                "--mode",
+                mode,
+                "--json",
+            ]));
+            let want = &text["modes"][mode]["per_conversation"][i];
+            assert_eq!(
+                v["text"], want["resolved_string"],
+                "{mode} conversation {i}"
+            );
+            assert_eq!(
+                ids(&v["ids"]),
+                ids(&want["input_ids"]),
+                "{mode} conversation {i}"
+            );
+        }
+    }
+}
+
+#[test]
+fn image_encode_and_decode_through_the_cli() {
+    let g = fixtures().join("golden/inputs");
+    let jpg = g.join("test_image_0.jpg").display().to_string();
+    let png = g.join("synthetic_0.png").display().to_string();
+    let v = json_of(&mio(&[
+        "image",
+        "encode",
+        "--model",
+        &model(),
+        &jpg,
+        &png,
+        "--json",
+    ]));
+    let images = v["images"].as_array().unwrap();
+    assert_eq!(images.len(), 2);
+    let summary = serde_json::from_str::<Value>(
+        &std::fs::read_to_string(fixtures().join("manifest.json")).unwrap(),
+    )
+    .unwrap();
+    for (k, img) in images.iter().enumerate() {
+        assert_eq!(
+            ids(&img["codes"]),
+            ids(&summary["summary"]["image_codes"][k]),
+            "image {k}"
+        );
+        assert!(img["tokens"].as_str().unwrap().starts_with("<image><img"));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("pic.png");
+    let codes = ids(&images[0]["codes"])
+        .iter()
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    let v = json_of(&mio(&[
+        "image",
+        "decode",
+        "--model",
+        &model(),
+        "--codes",
+        &codes,
+        "--steps",
+        "3",
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+    ]));
+    assert_eq!(
+        (v["width"].as_u64(), v["height"].as_u64()),
+        (Some(64), Some(64))
+    );
+    let bytes = std::fs::read(&out).unwrap();
+    assert_eq!(&bytes[1..4], b"PNG");
+    let r = mio(&[
+        "image",
+        "decode",
+        "--model",
+        &model(),
+        "--codes",
+        "1,2,3",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_one_sentence_error(&r, "32");
+    let r = mio(&[
+        "image",
+        "encode",
+        "--model",
+        &model(),
+        &fixtures().join("audio/garbage.mp3").display().to_string(),
+    ]);
+    assert_one_sentence_error(&r, "garbage.mp3");
+}
+
+#[test]
+fn chat_with_an_image_puts_its_block_in_the_prompt() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("turn");
+    let png = fixtures()
+        .join("golden/inputs/synthetic_0.png")
+        .display()
+        .to_string();
+    let r = mio(&[
+        "chat",
+        "--model",
+        &model(),
+        "--out",
+        out.to_str().unwrap(),
+        "--image",
+        &png,
+        "--max-new-tokens",
+        "4",
+        "--num-beams",
+        "1",
+        "What colour is the disc?",
+    ]);
+    assert!(r.ok, "{}", r.stderr);
+    let t: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("transcript.json")).unwrap())
+            .unwrap();
+    let prompt = ids(&t["prompt_ids"]);
+    let start = prompt.iter().position(|&x| x == 1005).unwrap();
+    assert_eq!(
+        prompt[start + 33],
+        1004,
+        "32 image codes between <image> and </image>"
     );
 }

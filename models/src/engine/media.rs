@@ -7,15 +7,18 @@ use candle_core::Device;
 
 use std::sync::atomic::AtomicBool;
 
-use super::types::{AudioInput, DecodedImage, Event, OutputSegment};
+use super::types::{AudioInput, DecodedImage, Event, ImageInput, OutputSegment};
 use crate::image_decoder::{DecodeOptions, UnclipDecoder, UNCLIP_DIR};
+use crate::image_tokenizer::{decode_rgb, SeedImageEncoder};
 use crate::speech_codec::{speech_string, SpeechTokenizer, WavAudio};
+use crate::text::image_block;
 use crate::text::MioVocab;
 use crate::{Error, Result};
 
 /// Media codecs found in a release folder.
 pub(crate) struct Codecs {
     speech: Option<SpeechTokenizer>,
+    image_encoder: Option<SeedImageEncoder>,
     image_decoder: Option<UnclipDecoder>,
 }
 
@@ -36,7 +39,13 @@ impl Codecs {
         } else {
             None
         };
-        let has_unclip = dir.join(UNCLIP_DIR).is_dir() && dir.join("seed-tokenizer-2").is_dir();
+        let has_seed = dir.join("seed-tokenizer-2").is_dir();
+        let image_encoder = if has_seed {
+            Some(SeedImageEncoder::load(dir, dev)?)
+        } else {
+            None
+        };
+        let has_unclip = dir.join(UNCLIP_DIR).is_dir() && has_seed;
         let image_decoder = if has_unclip {
             Some(UnclipDecoder::load(dir, dev)?)
         } else {
@@ -44,6 +53,7 @@ impl Codecs {
         };
         Ok(Self {
             speech,
+            image_encoder,
             image_decoder,
         })
     }
@@ -85,6 +95,32 @@ impl Codecs {
     /// Audio of a speech string.
     pub(crate) fn decode_speech_string(&self, tokens: &str) -> Result<Vec<f32>> {
         self.speech()?.decode_speech_string(tokens)
+    }
+
+    /// SEED codes (32) of one image file's bytes.
+    pub(crate) fn encode_image(&self, image: &ImageInput) -> Result<Vec<u32>> {
+        let encoder = self.image_encoder.as_ref().ok_or_else(|| {
+            Error::Unsupported(
+                "this model folder has no seed-tokenizer-2/ (image input needs it)".into(),
+            )
+        })?;
+        let rgb = decode_rgb(&image.bytes).map_err(|message| Error::ImageDecode {
+            path: image.name.clone().into(),
+            message,
+        })?;
+        encoder.encode_rgb(&rgb)
+    }
+
+    /// The MIO image strings of images.
+    pub(crate) fn image_strings(
+        &self,
+        vocab: &MioVocab,
+        images: &[ImageInput],
+    ) -> Result<Vec<String>> {
+        images
+            .iter()
+            .map(|img| image_block(vocab, &self.encode_image(img)?))
+            .collect()
     }
 
     /// The picture of 32 codes, reporting each denoising step.

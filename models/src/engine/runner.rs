@@ -137,6 +137,17 @@ impl Engine {
                 let tokens = crate::speech_codec::speech_string(self.vocab(), &codes, timbre)?;
                 Ok(Response::SpeechCodes { codes, tokens })
             }
+            Request::ImageEncode { images } => {
+                let codes = images
+                    .iter()
+                    .map(|img| self.codecs.encode_image(img))
+                    .collect::<Result<Vec<_>>>()?;
+                let tokens = codes
+                    .iter()
+                    .map(|c| crate::text::image_block(self.vocab(), c))
+                    .collect::<Result<Vec<_>>>()?;
+                Ok(Response::ImageCodes { codes, tokens })
+            }
             Request::ImageDecode {
                 codes,
                 steps,
@@ -182,9 +193,10 @@ impl Engine {
         }
     }
 
-    /// The resolved prompt string and its ids (`<|startoftext|>` first), as the reference's `apply_chat_template` + `__call__`: speech inputs are encoded (with
-    /// timbre in voice mode, as the reference's `add_timbre`); placeholders whose media is
-    /// not given (images, until the image encoder lands) stay as text.
+    /// The resolved prompt string and its ids (`<|startoftext|>` first), as the reference's
+    /// `apply_chat_template` + `__call__`: images and speech are encoded (speech with timbre
+    /// in voice mode, as the reference's `add_timbre`); placeholders without media stay as
+    /// text.
     fn template(
         &self,
         conversation: &Conversation,
@@ -198,7 +210,8 @@ impl Engine {
         let speech = self
             .codecs
             .speech_strings(self.vocab(), &media.speech, timbre)?;
-        let text = self.tokenizer.resolve_prompt(&tpl, &[], &speech, true);
+        let images = self.codecs.image_strings(self.vocab(), &media.images)?;
+        let text = self.tokenizer.resolve_prompt(&tpl, &images, &speech, true);
         let ids = self.tokenizer.encode(&text)?;
         Ok((text, ids))
     }
@@ -215,11 +228,12 @@ impl Engine {
         if conversation.messages.is_empty() {
             return Err(Error::EmptyPrompt);
         }
-        if !conversation.images.is_empty() {
-            return Err(Error::Unsupported(
-                "image inputs need the SEED image encoder, which this build does not have yet"
-                    .into(),
-            ));
+        if conversation.images.len() != media.images.len() {
+            return Err(Error::InvalidArgument(format!(
+                "the conversation names {} image(s) but {} were given",
+                conversation.images.len(),
+                media.images.len()
+            )));
         }
         if conversation.speech.len() != media.speech.len() {
             return Err(Error::InvalidArgument(format!(

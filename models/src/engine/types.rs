@@ -86,9 +86,23 @@ pub struct AudioInput {
     pub sample_rate: u32,
 }
 
+/// An image file's bytes handed to the engine (JPEG, PNG, WebP, GIF, BMP), with a name for
+/// error messages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ImageInput {
+    /// Where it came from (shown in errors).
+    pub name: String,
+    /// The encoded file.
+    #[serde(skip)]
+    pub bytes: Vec<u8>,
+}
+
 /// The media that fill a conversation's placeholders, in placeholder order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct MediaInputs {
+    /// Images for `<image_placeholder_N>`.
+    #[serde(default)]
+    pub images: Vec<ImageInput>,
     /// Audio for `<speech_placeholder_N>`.
     #[serde(default)]
     pub speech: Vec<AudioInput>,
@@ -125,6 +139,11 @@ pub enum Request {
         audio: AudioInput,
         /// Include the three timbre layers (MIO's output format) in the string.
         timbre: bool,
+    },
+    /// SEED codes of images and their MIO image strings.
+    ImageEncode {
+        /// The images.
+        images: Vec<ImageInput>,
     },
     /// The picture of 32 image codes (SEED decode head + unCLIP).
     ImageDecode {
@@ -299,6 +318,13 @@ pub enum Response {
         codes: Vec<Vec<u32>>,
         /// The MIO speech string.
         tokens: String,
+    },
+    /// Image codes, one entry per image.
+    ImageCodes {
+        /// 32 codes per image.
+        codes: Vec<Vec<u32>>,
+        /// `<image>…</image>` per image.
+        tokens: Vec<String>,
     },
     /// A decoded picture.
     Image(DecodedImage),
