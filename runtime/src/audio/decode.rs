@@ -7,6 +7,8 @@ use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
 use symphonia::core::audio::SampleBuffer;
+
+use super::resample::downmix;
 use symphonia::core::codecs::DecoderOptions;
 use symphonia::core::errors::Error as SymError;
 use symphonia::core::formats::FormatOptions;
@@ -90,7 +92,7 @@ pub fn decode_file(path: &Path) -> Result<Clip> {
         channels = spec.channels.count().max(1);
         let mut buf = SampleBuffer::<f32>::new(decoded.capacity() as u64, spec);
         buf.copy_interleaved_ref(decoded);
-        downmix_into(buf.samples(), channels, &mut samples);
+        downmix(buf.samples(), channels, &mut samples);
         if samples.len() > MAX_SAMPLES {
             bail!("{} is longer than an hour; cut it first", path.display());
         }
@@ -103,29 +105,4 @@ pub fn decode_file(path: &Path) -> Result<Clip> {
         sample_rate,
         channels,
     })
-}
-
-/// Appends the mean of each interleaved frame.
-fn downmix_into(interleaved: &[f32], channels: usize, out: &mut Vec<f32>) {
-    if channels == 1 {
-        out.extend_from_slice(interleaved);
-        return;
-    }
-    out.extend(
-        interleaved
-            .chunks_exact(channels)
-            .map(|f| f.iter().sum::<f32>() / channels as f32),
-    );
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn downmix_averages_frames() {
-        let mut out = vec![];
-        downmix_into(&[1.0, 0.0, 0.5, 0.5], 2, &mut out);
-        assert_eq!(out, vec![0.5, 0.5]);
-    }
 }
