@@ -4,13 +4,23 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use mio_models::engine::{ChatMode, Conversation, Event, Message, Request, Response, Role};
+use mio_models::engine::{
+    ChatMode, Conversation, Event, Message, OutputSegment, Request, Response, Role,
+};
 use serde_json::json;
 
 use crate::audio::{decode_file, write_wav};
 use crate::cli::{ChatModeArg, Common, DecodeArgs, ImageCommand, SpeechCommand};
 use crate::commands::{params, print, start, write_atomic};
 use crate::media::{load_image, load_inputs, place_media, save_outputs, write_png};
+
+/// Seconds from the request to the first audio: the content-only preview (progressive
+/// speech) and the full-quality segment.
+#[derive(Debug, Default, serde::Serialize)]
+struct FirstAudio {
+    preview_s: Option<f64>,
+    full_s: Option<f64>,
+}
 
 /// Runs `mio chat`.
 pub fn run(
@@ -47,12 +57,37 @@ pub fn run(
         media,
     };
     let streaming = !common.json;
-    let response = worker.run(request)?.wait(|event| {
-        if let (true, Event::Token { text, .. }) = (streaming, &event) {
+    let started = std::time::Instant::now();
+    let mut first_audio = FirstAudio::default();
+    let mut preview_error = None;
+    let response = worker.run(request)?.wait(|event| match &event {
+        Event::Token { text, .. } if streaming => {
             print!("{text}");
             let _ = std::io::stdout().flush();
         }
+        Event::SpeechPreview {
+            index,
+            sample_rate,
+            samples,
+        } => {
+            first_audio
+                .preview_s
+                .get_or_insert(started.elapsed().as_secs_f64());
+            let path = out.join(format!("speech_{index}.preview.wav"));
+            if let Err(e) = write_wav(&path, samples, *sample_rate) {
+                preview_error = Some(e);
+            }
+        }
+        Event::Segment(OutputSegment::Speech { .. }) => {
+            first_audio
+                .full_s
+                .get_or_insert(started.elapsed().as_secs_f64());
+        }
+        _ => {}
     })?;
+    if let Some(e) = preview_error {
+        return Err(e);
+    }
     let Response::Chat {
         prompt_ids,
         new_ids,
@@ -70,6 +105,7 @@ pub fn run(
         "mode": mode, "model": common.model, "user": user, "images": images, "audio": audio,
         "prompt_ids": prompt_ids, "new_ids": new_ids, "segments": segments,
         "warnings": warnings, "finish_reason": finish_reason, "timings": timings,
+        "time_to_first_audio_s": first_audio,
     });
     let path = out.join("transcript.json");
     write_atomic(&path, serde_json::to_string_pretty(&transcript)?.as_bytes())?;

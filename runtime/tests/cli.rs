@@ -641,3 +641,50 @@ fn chat_with_an_image_puts_its_block_in_the_prompt() {
         "32 image codes between <image> and </image>"
     );
 }
+
+#[test]
+fn voice_chat_answers_with_speech_and_a_progressive_preview_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("voice");
+    let r = mio(&[
+        "chat",
+        "--model",
+        &model(),
+        "--mode",
+        "voice",
+        "--num-beams",
+        "1",
+        "--max-new-tokens",
+        "400",
+        "--out",
+        out.to_str().unwrap(),
+        "Please say hello.",
+    ]);
+    assert!(r.ok, "{}", r.stderr);
+    let t: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("transcript.json")).unwrap())
+            .unwrap();
+    let speech = t["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["kind"] == "speech")
+        .expect("voice mode answers with speech");
+    let file = speech["file"].as_str().unwrap();
+    let full = mio_runtime::audio::decode_file(&out.join(file)).unwrap();
+    let frames = speech["content"].as_array().unwrap().len();
+    assert_eq!(
+        full.samples.len(),
+        frames * 320,
+        "320 samples per frame at 16 kHz"
+    );
+    // The content-only preview was written while generation ran, before the full audio.
+    let preview = mio_runtime::audio::decode_file(&out.join("speech_0.preview.wav")).unwrap();
+    assert_eq!(preview.samples.len(), full.samples.len());
+    assert_ne!(
+        preview.samples, full.samples,
+        "the preview lacks the timbre layers"
+    );
+    let tta = &t["time_to_first_audio_s"];
+    assert!(tta["preview_s"].as_f64().unwrap() < tta["full_s"].as_f64().unwrap());
+}

@@ -92,6 +92,11 @@ impl Codecs {
             .collect()
     }
 
+    /// Audio of speech layers (`[content]` alone gives the progressive preview).
+    pub(crate) fn decode_speech_layers(&self, layers: &[Vec<u32>]) -> Result<Vec<f32>> {
+        self.speech()?.decode_layers(layers)
+    }
+
     /// Audio of a speech string.
     pub(crate) fn decode_speech_string(&self, tokens: &str) -> Result<Vec<f32>> {
         self.speech()?.decode_speech_string(tokens)
@@ -179,5 +184,101 @@ impl Codecs {
             }
         }
         Ok(())
+    }
+}
+
+/// Watches streamed tokens for the moment a speech block's content layer is complete (the
+/// first timbre token arrives) and hands out its content codes once per block.
+#[derive(Debug, Default)]
+pub(crate) struct SpeechPreview {
+    in_block: bool,
+    sent: bool,
+    blocks: usize,
+    content: Vec<u32>,
+}
+
+impl SpeechPreview {
+    /// Feeds one token; returns `(block index, content codes)` when a preview is due.
+    pub(crate) fn push(&mut self, vocab: &MioVocab, token: u32) -> Option<(usize, Vec<u32>)> {
+        if token == vocab.speech_start {
+            self.in_block = true;
+            self.sent = false;
+            self.content.clear();
+            return None;
+        }
+        if token == vocab.speech_end || !self.in_block {
+            if self.in_block {
+                self.in_block = false;
+                self.blocks += 1;
+            }
+            return None;
+        }
+        let n = vocab.speech_token(token)?;
+        if self.sent {
+            return None;
+        }
+        if n < vocab.speech_codebook_size {
+            self.content.push(n);
+            return None;
+        }
+        self.sent = true;
+        (!self.content.is_empty()).then(|| (self.blocks, self.content.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vocab() -> MioVocab {
+        MioVocab {
+            unk: 0,
+            bos: 1,
+            eos: 2,
+            im_start: 6,
+            im_end: 7,
+            image_start: 1005,
+            image_end: 1004,
+            speech_start: 1003,
+            speech_end: 1001,
+            image_placeholder: 1002,
+            speech_placeholder: 1000,
+            text_vocab_size: 1000,
+            img0: 1006,
+            n_image_codes: 8192,
+            spch0: 9198,
+            n_speech_tokens: 4096,
+            speech_codebook_size: 1024,
+            vocab_size: 13294,
+        }
+    }
+
+    #[test]
+    fn preview_fires_once_when_the_content_layer_ends() {
+        let v = vocab();
+        let mut p = SpeechPreview::default();
+        let spch = |n: u32| v.spch0 + n;
+        let stream = [
+            500,
+            v.speech_start,
+            spch(5),
+            spch(7),
+            spch(1024 + 3),
+            spch(1024 + 4),
+        ];
+        let fired: Vec<_> = stream.iter().filter_map(|&t| p.push(&v, t)).collect();
+        assert_eq!(fired, vec![(0, vec![5, 7])]);
+        // Second block gets index 1; a content-only block never fires.
+        let more = [
+            v.speech_end,
+            v.speech_start,
+            spch(9),
+            v.speech_end,
+            v.speech_start,
+            spch(1),
+            spch(2048),
+        ];
+        let fired: Vec<_> = more.iter().filter_map(|&t| p.push(&v, t)).collect();
+        assert_eq!(fired, vec![(2, vec![1])]);
     }
 }

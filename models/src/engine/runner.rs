@@ -12,7 +12,7 @@ use std::sync::Arc;
 use candle_core::{DType, Device};
 use serde::Serialize;
 
-use super::media::{Codecs, Render};
+use super::media::{Codecs, Render, SpeechPreview};
 use super::timed::Timed;
 use super::types::*;
 use crate::generation::{
@@ -175,7 +175,7 @@ impl Engine {
             }
             Request::Generate { ids, params } => {
                 let cfg = self.generation_config(&params, None)?;
-                let (out, timings) = self.generate(&ids, &cfg, cancel, emit, false)?;
+                let (out, timings) = self.generate(&ids, &cfg, cancel, emit, None)?;
                 let new_ids = out.new_tokens.into_iter().next().unwrap_or_default();
                 let finish_reason = finish(out.finish_reasons.first().copied());
                 Ok(Response::Generated {
@@ -246,14 +246,26 @@ impl Engine {
             ChatMode::Chat => (TemplateMode::Std, Task::Text),
             ChatMode::Voice => (TemplateMode::Voice, Task::SpeechGeneration),
         };
-        let (_, prompt_ids) = self.template(conversation, template_mode, media)?;
+        let (_, mut prompt_ids) = self.template(conversation, template_mode, media)?;
+        // Voice mode primes the answer with `<spch>`: the voice system prompt asks the model
+        // to start with it, priming makes the answer speech by construction (and the
+        // constraints then keep the block well formed).
+        let primed: Vec<u32> = match mode {
+            ChatMode::Voice => vec![self.vocab().speech_start],
+            ChatMode::Chat => vec![],
+        };
+        prompt_ids.extend(&primed);
         let cfg = self.generation_config(params, Some(task))?;
-        let (out, timings) = self.generate(&prompt_ids, &cfg, cancel, emit, true)?;
+        let (out, timings) = self.generate(&prompt_ids, &cfg, cancel, emit, Some(&primed))?;
         let new_ids = out.new_tokens.into_iter().next().unwrap_or_default();
         let finish_reason = finish(out.finish_reasons.first().copied());
-        let answer = strip_stop(&new_ids, &cfg);
-        let answer_text = self.tokenizer.decode(answer)?;
-        let detok: Detokenized = self.tokenizer.detokenize(answer, false)?;
+        let answer: Vec<u32> = primed
+            .iter()
+            .chain(strip_stop(&new_ids, &cfg))
+            .copied()
+            .collect();
+        let answer_text = self.tokenizer.decode(&answer)?;
+        let detok: Detokenized = self.tokenizer.detokenize(&answer, false)?;
         let mut segments: Vec<OutputSegment> = detok
             .segments
             .into_iter()
@@ -283,15 +295,18 @@ impl Engine {
         })
     }
 
-    /// Runs generation with streaming of token events (and their text when `stream_text`).
+    /// Runs generation. With `answer_start` (the answer's tokens already at the end of the
+    /// prompt, possibly none), streamed tokens carry their text and speech blocks get
+    /// progressive previews; without it only ids are streamed.
     fn generate(
         &mut self,
         prompt: &[u32],
         cfg: &GenerationConfig,
         cancel: &AtomicBool,
         emit: &mut dyn FnMut(Event),
-        stream_text: bool,
+        answer_start: Option<&[u32]>,
     ) -> Result<(GenerationOutput, Timings)> {
+        let stream_text = answer_start.is_some();
         let vocab = self.tokenizer.vocab().clone();
         let Some(session) = self.lm.as_mut() else {
             return Err(Error::InvalidArgument(
@@ -302,9 +317,30 @@ impl Engine {
             return Err(Error::EmptyPrompt);
         }
         let tokenizer = &self.tokenizer;
+        let codecs = &self.codecs;
         let mut incremental = IncrementalDetokenizer::new(tokenizer);
+        let mut preview = SpeechPreview::default();
+        for &t in answer_start.unwrap_or_default() {
+            incremental.push(t)?;
+            preview.push(&vocab, t);
+        }
         let mut stream_error = None;
         let mut on_token = |ev: &TokenEvent| {
+            if stream_text {
+                if let Some((index, content)) = preview.push(&vocab, ev.token) {
+                    match codecs.decode_speech_layers(&[content]) {
+                        Ok(samples) => emit(Event::SpeechPreview {
+                            index,
+                            sample_rate: SPEECH_SAMPLE_RATE,
+                            samples,
+                        }),
+                        Err(e) => {
+                            stream_error = Some(e);
+                            return ControlFlow::Break(());
+                        }
+                    }
+                }
+            }
             let text = if stream_text && !cfg.is_eos(ev.token) {
                 match incremental.push(ev.token) {
                     Ok(events) => events

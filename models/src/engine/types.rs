@@ -197,6 +197,18 @@ pub enum Event {
     },
     /// A finished output segment.
     Segment(OutputSegment),
+    /// Progressive speech: the content layer of speech block `index` is complete and
+    /// decoded alone (lower quality); the full audio follows in its `Segment` once the
+    /// timbre layers are done.
+    SpeechPreview {
+        /// Which speech block of the answer (0-based).
+        index: usize,
+        /// Samples per second.
+        sample_rate: u32,
+        /// Mono samples (not serialised; the runtime plays or writes them).
+        #[serde(skip)]
+        samples: Vec<f32>,
+    },
     /// Progress of a long step (image denoising: `stage` = "image", steps of the UNet).
     Progress {
         /// What is progressing.
