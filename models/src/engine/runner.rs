@@ -175,7 +175,7 @@ impl Engine {
             }
             Request::Generate { ids, params } => {
                 let cfg = self.generation_config(&params, None)?;
-                let (out, timings) = self.generate(&ids, &cfg, cancel, emit, None)?;
+                let (out, timings, _) = self.generate(&ids, &cfg, cancel, emit, None)?;
                 let new_ids = out.new_tokens.into_iter().next().unwrap_or_default();
                 let finish_reason = finish(out.finish_reasons.first().copied());
                 Ok(Response::Generated {
@@ -256,7 +256,19 @@ impl Engine {
         };
         prompt_ids.extend(&primed);
         let cfg = self.generation_config(params, Some(task))?;
-        let (out, timings) = self.generate(&prompt_ids, &cfg, cancel, emit, Some(&primed))?;
+        let render = Render {
+            opts: DecodeOptions {
+                steps: params.image_steps.unwrap_or(20),
+                guidance: 10.0,
+                seed: params.seed.unwrap_or(0),
+            },
+            cancel,
+        };
+        let stream = Stream {
+            answer_start: &primed,
+            render: &render,
+        };
+        let (out, timings, early) = self.generate(&prompt_ids, &cfg, cancel, emit, Some(stream))?;
         let new_ids = out.new_tokens.into_iter().next().unwrap_or_default();
         let finish_reason = finish(out.finish_reasons.first().copied());
         let answer: Vec<u32> = primed
@@ -271,18 +283,20 @@ impl Engine {
             .into_iter()
             .map(OutputSegment::from)
             .collect();
-        let render = Render {
-            opts: DecodeOptions {
-                steps: params.image_steps.unwrap_or(20),
-                guidance: 10.0,
-                seed: params.seed.unwrap_or(0),
-            },
-            cancel,
-        };
-        self.codecs.render(&mut segments, &render, emit)?;
-        segments
-            .iter()
-            .for_each(|s| emit(Event::Segment(s.clone())));
+        // Media blocks were rendered and sent as they closed during streaming; reuse them
+        // (same token stream, same order) and render and send the rest now.
+        let mut early = early.into_iter().peekable();
+        for seg in segments.iter_mut() {
+            if early.peek().is_some_and(|e| same_block(e, seg)) {
+                if let Some(done) = early.next() {
+                    *seg = done;
+                    continue;
+                }
+            }
+            self.codecs
+                .render(std::slice::from_mut(seg), &render, emit)?;
+            emit(Event::Segment(seg.clone()));
+        }
         let warnings = detok.warnings.iter().map(|w| w.to_string()).collect();
         Ok(Response::Chat {
             answer_text,
@@ -298,15 +312,18 @@ impl Engine {
     /// Runs generation. With `answer_start` (the answer's tokens already at the end of the
     /// prompt, possibly none), streamed tokens carry their text and speech blocks get
     /// progressive previews; without it only ids are streamed.
+    /// Media blocks that close while streaming are rendered (speech decoded, pictures drawn)
+    /// and sent at once; they are returned in order.
     fn generate(
         &mut self,
         prompt: &[u32],
         cfg: &GenerationConfig,
         cancel: &AtomicBool,
         emit: &mut dyn FnMut(Event),
-        answer_start: Option<&[u32]>,
-    ) -> Result<(GenerationOutput, Timings)> {
-        let stream_text = answer_start.is_some();
+        stream: Option<Stream<'_>>,
+    ) -> Result<(GenerationOutput, Timings, Vec<OutputSegment>)> {
+        let stream_text = stream.is_some();
+        let answer_start = stream.as_ref().map(|s| s.answer_start);
         let vocab = self.tokenizer.vocab().clone();
         let Some(session) = self.lm.as_mut() else {
             return Err(Error::InvalidArgument(
@@ -325,6 +342,7 @@ impl Engine {
             preview.push(&vocab, t);
         }
         let mut stream_error = None;
+        let mut early: Vec<OutputSegment> = vec![];
         let mut on_token = |ev: &TokenEvent| {
             if stream_text {
                 if let Some((index, content)) = preview.push(&vocab, ev.token) {
@@ -341,23 +359,37 @@ impl Engine {
                     }
                 }
             }
-            let text = if stream_text && !cfg.is_eos(ev.token) {
-                match incremental.push(ev.token) {
-                    Ok(events) => events
-                        .into_iter()
-                        .filter_map(|e| match e {
-                            DetokEvent::Text(t) => Some(t),
-                            _ => None,
-                        })
-                        .collect(),
+            let mut text = String::new();
+            if let (Some(st), false) = (stream.as_ref(), cfg.is_eos(ev.token)) {
+                let events = match incremental.push(ev.token) {
+                    Ok(events) => events,
                     Err(e) => {
                         stream_error = Some(e);
                         return ControlFlow::Break(());
                     }
+                };
+                let mut closed = vec![];
+                for e in events {
+                    match e {
+                        DetokEvent::Text(t) => text.push_str(&t),
+                        DetokEvent::BlockEnd(Some(seg)) => closed.push(OutputSegment::from(seg)),
+                        _ => {}
+                    }
                 }
-            } else {
-                String::new()
-            };
+                emit(Event::Token {
+                    id: ev.token,
+                    text: std::mem::take(&mut text),
+                });
+                for mut seg in closed {
+                    if let Err(e) = codecs.render(std::slice::from_mut(&mut seg), st.render, emit) {
+                        stream_error = Some(e);
+                        return ControlFlow::Break(());
+                    }
+                    emit(Event::Segment(seg.clone()));
+                    early.push(seg);
+                }
+                return ControlFlow::Continue(());
+            }
             emit(Event::Token { id: ev.token, text });
             ControlFlow::Continue(())
         };
@@ -377,7 +409,7 @@ impl Engine {
             prefill_s,
             decode_s,
         };
-        Ok((out, timings))
+        Ok((out, timings, early))
     }
 
     /// The generation config of a request: the task preset (or plain greedy), then the
@@ -454,6 +486,33 @@ fn load_lm(dir: &Path, opts: &LoadOptions, dev: &Device) -> Result<(LlamaForCaus
             let model = LlamaForCausalLm::load(dir, dtype_of(opts.precision), dev)?;
             Ok((model, dir.display().to_string()))
         }
+    }
+}
+
+/// What streaming needs: the answer's primed tokens and how to render media blocks.
+struct Stream<'a> {
+    answer_start: &'a [u32],
+    render: &'a Render<'a>,
+}
+
+/// Whether a block rendered while streaming is the same block as `seg` of the final
+/// detokenization (same kind and codes).
+fn same_block(early: &OutputSegment, seg: &OutputSegment) -> bool {
+    match (early, seg) {
+        (OutputSegment::Image { codes: a, .. }, OutputSegment::Image { codes: b, .. }) => a == b,
+        (
+            OutputSegment::Speech {
+                content: a,
+                timbre: ta,
+                ..
+            },
+            OutputSegment::Speech {
+                content: b,
+                timbre: tb,
+                ..
+            },
+        ) => a == b && ta == tb,
+        _ => false,
     }
 }
 
