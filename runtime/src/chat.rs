@@ -152,6 +152,8 @@ pub fn image(what: ImageCommand) -> Result<()> {
             steps,
             guidance,
             seed,
+            latents,
+            noise,
             out,
         } => {
             let (worker, _) = start(&common, true)?;
@@ -160,6 +162,8 @@ pub fn image(what: ImageCommand) -> Result<()> {
                 steps,
                 guidance,
                 seed,
+                latents,
+                noise,
             };
             let quiet = common.json;
             let response = worker.run(request)?.wait(|e| {

@@ -256,6 +256,12 @@ pub enum ImageCommand {
         /// Seed of the initial latents.
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Pinned initial latents (a safetensors file holding one tensor); needs --noise.
+        #[arg(long, value_name = "FILE", requires = "noise")]
+        latents: Option<PathBuf>,
+        /// Pinned embedding noise (a safetensors file holding one tensor); needs --latents.
+        #[arg(long, value_name = "FILE", requires = "latents")]
+        noise: Option<PathBuf>,
         /// The PNG to write.
         #[arg(long, value_name = "PNG")]
         out: PathBuf,

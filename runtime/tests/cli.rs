@@ -688,3 +688,77 @@ fn voice_chat_answers_with_speech_and_a_progressive_preview_first() {
     let tta = &t["time_to_first_audio_s"];
     assert!(tta["preview_s"].as_f64().unwrap() < tta["full_s"].as_f64().unwrap());
 }
+
+#[test]
+fn image_decode_with_pinned_draws_reproduces_the_golden_picture() {
+    let g = candle_core::safetensors::load(
+        fixtures().join("golden/image_decode.safetensors"),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let latents = dir.path().join("latents.safetensors");
+    let noise = dir.path().join("noise.safetensors");
+    candle_core::safetensors::save(
+        &std::collections::HashMap::from([("latents", g["init_latents"].clone())]),
+        &latents,
+    )
+    .unwrap();
+    candle_core::safetensors::save(
+        &std::collections::HashMap::from([("noise", g["noise"].clone())]),
+        &noise,
+    )
+    .unwrap();
+    let codes: Vec<i64> = g["codes"].flatten_all().unwrap().to_vec1().unwrap();
+    let codes = codes
+        .iter()
+        .map(i64::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    let out = dir.path().join("decoded.png");
+    let args = [
+        "image",
+        "decode",
+        "--model",
+        &model(),
+        "--codes",
+        &codes,
+        "--steps",
+        "3",
+        "--guidance",
+        "10",
+        "--latents",
+        latents.to_str().unwrap(),
+        "--noise",
+        noise.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+    ];
+    json_of(&mio(&args));
+    let got = image::open(&out).unwrap().to_rgb8().into_raw();
+    let want: Vec<u8> = g["image_uint8"].flatten_all().unwrap().to_vec1().unwrap();
+    assert_eq!(got.len(), want.len());
+    let worst = got
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| a.abs_diff(*b))
+        .max()
+        .unwrap();
+    assert!(worst <= 1, "uint8 image off by {worst}");
+    let r = mio(&[
+        "image",
+        "decode",
+        "--model",
+        &model(),
+        "--codes",
+        &codes,
+        "--latents",
+        noise.to_str().unwrap(),
+        "--noise",
+        latents.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_one_sentence_error(&r, "do not fit");
+}

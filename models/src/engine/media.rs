@@ -156,6 +156,55 @@ impl Codecs {
         })
     }
 
+    /// The picture of 32 codes from pinned initial latents and embedding noise (one-tensor
+    /// safetensors files), as the reference goldens pin them.
+    pub(crate) fn decode_image_pinned(
+        &self,
+        codes: &[u32],
+        latents: &Path,
+        noise: &Path,
+        render: &Render<'_>,
+        emit: &mut dyn FnMut(Event),
+    ) -> Result<DecodedImage> {
+        let decoder = self.image_decoder.as_ref().ok_or_else(|| {
+            Error::Unsupported("this model folder has no stable-diffusion-2-1-unclip/".into())
+        })?;
+        let dev = decoder.device().clone();
+        let latents = one_tensor(latents, &dev)?;
+        let noise = one_tensor(noise, &dev)?;
+        let embeds = decoder.image_embedding(codes)?;
+        let (b, c, h, w) = decoder.latent_shape();
+        if latents.dims() != [b, c, h, w] || noise.dims() != embeds.dims() {
+            return Err(Error::InvalidArgument(format!(
+                "pinned latents {:?} / noise {:?} do not fit this decoder (latents {:?}, noise {:?})",
+                latents.dims(),
+                noise.dims(),
+                decoder.latent_shape(),
+                embeds.dims()
+            )));
+        }
+        let mut progress = |p: crate::image_decoder::DecodeStep| {
+            emit(Event::Progress {
+                stage: "image".into(),
+                step: p.step,
+                total: p.total,
+            })
+        };
+        let out = decoder.decode_pinned(
+            &embeds,
+            &latents,
+            &noise,
+            &render.opts,
+            &mut progress,
+            render.cancel,
+        )?;
+        Ok(DecodedImage {
+            width: out.image.width as u32,
+            height: out.image.height as u32,
+            rgb: out.image.data,
+        })
+    }
+
     /// Attaches decoded audio and pictures to the segments whose codec is loaded.
     pub(crate) fn render(
         &self,
@@ -184,6 +233,20 @@ impl Codecs {
             }
         }
         Ok(())
+    }
+}
+
+/// The single f32 tensor of a safetensors file.
+fn one_tensor(path: &Path, dev: &Device) -> Result<candle_core::Tensor> {
+    if !path.is_file() {
+        return Err(Error::MissingFile(path.to_path_buf()));
+    }
+    let tensors = candle_core::safetensors::load(path, dev)
+        .map_err(|e| Error::checkpoint(path, e.to_string()))?;
+    let mut values = tensors.into_values();
+    match (values.next(), values.next()) {
+        (Some(t), None) => Ok(t.to_dtype(candle_core::DType::F32)?),
+        _ => Err(Error::checkpoint(path, "expected exactly one tensor")),
     }
 }
 

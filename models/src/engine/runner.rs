@@ -153,6 +153,8 @@ impl Engine {
                 steps,
                 guidance,
                 seed,
+                latents,
+                noise,
             } => {
                 let render = Render {
                     opts: DecodeOptions {
@@ -162,9 +164,18 @@ impl Engine {
                     },
                     cancel,
                 };
-                Ok(Response::Image(
-                    self.codecs.decode_image(&codes, &render, emit)?,
-                ))
+                let image = match (latents, noise) {
+                    (None, None) => self.codecs.decode_image(&codes, &render, emit)?,
+                    (Some(l), Some(n)) => self
+                        .codecs
+                        .decode_image_pinned(&codes, &l, &n, &render, emit)?,
+                    _ => {
+                        return Err(Error::InvalidArgument(
+                            "pin both the latents and the noise, or neither".into(),
+                        ))
+                    }
+                };
+                Ok(Response::Image(image))
             }
             Request::SpeechDecode { tokens } => {
                 let samples = self.codecs.decode_speech_string(&tokens)?;

@@ -155,6 +155,13 @@ pub enum Request {
         guidance: f64,
         /// Seed of the initial latents.
         seed: u64,
+        /// Pinned initial latents: a safetensors file holding one tensor (1 × 4 × h × w),
+        /// as the goldens pin them; with `noise`, the seed is not used.
+        #[serde(default)]
+        latents: Option<PathBuf>,
+        /// Pinned noise of the image-embedding noising (1 × D), a one-tensor safetensors.
+        #[serde(default)]
+        noise: Option<PathBuf>,
     },
     /// Audio of a MIO speech string (`<spch>…</spch>`, 4 layers or content only).
     SpeechDecode {

@@ -131,6 +131,11 @@ impl UnclipDecoder {
         })
     }
 
+    /// The device the decoder runs on.
+    pub fn device(&self) -> &Device {
+        &self.dev
+    }
+
     /// Shape of the initial latents (1 × C × s × s).
     pub fn latent_shape(&self) -> (usize, usize, usize, usize) {
         let c = self.unet.config();
