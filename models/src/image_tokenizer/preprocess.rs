@@ -51,6 +51,7 @@ pub fn decode_rgb(bytes: &[u8]) -> std::result::Result<RgbImage, String> {
         check_jpeg_complete(bytes)?;
     }
     let mut decoder = reader.into_decoder().map_err(|e| e.to_string())?;
+    check_size(decoder.dimensions())?;
     let orientation = decoder.orientation().map_err(|e| e.to_string())?;
     let exact = match format {
         image::ImageFormat::Jpeg => decode_libjpeg_exact(bytes)?,
@@ -70,6 +71,23 @@ pub fn decode_rgb(bytes: &[u8]) -> std::result::Result<RgbImage, String> {
     }
     // PIL's convert('RGB') drops alpha without compositing, as `to_rgb8` does.
     Ok(img.to_rgb8())
+}
+
+/// Largest side accepted, in pixels.
+pub const MAX_IMAGE_SIDE: u32 = 16_384;
+/// Largest image accepted, in pixels (64 megapixels: about 200 MB decoded as RGB).
+pub const MAX_IMAGE_PIXELS: u64 = 64 << 20;
+
+/// Refuses images too large to decode safely (decompression bombs: a 1 MB PNG can claim
+/// 20000×20000 pixels), from the header alone, before anything is allocated.
+fn check_size((w, h): (u32, u32)) -> std::result::Result<(), String> {
+    if w > MAX_IMAGE_SIDE || h > MAX_IMAGE_SIDE || u64::from(w) * u64::from(h) > MAX_IMAGE_PIXELS {
+        return Err(format!(
+            "the image is {w}x{h} pixels; the largest accepted is {} megapixels and {MAX_IMAGE_SIDE} pixels a side",
+            MAX_IMAGE_PIXELS >> 20
+        ));
+    }
+    Ok(())
 }
 
 /// Refuses a JPEG whose data stops before its end-of-image marker, as PIL does ("image
