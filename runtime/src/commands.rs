@@ -90,8 +90,23 @@ fn devices() -> Result<()> {
 }
 
 /// The error as one line: the chain of causes joined with ": ".
+///
+/// candle embeds a backtrace in its error text when `RUST_BACKTRACE` is set; the user gets
+/// the sentence, not the frames.
 pub fn one_sentence(e: &anyhow::Error) -> String {
-    format!("{e:#}").replace('\n', " ")
+    let full = format!("{e:#}");
+    let mut kept = vec![];
+    for line in full.lines() {
+        let t = line.trim_start();
+        let frame = t
+            .split_once(": ")
+            .is_some_and(|(n, _)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+        if frame || t.starts_with("at ") || t == "stack backtrace:" {
+            break;
+        }
+        kept.push(line.trim());
+    }
+    kept.join(" ").trim().to_string()
 }
 
 /// Starts the worker and loads the model of `common`.
@@ -224,4 +239,21 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("partial");
     std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_sentence;
+
+    #[test]
+    fn errors_are_one_line_without_backtrace_frames() {
+        let e = anyhow::anyhow!("unexpected rank, expected: 4, got: 2\n   0: candle_core::error::Error::bt\n             at /x.rs:1:2\n   1: more")
+            .context("cannot decode");
+        assert_eq!(
+            one_sentence(&e),
+            "cannot decode: unexpected rank, expected: 4, got: 2"
+        );
+        let e = anyhow::anyhow!("first line\nsecond line");
+        assert_eq!(one_sentence(&e), "first line second line");
+    }
 }
