@@ -292,29 +292,7 @@ impl SpeechPreview {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn vocab() -> MioVocab {
-        MioVocab {
-            unk: 0,
-            bos: 1,
-            eos: 2,
-            im_start: 6,
-            im_end: 7,
-            image_start: 1005,
-            image_end: 1004,
-            speech_start: 1003,
-            speech_end: 1001,
-            image_placeholder: 1002,
-            speech_placeholder: 1000,
-            text_vocab_size: 1000,
-            img0: 1006,
-            n_image_codes: 8192,
-            spch0: 9198,
-            n_speech_tokens: 4096,
-            speech_codebook_size: 1024,
-            vocab_size: 13294,
-        }
-    }
+    use crate::text::tiny_vocab as vocab;
 
     #[test]
     fn preview_fires_once_when_the_content_layer_ends() {

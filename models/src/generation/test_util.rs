@@ -1,36 +1,12 @@
-//! Test doubles: the tiny model's [`MioVocab`] and a fake [`CausalLm`] whose logits are a
+//! Test doubles: the tiny model's vocabulary (re-exported) and a fake [`CausalLm`] whose logits are a
 //! deterministic function of each row's real tokens (padding removed), with a cache that
 //! checks the `forward` / `reorder` protocol.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use super::CausalLm;
-use crate::text::MioVocab;
+pub(crate) use crate::text::tiny_vocab;
 use crate::Result;
-
-/// The tiny model's vocabulary numbers.
-pub fn tiny_vocab() -> MioVocab {
-    MioVocab {
-        unk: 0,
-        bos: 1,
-        eos: 2,
-        im_start: 6,
-        im_end: 7,
-        image_start: 1005,
-        image_end: 1004,
-        speech_start: 1003,
-        speech_end: 1001,
-        image_placeholder: 1002,
-        speech_placeholder: 1000,
-        text_vocab_size: 1000,
-        img0: 1006,
-        n_image_codes: 8192,
-        spch0: 9198,
-        n_speech_tokens: 4096,
-        speech_codebook_size: 1024,
-        vocab_size: 13294,
-    }
-}
 
 type LogitsFn = Box<dyn Fn(&[u32]) -> Vec<f32>>;
 

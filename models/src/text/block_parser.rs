@@ -249,7 +249,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::text::detokenize::Detokenized;
-    use crate::text::media::tests::tiny_vocab;
+    use crate::text::tiny_vocab;
 
     /// Items: `Err(id)` = added token, `Ok(text)` = run.
     fn parse(items: &[std::result::Result<&str, u32>]) -> Detokenized {

@@ -105,29 +105,7 @@ pub fn speech_block_ids(
 pub(crate) mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-
-    pub(crate) fn tiny_vocab() -> MioVocab {
-        MioVocab {
-            unk: 0,
-            bos: 1,
-            eos: 2,
-            im_start: 6,
-            im_end: 7,
-            image_start: 1005,
-            image_end: 1004,
-            speech_start: 1003,
-            speech_end: 1001,
-            image_placeholder: 1002,
-            speech_placeholder: 1000,
-            text_vocab_size: 1000,
-            img0: 1006,
-            n_image_codes: 8192,
-            spch0: 9198,
-            n_speech_tokens: 4096,
-            speech_codebook_size: 1024,
-            vocab_size: 13294,
-        }
-    }
+    use crate::text::tiny_vocab;
 
     #[test]
     fn image_blocks() {

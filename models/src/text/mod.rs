@@ -31,4 +31,6 @@ pub use template::{
     ASSISTANT_STARTER, MIO_STD_MODE_SYSTEM, MIO_VOICE_MODE_SYSTEM, STOP_WORD, USER_STARTER,
 };
 pub use tokenizer::TextTokenizer;
+#[cfg(test)]
+pub(crate) use vocab::tiny_vocab;
 pub use vocab::{MioVocab, SPEECH_LAYERS};

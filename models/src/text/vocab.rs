@@ -173,6 +173,32 @@ fn contiguous(lookup: &impl Fn(&str) -> Option<u32>, prefix: &str) -> Result<(u3
     Ok((first, n))
 }
 
+/// The tiny fixture model's vocabulary numbers (text vocab 1000, 6 specials, 8192 image and
+/// 4096 speech tokens), for unit tests that need ids without loading the tokenizer.
+#[cfg(test)]
+pub(crate) fn tiny_vocab() -> MioVocab {
+    MioVocab {
+        unk: 0,
+        bos: 1,
+        eos: 2,
+        im_start: 6,
+        im_end: 7,
+        image_start: 1005,
+        image_end: 1004,
+        speech_start: 1003,
+        speech_end: 1001,
+        image_placeholder: 1002,
+        speech_placeholder: 1000,
+        text_vocab_size: 1000,
+        img0: 1006,
+        n_image_codes: 8192,
+        spch0: 9198,
+        n_speech_tokens: 4096,
+        speech_codebook_size: 1024,
+        vocab_size: 13294,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
