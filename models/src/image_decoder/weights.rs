@@ -68,20 +68,8 @@ impl ShardBackend {
         dtype: DType,
         dev: &Device,
     ) -> candle_core::Result<Tensor> {
-        let Some(meta) = self.0.tensors().get(name) else {
-            return Err(candle_core::Error::CannotFindTensor {
-                path: name.to_owned(),
-            });
-        };
-        if let Some(expected) = shape {
-            if meta.shape.as_slice() != expected.dims() {
-                return Err(candle_core::Error::UnexpectedShape {
-                    msg: format!("shape mismatch for {name}"),
-                    expected,
-                    got: Shape::from(meta.shape.clone()),
-                });
-            }
-        }
+        let stored = self.0.tensors().get(name).map(|m| m.shape.as_slice());
+        crate::pickle::check_stored_shape(name, stored, shape)?;
         match self.0.read(name, dev) {
             Ok(t) => t.to_dtype(dtype),
             Err(Error::Candle(e)) => Err(e),

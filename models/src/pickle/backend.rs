@@ -106,6 +106,28 @@ fn to_candle(error: Error, name: &str) -> candle_core::Error {
     }
 }
 
+/// The `VarBuilder` backend contract before any data is read: the tensor exists
+/// (`stored` is its shape) and, when `expected` is given, has that shape.
+pub(crate) fn check_stored_shape(
+    name: &str,
+    stored: Option<&[usize]>,
+    expected: Option<Shape>,
+) -> candle_core::Result<()> {
+    let Some(stored) = stored else {
+        return Err(candle_core::Error::CannotFindTensor {
+            path: name.to_owned(),
+        });
+    };
+    match expected {
+        Some(expected) if stored != expected.dims() => Err(candle_core::Error::UnexpectedShape {
+            msg: format!("shape mismatch for {name}"),
+            expected,
+            got: Shape::from(stored.to_vec()),
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// Loads `name` from `file`, checking the shape (when given) before reading any data,
 /// then converts it to `dtype` as candle's own backends do.
 fn load(
@@ -115,20 +137,13 @@ fn load(
     dtype: DType,
     dev: &Device,
 ) -> candle_core::Result<Tensor> {
-    let Some((file, info)) = file.and_then(|f| f.info(name).map(|i| (f, i))) else {
+    let found = file.and_then(|f| f.info(name).map(|i| (f, i)));
+    check_stored_shape(name, found.map(|(_, i)| i.shape.as_slice()), shape)?;
+    let Some((file, _)) = found else {
         return Err(candle_core::Error::CannotFindTensor {
             path: name.to_owned(),
         });
     };
-    if let Some(expected) = shape {
-        if info.shape.as_slice() != expected.dims() {
-            return Err(candle_core::Error::UnexpectedShape {
-                msg: format!("shape mismatch for {name}"),
-                expected,
-                got: Shape::from(info.shape.clone()),
-            });
-        }
-    }
     file.tensor(name, dev)
         .map_err(|e| to_candle(e, name))?
         .to_dtype(dtype)

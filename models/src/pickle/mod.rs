@@ -14,6 +14,7 @@ mod test_util;
 mod value;
 mod vm;
 
+pub(crate) use backend::check_stored_shape;
 pub use backend::PthShards;
 pub use pth_file::PthFile;
 pub use tensor::{PthDType, TensorInfo};
