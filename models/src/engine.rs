@@ -7,5 +7,5 @@ mod runner;
 mod timed;
 mod types;
 
-pub use runner::{Engine, EngineInfo};
+pub use runner::{Engine, EngineInfo, ExternalLm};
 pub use types::*;

@@ -1,5 +1,11 @@
 //! `mio bench lm`: prefill and decode speed of the LM and the process's peak memory.
 
+mod bandwidth;
+mod compare;
+
+pub use bandwidth::read_bandwidth;
+pub use compare::{compare, CompareArgs};
+
 use anyhow::{bail, Result};
 use mio_models::engine::{GenerationParams, Request, Response, Timings};
 use serde_json::json;

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::device::DeviceKind;
+use mio_models::engine::{GpuLayers, LmBackend};
 
 /// MIO Desktop's headless command line.
 #[derive(Debug, Parser)]
@@ -33,6 +34,41 @@ pub struct Common {
     /// LM weights from this GGUF file (everything else from --model).
     #[arg(long, value_name = "FILE.gguf")]
     pub lm: Option<PathBuf>,
+    /// Which implementation runs the LM: candle, or llamacpp (GGUF only).
+    #[arg(long, value_enum, default_value_t = BackendArg::Candle)]
+    pub backend: BackendArg,
+    /// LM layers llama.cpp puts on the GPU: a count, or auto (what fits free GPU memory
+    /// when --device is a GPU).
+    #[arg(long, value_name = "N|auto", default_value = "auto", value_parser = parse_gpu_layers)]
+    pub gpu_layers: GpuLayers,
+}
+
+/// `--backend`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackendArg {
+    /// Our candle port.
+    Candle,
+    /// llama.cpp.
+    Llamacpp,
+}
+
+impl From<BackendArg> for LmBackend {
+    fn from(b: BackendArg) -> Self {
+        match b {
+            BackendArg::Candle => LmBackend::Candle,
+            BackendArg::Llamacpp => LmBackend::LlamaCpp,
+        }
+    }
+}
+
+/// Parses `--gpu-layers N|auto`.
+pub fn parse_gpu_layers(s: &str) -> Result<GpuLayers, String> {
+    if s.eq_ignore_ascii_case("auto") {
+        return Ok(GpuLayers::Auto);
+    }
+    s.parse::<u32>()
+        .map(GpuLayers::Count)
+        .map_err(|_| format!("{s:?} is not a layer count or auto"))
 }
 
 /// `--precision`.
@@ -310,5 +346,12 @@ pub enum BenchCommand {
         /// Repetitions (the best is reported).
         #[arg(long, default_value_t = 3)]
         repeat: usize,
+        /// Run the --lm GGUF on the llama.cpp backend, the candle backend and (with
+        /// --llama-bench) llama.cpp's own llama-bench, and print them side by side.
+        #[arg(long)]
+        compare: bool,
+        /// llama.cpp's `llama-bench` (scripts/build-llama-tools.sh builds it).
+        #[arg(long, value_name = "PATH")]
+        llama_bench: Option<PathBuf>,
     },
 }

@@ -73,8 +73,22 @@ pub fn run(cli: Cli) -> Result<()> {
                     prompt_tokens,
                     decode_tokens,
                     repeat,
+                    compare,
+                    llama_bench,
                 },
-        } => bench::lm(&common, prompt_tokens, decode_tokens, repeat),
+        } => {
+            if compare {
+                bench::compare(&bench::CompareArgs {
+                    common: &common,
+                    prompt_tokens,
+                    decode_tokens,
+                    repeat,
+                    llama_bench,
+                })
+            } else {
+                bench::lm(&common, prompt_tokens, decode_tokens, repeat)
+            }
+        }
     }
 }
 
@@ -122,8 +136,13 @@ pub(crate) fn start(common: &Common, skip_lm: bool) -> Result<(EngineWorker, Eng
         precision,
         lm_file: common.lm.clone(),
         skip_lm,
+        backend: common.backend.into(),
+        gpu_layers: common.gpu_layers,
     };
     let info = worker.load((opts, common.device))?;
+    for note in &info.notes {
+        eprintln!("note: {note}");
+    }
     Ok((worker, info))
 }
 

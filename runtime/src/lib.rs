@@ -9,6 +9,7 @@ pub mod convert;
 pub mod device;
 pub mod engine_backend;
 pub mod info;
+pub mod llamacpp;
 pub mod media;
 pub mod replay;
 mod report;

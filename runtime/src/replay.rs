@@ -198,6 +198,7 @@ fn replay(script: &Script, base: &Path, model: &Path, out: &Path) -> Result<Tran
         precision: Default::default(),
         lm_file: None,
         skip_lm: false,
+        ..Default::default()
     };
     worker.load((opts, DeviceKind::Cpu))?;
     let load_s = start.elapsed().as_secs_f64();

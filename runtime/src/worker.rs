@@ -13,7 +13,7 @@ use std::thread::JoinHandle;
 use anyhow::{anyhow, Result};
 
 /// What the worker drives: the real engine in the product, a fake in app tests.
-pub trait Backend: Send + 'static {
+pub trait Backend: 'static {
     /// Options that load a model.
     type Load: Send + 'static;
     /// What a successful load reports (model info for the UI).

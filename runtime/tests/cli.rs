@@ -762,3 +762,57 @@ fn image_decode_with_pinned_draws_reproduces_the_golden_picture() {
     ]);
     assert_one_sentence_error(&r, "do not fit");
 }
+
+/// `mio convert` to F16, then the same golden ids through `--backend llamacpp` (with the
+/// GGUF given by `--lm`, and found alone in a model folder), a load note when GPU layers
+/// are asked of a CPU-only build, and the side-by-side benchmark.
+#[test]
+fn llamacpp_backend_through_the_cli() {
+    let tmp = tempfile::tempdir().unwrap();
+    let gguf = tmp.path().join("lm-f16.gguf");
+    let gguf_s = gguf.display().to_string();
+    let r = mio(&["convert", "--model", &model(), "--out", &gguf_s, "--type", "f16"]);
+    assert!(r.ok, "convert: {}", r.stderr);
+    let lm = golden("lm.json");
+    let prompt = golden_lm_ids("mm.input_ids")
+        .iter()
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    let base = [
+        "generate", "--model", &model(), "--lm", &gguf_s, "--backend", "llamacpp", "--ids",
+        &prompt, "--max-new-tokens", "20", "--eos-id", "7", "--no-constraints", "--json",
+    ];
+    let v = json_of(&mio(&base));
+    assert_eq!(ids(&v["new_ids"]), ids(&lm["runs"]["greedy"]["new_tokens"]));
+    let mut beam = base.to_vec();
+    beam.extend(["--num-beams", "5"]);
+    let v = json_of(&mio(&beam));
+    assert_eq!(ids(&v["new_ids"]), ids(&lm["runs"]["beam5"]["new_tokens"]));
+
+    let mut gpu = base.to_vec();
+    gpu.extend(["--gpu-layers", "99"]);
+    let r = mio(&gpu);
+    assert!(r.ok, "{}", r.stderr);
+    if cfg!(not(feature = "cuda")) && cfg!(not(feature = "metal")) {
+        assert!(r.stderr.contains("no GPU support"), "{}", r.stderr);
+    }
+
+    let r = mio(&[
+        "generate", "--model", &model(), "--backend", "llamacpp", "--ids", "1,2,3",
+        "--max-new-tokens", "2",
+    ]);
+    assert_one_sentence_error(&r, "--lm");
+
+    let v = json_of(&mio(&[
+        "bench", "lm", "--compare", "--model", &model(), "--lm", &gguf_s, "--prompt-tokens",
+        "16", "--decode-tokens", "8", "--repeat", "1", "--json",
+    ]));
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    for row in rows {
+        assert!(row["decode_tokens_per_s"].as_f64().unwrap() > 0.0, "{row}");
+        assert!(row["peak_rss_bytes"].as_u64().unwrap() > 0, "{row}");
+    }
+    assert!(v["read_bandwidth_bytes_per_s"].as_f64().unwrap() > 1e8);
+}

@@ -17,7 +17,7 @@ use super::timed::Timed;
 use super::types::*;
 use crate::generation::{
     generate, Controls, FinishReason as GenFinish, GenerationConfig, GenerationOutput,
-    IncrementalDetokenizer, Task, TokenEvent,
+    CausalLm, IncrementalDetokenizer, Task, TokenEvent,
 };
 use crate::image_decoder::DecodeOptions;
 use crate::lm::{Config, GenerationConfigFile, LlamaForCausalLm, LmSession};
@@ -41,12 +41,31 @@ pub struct EngineInfo {
     pub lm_source: String,
     /// The device, in words.
     pub device: String,
+    /// Which implementation runs the LM (`candle` or `llamacpp`).
+    pub backend: String,
+    /// Things the user should know about the load (e.g. a GPU fallback), one sentence each.
+    pub notes: Vec<String>,
+}
+
+/// An LM implemented outside this crate (the runtime's llama.cpp backend), with the config
+/// read from its weights.
+pub struct ExternalLm {
+    /// The model with its own cache.
+    pub lm: Box<dyn CausalLm>,
+    /// Its architecture.
+    pub config: Config,
+    /// Where the weights came from, in words.
+    pub source: String,
+    /// Which implementation it is (`llamacpp`).
+    pub backend: String,
+    /// Load notes for the user.
+    pub notes: Vec<String>,
 }
 
 /// The loaded model: tokenizer, LM and its KV cache.
 pub struct Engine {
     tokenizer: TextTokenizer,
-    lm: Option<LmSession>,
+    lm: Option<Box<dyn CausalLm>>,
     lm_config: Option<Config>,
     codecs: Codecs,
     defaults: GenerationConfigFile,
@@ -63,8 +82,40 @@ fn dtype_of(p: Precision) -> DType {
 
 impl Engine {
     /// Loads the tokenizer, the media codecs and (unless `skip_lm`) the LM of
-    /// `opts.model_dir` on `dev`.
+    /// `opts.model_dir` on `dev` with the candle backend.
     pub fn load(opts: &LoadOptions, dev: &Device) -> Result<Self> {
+        if opts.skip_lm {
+            return Self::assemble(opts, dev, None);
+        }
+        if opts.backend != LmBackend::Candle {
+            return Err(Error::Unsupported(format!(
+                "the {} LM backend is provided by the runtime, not by Engine::load",
+                opts.backend.name()
+            )));
+        }
+        let dir = opts.model_dir.as_path();
+        if !dir.is_dir() {
+            return Err(Error::MissingFile(dir.to_path_buf()));
+        }
+        let (model, source) = load_lm(dir, opts, dev)?;
+        let config = model.config().clone();
+        let lm = ExternalLm {
+            lm: Box::new(LmSession::new(Arc::new(model))),
+            config,
+            source,
+            backend: LmBackend::Candle.name().to_string(),
+            notes: vec![],
+        };
+        Self::assemble(opts, dev, Some(lm))
+    }
+
+    /// Loads the tokenizer and media codecs of `opts.model_dir` on `dev` around an LM
+    /// loaded elsewhere.
+    pub fn load_with_lm(opts: &LoadOptions, dev: &Device, lm: ExternalLm) -> Result<Self> {
+        Self::assemble(opts, dev, Some(lm))
+    }
+
+    fn assemble(opts: &LoadOptions, dev: &Device, lm: Option<ExternalLm>) -> Result<Self> {
         let dir = opts.model_dir.as_path();
         if !dir.is_dir() {
             return Err(Error::MissingFile(dir.to_path_buf()));
@@ -72,23 +123,31 @@ impl Engine {
         let tokenizer = TextTokenizer::load(dir)?;
         let defaults = GenerationConfigFile::from_dir(dir)?;
         let codecs = Codecs::load(dir, dev)?;
-        let (lm, lm_source) = if opts.skip_lm {
-            (None, "not loaded".to_string())
-        } else {
-            let (model, source) = load_lm(dir, opts, dev)?;
-            check_vocab(&model, tokenizer.vocab())?;
-            (Some(LmSession::new(Arc::new(model))), source)
-        };
-        let lm_config = lm.as_ref().map(|s| s.model().config().clone());
         let vocab = tokenizer.vocab();
+        if let Some(lm) = &lm {
+            check_vocab(&lm.config, vocab)?;
+        }
+        let cfg = lm.as_ref().map(|l| &l.config);
         let info = EngineInfo {
             vocab_size: vocab.vocab_size as usize,
             text_vocab_size: vocab.text_vocab_size as usize,
-            layers: lm_config.as_ref().map_or(0, |c| c.num_hidden_layers),
-            hidden_size: lm_config.as_ref().map_or(0, |c| c.hidden_size),
-            context_length: lm_config.as_ref().map_or(0, |c| c.max_position_embeddings),
-            lm_source,
+            layers: cfg.map_or(0, |c| c.num_hidden_layers),
+            hidden_size: cfg.map_or(0, |c| c.hidden_size),
+            context_length: lm
+                .as_ref()
+                .map_or(0, |l| l.lm.max_context().min(l.config.max_position_embeddings)),
+            lm_source: lm
+                .as_ref()
+                .map_or_else(|| "not loaded".to_string(), |l| l.source.clone()),
             device: format!("{dev:?}"),
+            backend: lm
+                .as_ref()
+                .map_or_else(|| "none".to_string(), |l| l.backend.clone()),
+            notes: lm.as_ref().map(|l| l.notes.clone()).unwrap_or_default(),
+        };
+        let (lm, lm_config) = match lm {
+            Some(l) => (Some(l.lm), Some(l.config)),
+            None => (None, None),
         };
         Ok(Self {
             tokenizer,
@@ -404,7 +463,7 @@ impl Engine {
             emit(Event::Token { id: ev.token, text });
             ControlFlow::Continue(())
         };
-        let mut timed = Timed::new(session);
+        let mut timed = Timed::new(session.as_mut());
         let controls = Controls::none()
             .with_cancel(cancel)
             .with_callback(&mut on_token);
@@ -527,8 +586,8 @@ fn same_block(early: &OutputSegment, seg: &OutputSegment) -> bool {
     }
 }
 
-fn check_vocab(model: &LlamaForCausalLm, vocab: &MioVocab) -> Result<()> {
-    let lm = model.config().vocab_size;
+fn check_vocab(config: &Config, vocab: &MioVocab) -> Result<()> {
+    let lm = config.vocab_size;
     if lm != vocab.vocab_size as usize {
         return Err(Error::InvalidArgument(format!(
             "the LM has {lm} output tokens but the tokenizer has {}: they are not from the same release",

@@ -20,8 +20,41 @@ pub enum Precision {
     Bf16,
 }
 
+/// Which implementation runs the LM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LmBackend {
+    /// Our candle port (safetensors, `.bin` or GGUF; every device candle supports).
+    #[default]
+    Candle,
+    /// llama.cpp through the runtime (GGUF only; GPU offload by layers).
+    #[serde(rename = "llamacpp")]
+    LlamaCpp,
+}
+
+impl LmBackend {
+    /// The name users type (`--backend`).
+    pub fn name(self) -> &'static str {
+        match self {
+            LmBackend::Candle => "candle",
+            LmBackend::LlamaCpp => "llamacpp",
+        }
+    }
+}
+
+/// How many LM layers llama.cpp puts on the GPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum GpuLayers {
+    /// As many as fit into free GPU memory (none without a GPU).
+    #[default]
+    Auto,
+    /// Exactly this many (0 = CPU only).
+    Count(u32),
+}
+
 /// How to load a model.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
 pub struct LoadOptions {
     /// The release folder.
     pub model_dir: PathBuf,
@@ -35,6 +68,12 @@ pub struct LoadOptions {
     /// media requests).
     #[serde(default)]
     pub skip_lm: bool,
+    /// Which implementation runs the LM (llama.cpp needs a GGUF `lm_file`).
+    #[serde(default)]
+    pub backend: LmBackend,
+    /// GPU offload of the llama.cpp backend (the candle backend follows the device).
+    #[serde(default)]
+    pub gpu_layers: GpuLayers,
 }
 
 /// What the assistant is asked to do in a chat turn.
