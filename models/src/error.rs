@@ -121,6 +121,9 @@ pub enum Error {
         /// Height in pixels.
         height: u32,
     },
+    /// A model produced NaN or infinite values (broken or mismatched weights).
+    #[error("{0}")]
+    NonFinite(String),
     /// An error inside candle.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),

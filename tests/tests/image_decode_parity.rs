@@ -187,6 +187,7 @@ fn golden_opts() -> DecodeOptions {
         steps: 3,
         guidance: 10.0,
         seed: 0,
+        preview_every: 0,
     }
 }
 

@@ -141,13 +141,7 @@ impl Codecs {
                     .into(),
             )
         })?;
-        let mut progress = |p: crate::image_decoder::DecodeStep| {
-            emit(Event::Progress {
-                stage: "image".into(),
-                step: p.step,
-                total: p.total,
-            })
-        };
+        let mut progress = |p: crate::image_decoder::DecodeStep| report_step(p, emit);
         let img = decoder.decode(codes, &render.opts, &mut progress, render.cancel)?;
         Ok(DecodedImage {
             width: img.width as u32,
@@ -183,13 +177,7 @@ impl Codecs {
                 embeds.dims()
             )));
         }
-        let mut progress = |p: crate::image_decoder::DecodeStep| {
-            emit(Event::Progress {
-                stage: "image".into(),
-                step: p.step,
-                total: p.total,
-            })
-        };
+        let mut progress = |p: crate::image_decoder::DecodeStep| report_step(p, emit);
         let out = decoder.decode_pinned(
             &embeds,
             &latents,
@@ -234,6 +222,24 @@ impl Codecs {
         }
         Ok(())
     }
+}
+
+/// A denoising step as events: its preview (when it has one), then its progress.
+fn report_step(p: crate::image_decoder::DecodeStep, emit: &mut dyn FnMut(Event)) {
+    if let Some(img) = p.preview {
+        emit(Event::ImagePreview {
+            step: p.step,
+            total: p.total,
+            width: img.width as u32,
+            height: img.height as u32,
+            rgb: img.data,
+        });
+    }
+    emit(Event::Progress {
+        stage: "image".into(),
+        step: p.step,
+        total: p.total,
+    });
 }
 
 /// The single f32 tensor of a safetensors file.

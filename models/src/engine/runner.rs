@@ -155,12 +155,14 @@ impl Engine {
                 seed,
                 latents,
                 noise,
+                preview_every,
             } => {
                 let render = Render {
                     opts: DecodeOptions {
                         steps,
                         guidance,
                         seed,
+                        preview_every,
                     },
                     cancel,
                 };
@@ -272,6 +274,7 @@ impl Engine {
                 steps: params.image_steps.unwrap_or(20),
                 guidance: 10.0,
                 seed: params.seed.unwrap_or(0),
+                preview_every: params.preview_every.unwrap_or(0),
             },
             cancel,
         };

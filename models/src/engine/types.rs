@@ -75,6 +75,9 @@ pub struct GenerationParams {
     pub constraints: Option<bool>,
     /// Denoising steps for the pictures of the answer (default 20, as MIO).
     pub image_steps: Option<usize>,
+    /// Send an [`Event::ImagePreview`] every this many denoising steps (default: none).
+    #[serde(default)]
+    pub preview_every: Option<usize>,
 }
 
 /// Decoded audio handed to the engine (the runtime decodes files and devices).
@@ -162,6 +165,9 @@ pub enum Request {
         /// Pinned noise of the image-embedding noising (1 × D), a one-tensor safetensors.
         #[serde(default)]
         noise: Option<PathBuf>,
+        /// Send an [`Event::ImagePreview`] every this many steps (0 = none).
+        #[serde(default)]
+        preview_every: usize,
     },
     /// Audio of a MIO speech string (`<spch>…</spch>`, 4 layers or content only).
     SpeechDecode {
@@ -215,6 +221,23 @@ pub enum Event {
         /// Mono samples (not serialised; the runtime plays or writes them).
         #[serde(skip)]
         samples: Vec<f32>,
+    },
+    /// A low-resolution preview of the picture being drawn (latent resolution, a linear
+    /// latent → RGB map, see `image_decoder::latent_preview`), every few denoising steps and
+    /// at the last one. Pictures are drawn one at a time: previews before an image
+    /// `Segment` belong to it.
+    ImagePreview {
+        /// Denoising steps done.
+        step: usize,
+        /// Steps in all.
+        total: usize,
+        /// Width in pixels.
+        width: u32,
+        /// Height in pixels.
+        height: u32,
+        /// Interleaved RGB bytes (not serialised).
+        #[serde(skip)]
+        rgb: Vec<u8>,
     },
     /// Progress of a long step (image denoising: `stage` = "image", steps of the UNet).
     Progress {
