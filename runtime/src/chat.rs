@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use mio_models::engine::{
-    ChatMode, Conversation, Event, Message, OutputSegment, Request, Response, Role,
+    ChatMode, Conversation, DecodedImage, Event, Message, OutputSegment, Request, Response, Role,
 };
 use serde_json::json;
 
@@ -35,6 +35,13 @@ pub fn run(
     if text.trim().is_empty() && audio.is_empty() && images.is_empty() {
         bail!("the message is empty");
     }
+    if matches!(mode, ChatModeArg::Edit) && images.len() != 1 {
+        bail!("edit mode takes exactly one --image (got {})", images.len());
+    }
+    if let Some(dir) = &d.previews {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the previews folder {}", dir.display()))?;
+    }
     std::fs::create_dir_all(out)
         .with_context(|| format!("cannot create the output folder {}", out.display()))?;
     let user = place_media(&text, "image", 0, images.len());
@@ -49,6 +56,10 @@ pub fn run(
     let mode = match mode {
         ChatModeArg::Chat => ChatMode::Chat,
         ChatModeArg::Voice => ChatMode::Voice,
+        ChatModeArg::Image => ChatMode::Image,
+        ChatModeArg::Video => ChatMode::Video,
+        ChatModeArg::Guide => ChatMode::Guide,
+        ChatModeArg::Edit => ChatMode::Edit,
     };
     let request = Request::Chat {
         conversation,
@@ -60,7 +71,32 @@ pub fn run(
     let started = std::time::Instant::now();
     let mut first_audio = FirstAudio::default();
     let mut preview_error = None;
+    let mut drawn = 0;
     let response = worker.run(request)?.wait(|event| match &event {
+        Event::ImagePreview {
+            step,
+            width,
+            height,
+            rgb,
+            ..
+        } => {
+            if let Some(dir) = &d.previews {
+                let img = DecodedImage {
+                    width: *width,
+                    height: *height,
+                    rgb: rgb.clone(),
+                };
+                let path = dir.join(crate::creator::preview_name(drawn, *step));
+                if let Err(e) = write_png(&path, &img) {
+                    preview_error = Some(e);
+                }
+            }
+        }
+        Event::Segment(OutputSegment::Image { .. }) => drawn += 1,
+        Event::GuideStep(step) if streaming => {
+            let pic = if step.image.is_some() { " + picture" } else { "" };
+            eprintln!("\n[step {} done{pic}]", step.index + 1);
+        }
         Event::Token { text, .. } if streaming => {
             print!("{text}");
             let _ = std::io::stdout().flush();
@@ -100,8 +136,18 @@ pub fn run(
     else {
         bail!("unexpected engine answer");
     };
+    let exports = match mode {
+        ChatMode::Video => crate::creator::export_video(&segments, out)?,
+        ChatMode::Guide => {
+            let steps = mio_models::engine::guide_steps(&segments);
+            crate::creator::export_guide(&steps, &text, out)?
+        }
+        ChatMode::Edit => crate::creator::export_edit(&images[0], &segments, out)?,
+        _ => serde_json::Value::Null,
+    };
     let segments = save_outputs(&segments, out, "")?;
     let transcript = json!({
+        "exports": exports,
         "mode": mode, "model": common.model, "user": user, "images": images, "audio": audio,
         "prompt_ids": prompt_ids, "new_ids": new_ids, "segments": segments,
         "warnings": warnings, "finish_reason": finish_reason, "timings": timings,
@@ -155,7 +201,14 @@ pub fn image(what: ImageCommand) -> Result<()> {
             latents,
             noise,
             out,
+            previews,
+            preview_every,
         } => {
+            if let Some(dir) = &previews {
+                std::fs::create_dir_all(dir).with_context(|| {
+                    format!("cannot create the previews folder {}", dir.display())
+                })?;
+            }
             let (worker, _) = start(&common, true)?;
             let request = Request::ImageDecode {
                 codes,
@@ -164,13 +217,39 @@ pub fn image(what: ImageCommand) -> Result<()> {
                 seed,
                 latents,
                 noise,
+                preview_every: crate::commands::preview_every(previews.as_deref(), preview_every)
+                    .unwrap_or(0),
             };
             let quiet = common.json;
-            let response = worker.run(request)?.wait(|e| {
-                if let (false, Event::Progress { step, total, .. }) = (quiet, &e) {
+            let mut preview_error = None;
+            let response = worker.run(request)?.wait(|e| match (&e, &previews) {
+                (Event::Progress { step, total, .. }, _) if !quiet => {
                     eprint!("\rdenoising step {step}/{total}");
                 }
+                (
+                    Event::ImagePreview {
+                        step,
+                        width,
+                        height,
+                        rgb,
+                        ..
+                    },
+                    Some(dir),
+                ) => {
+                    let img = DecodedImage {
+                        width: *width,
+                        height: *height,
+                        rgb: rgb.clone(),
+                    };
+                    if let Err(err) = write_png(&dir.join(format!("step_{step:03}.png")), &img) {
+                        preview_error = Some(err);
+                    }
+                }
+                _ => {}
             })?;
+            if let Some(e) = preview_error {
+                return Err(e);
+            }
             match response {
                 Response::Image(img) => {
                     write_png(&out, &img)?;

@@ -82,6 +82,13 @@ pub struct DecodeArgs {
     /// Denoising steps for pictures in the answer (default 20).
     #[arg(long)]
     pub image_steps: Option<usize>,
+    /// Write low-resolution latent previews of the pictures being drawn into this folder
+    /// (`image_N.step_SSS.png`).
+    #[arg(long, value_name = "DIR")]
+    pub previews: Option<PathBuf>,
+    /// Denoising steps between previews (default 5 with --previews).
+    #[arg(long, value_name = "N")]
+    pub preview_every: Option<usize>,
 }
 
 /// Template modes.
@@ -102,6 +109,14 @@ pub enum ChatModeArg {
     Chat,
     /// Answer with speech.
     Voice,
+    /// Draw a picture of the message (image.png).
+    Image,
+    /// A video of the message: frames/frame_NNN.png and video.gif.
+    Video,
+    /// Step-by-step visual guide: guide.html (self-contained), guide.md + step_N.png.
+    Guide,
+    /// Edit the --image as the message says: before.png and after.png.
+    Edit,
 }
 
 /// The subcommands.
@@ -265,6 +280,12 @@ pub enum ImageCommand {
         /// The PNG to write.
         #[arg(long, value_name = "PNG")]
         out: PathBuf,
+        /// Write low-resolution latent previews into this folder (`step_SSS.png`).
+        #[arg(long, value_name = "DIR")]
+        previews: Option<PathBuf>,
+        /// Steps between previews (default 5 with --previews).
+        #[arg(long, value_name = "N")]
+        preview_every: Option<usize>,
     },
 }
 

@@ -12,12 +12,13 @@ use std::sync::Arc;
 use candle_core::{DType, Device};
 use serde::Serialize;
 
+use super::creator;
 use super::media::{Codecs, Render, SpeechPreview};
 use super::timed::Timed;
 use super::types::*;
 use crate::generation::{
     generate, Controls, FinishReason as GenFinish, GenerationConfig, GenerationOutput,
-    IncrementalDetokenizer, Task, TokenEvent,
+    IncrementalDetokenizer, Task, TokenEvent, IMAGE_BLOCK_LEN,
 };
 use crate::image_decoder::DecodeOptions;
 use crate::lm::{Config, GenerationConfigFile, LlamaForCausalLm, LmSession};
@@ -255,20 +256,31 @@ impl Engine {
                 media.speech.len()
             )));
         }
-        let (template_mode, task) = match mode {
-            ChatMode::Chat => (TemplateMode::Std, Task::Text),
-            ChatMode::Voice => (TemplateMode::Voice, Task::SpeechGeneration),
-        };
-        let (_, mut prompt_ids) = self.template(conversation, template_mode, media)?;
-        // Voice mode primes the answer with `<spch>`: the voice system prompt asks the model
-        // to start with it, priming makes the answer speech by construction (and the
-        // constraints then keep the block well formed).
-        let primed: Vec<u32> = match mode {
-            ChatMode::Voice => vec![self.vocab().speech_start],
-            ChatMode::Chat => vec![],
-        };
+        // Creator modes wrap the message in their prompt; voice, image, video and edit prime
+        // the answer with `<spch>` / `<image>` (the constraints then keep the block well
+        // formed).
+        let plan = creator::plan(mode, self.vocab());
+        let conversation = &creator::rewrite(conversation, mode)?;
+        let (_, mut prompt_ids) = self.template(conversation, plan.template, media)?;
+        let primed = plan.primed;
         prompt_ids.extend(&primed);
-        let cfg = self.generation_config(params, Some(task))?;
+        let cfg = self.generation_config(params, Some(plan.task))?;
+        if primed.contains(&self.vocab().image_start) && cfg.max_new_tokens <= IMAGE_BLOCK_LEN as usize {
+            return Err(Error::InvalidArgument(format!(
+                "a picture takes {} tokens: max_new_tokens {} is too small",
+                IMAGE_BLOCK_LEN + 1,
+                cfg.max_new_tokens
+            )));
+        }
+        let guide = std::cell::RefCell::new((mode == ChatMode::Guide).then(creator::GuideStream::default));
+        let mut emit_all = |e: Event| {
+            let step = guide.borrow_mut().as_mut().and_then(|g| g.observe(&e));
+            emit(e);
+            if let Some(step) = step {
+                emit(Event::GuideStep(step));
+            }
+        };
+        let emit: &mut dyn FnMut(Event) = &mut emit_all;
         let render = Render {
             opts: DecodeOptions {
                 steps: params.image_steps.unwrap_or(20),
@@ -310,6 +322,10 @@ impl Engine {
             self.codecs
                 .render(std::slice::from_mut(seg), &render, emit)?;
             emit(Event::Segment(seg.clone()));
+        }
+        let last_step = guide.borrow_mut().as_mut().and_then(|g| g.close(None));
+        if let Some(step) = last_step {
+            emit(Event::GuideStep(step));
         }
         let warnings = detok.warnings.iter().map(|w| w.to_string()).collect();
         Ok(Response::Chat {

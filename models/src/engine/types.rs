@@ -46,6 +46,32 @@ pub enum ChatMode {
     Chat,
     /// Answers are speech (voice system prompt, speech with timbre).
     Voice,
+    /// Draw a picture of the message (image-generation prompt and preset; the answer starts
+    /// with `<image>`).
+    Image,
+    /// A video of the message: a sequence of pictures (frames), video-generation prompt and
+    /// preset; the answer starts with `<image>`.
+    Video,
+    /// Visual guidelines: ordered steps, each text + picture, streamed as
+    /// [`Event::GuideStep`] (interleaved-generation prompt and preset).
+    Guide,
+    /// Edit the message's one image as its text says (image tokens in, image tokens out);
+    /// the answer starts with `<image>`.
+    Edit,
+}
+
+/// One step of a guide answer: its text and the picture that closes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GuideStep {
+    /// Position in the guide (0-based).
+    pub index: usize,
+    /// What to do.
+    pub text: String,
+    /// The picture's 32 codes (empty for a last step without a picture).
+    pub codes: Vec<u32>,
+    /// The picture, when the decoder is loaded (not serialised).
+    #[serde(skip)]
+    pub image: Option<DecodedImage>,
 }
 
 /// Decoding parameters; `None` fields take the task preset or the model's generation config.
@@ -222,6 +248,8 @@ pub enum Event {
         #[serde(skip)]
         samples: Vec<f32>,
     },
+    /// Guide mode: a step is complete (its picture is drawn).
+    GuideStep(GuideStep),
     /// A low-resolution preview of the picture being drawn (latent resolution, a linear
     /// latent → RGB map, see `image_decoder::latent_preview`), every few denoising steps and
     /// at the last one. Pictures are drawn one at a time: previews before an image
