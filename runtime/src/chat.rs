@@ -94,7 +94,11 @@ pub fn run(
         }
         Event::Segment(OutputSegment::Image { .. }) => drawn += 1,
         Event::GuideStep(step) if streaming => {
-            let pic = if step.image.is_some() { " + picture" } else { "" };
+            let pic = if step.image.is_some() {
+                " + picture"
+            } else {
+                ""
+            };
             eprintln!("\n[step {} done{pic}]", step.index + 1);
         }
         Event::Token { text, .. } if streaming => {
@@ -246,16 +250,17 @@ pub fn image(what: ImageCommand) -> Result<()> {
                     }
                 }
                 _ => {}
-            })?;
+            });
+            if !quiet {
+                eprintln!();
+            }
+            let response = response?;
             if let Some(e) = preview_error {
                 return Err(e);
             }
             match response {
                 Response::Image(img) => {
                     write_png(&out, &img)?;
-                    if !quiet {
-                        eprintln!();
-                    }
                     print(
                         &common,
                         json!({ "out": out, "width": img.width, "height": img.height }),

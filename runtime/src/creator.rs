@@ -188,11 +188,7 @@ mod tests {
     #[test]
     fn video_writes_frames_and_a_looping_gif() {
         let dir = tempfile::tempdir().unwrap();
-        let segs = vec![
-            seg(10),
-            OutputSegment::Text { text: "x".into() },
-            seg(200),
-        ];
+        let segs = vec![seg(10), OutputSegment::Text { text: "x".into() }, seg(200)];
         let v = export_video(&segs, dir.path()).unwrap();
         assert_eq!(v["frames"].as_array().unwrap().len(), 2);
         for f in ["frames/frame_000.png", "frames/frame_001.png"] {
@@ -247,7 +243,9 @@ mod tests {
         write_png(&src, &pic(77)).unwrap();
         let v = export_edit(&src, &[seg(3)], dir.path()).unwrap();
         assert_eq!(v["after"], "after.png");
-        let before = image::open(dir.path().join("before.png")).unwrap().to_rgb8();
+        let before = image::open(dir.path().join("before.png"))
+            .unwrap()
+            .to_rgb8();
         assert_eq!(before.into_raw(), pic(77).rgb);
         let after = image::open(dir.path().join("after.png")).unwrap().to_rgb8();
         assert_eq!(after.into_raw(), pic(3).rgb);

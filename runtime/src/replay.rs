@@ -387,7 +387,11 @@ fn check(e: &Expect, t: &TurnRecord, dir: &Path) -> Result<Vec<Check>> {
     for f in &e.files {
         let path = dir.join(f);
         let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-        add(format!("file {f} written"), size > 0, format!("{size} bytes"));
+        add(
+            format!("file {f} written"),
+            size > 0,
+            format!("{size} bytes"),
+        );
     }
     if let Some(want) = e.speech {
         let has = count(false) > 0;

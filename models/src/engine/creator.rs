@@ -28,7 +28,8 @@ use crate::{Error, Result};
 /// The image-generation prompt of `infer.py` (the caption follows).
 pub const IMAGE_PROMPT: &str = "Please generate an image according to the caption.\n";
 /// The guide (interleaved generation) suffix of `infer.py`, after the request.
-pub const GUIDE_SUFFIX: &str = " Please provide a step-by-step guide in the form of a visual story.";
+pub const GUIDE_SUFFIX: &str =
+    " Please provide a step-by-step guide in the form of a visual story.";
 /// Our editing prompt (the reference has none); the image and the instruction follow.
 pub const EDIT_PROMPT: &str = "Please edit the image according to the instruction.\n";
 

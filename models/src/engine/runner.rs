@@ -265,14 +265,17 @@ impl Engine {
         let primed = plan.primed;
         prompt_ids.extend(&primed);
         let cfg = self.generation_config(params, Some(plan.task))?;
-        if primed.contains(&self.vocab().image_start) && cfg.max_new_tokens <= IMAGE_BLOCK_LEN as usize {
+        if primed.contains(&self.vocab().image_start)
+            && cfg.max_new_tokens <= IMAGE_BLOCK_LEN as usize
+        {
             return Err(Error::InvalidArgument(format!(
                 "a picture takes {} tokens: max_new_tokens {} is too small",
                 IMAGE_BLOCK_LEN + 1,
                 cfg.max_new_tokens
             )));
         }
-        let guide = std::cell::RefCell::new((mode == ChatMode::Guide).then(creator::GuideStream::default));
+        let guide =
+            std::cell::RefCell::new((mode == ChatMode::Guide).then(creator::GuideStream::default));
         let mut emit_all = |e: Event| {
             let step = guide.borrow_mut().as_mut().and_then(|g| g.observe(&e));
             emit(e);

@@ -59,7 +59,8 @@ pub(crate) fn beam_search<L: CausalLm + ?Sized>(
             break;
         }
         let logits = beam_logits(lm, &batch, &beams, step, k)?;
-        let (summed, processed) = score_rows(&beams, logits, cfg, constraints, cfg.max_new_tokens - step);
+        let (summed, processed) =
+            score_rows(&beams, logits, cfg, constraints, cfg.max_new_tokens - step);
         let candidates = if cfg.do_sample {
             sample_candidates(&summed, k, &mut rng)?
         } else {

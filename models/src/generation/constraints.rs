@@ -246,8 +246,7 @@ impl ModalityConstraints {
     pub fn apply_with_budget(&self, state: &BlockState, remaining: usize, scores: &mut [f32]) {
         self.apply(state, scores);
         let start = self.vocab.image_start as usize;
-        if *state == BlockState::Outside && remaining < IMAGE_BLOCK_TOKENS && start < scores.len()
-        {
+        if *state == BlockState::Outside && remaining < IMAGE_BLOCK_TOKENS && start < scores.len() {
             scores[start] = f32::NEG_INFINITY;
         }
     }

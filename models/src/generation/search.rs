@@ -47,7 +47,14 @@ pub(crate) fn greedy_or_sample<L: CausalLm + ?Sized>(
         let logits = forward_rows(lm, &rows, step)?;
         let mut step_scores = Vec::new();
         for (r, (row, mut scores)) in rows.iter_mut().zip(logits).enumerate() {
-            let picked = pick(row, &mut scores, cfg, constraints, &mut rng, cfg.max_new_tokens - step)?;
+            let picked = pick(
+                row,
+                &mut scores,
+                cfg,
+                constraints,
+                &mut rng,
+                cfg.max_new_tokens - step,
+            )?;
             if let Some(out) = scores_out.as_ref().map(|_| scores) {
                 step_scores.push(out);
             }

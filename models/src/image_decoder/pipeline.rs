@@ -116,6 +116,7 @@ impl UnclipDecoder {
     /// Loads the decoder from a MIO release folder (`seed-tokenizer-2/`,
     /// `stable-diffusion-2-1-unclip/`), float32 on `dev`.
     pub fn load(model_dir: &Path, dev: &Device) -> Result<Self> {
+        check_components(model_dir)?;
         let head = SeedDecodeHead::load(&model_dir.join(SEED_QUANTIZER), dev)?;
         let sd = model_dir.join(UNCLIP_DIR);
         let dim = head.config().image_features_dim;
@@ -295,14 +296,54 @@ fn load_prompt_embeds(unclip_dir: &Path, dev: &Device) -> Result<Tensor> {
     Ok(t.to_dtype(DType::F32)?)
 }
 
+/// [`Error::MissingComponent`] for the first component file of the pipeline that is absent
+/// (the text encoder is checked where it is needed).
+fn check_components(model_dir: &Path) -> Result<()> {
+    let sd = model_dir.join(UNCLIP_DIR);
+    let files = [
+        ("SEED quantizer", model_dir.join(SEED_QUANTIZER)),
+        ("image_normalizer", sd.join("image_normalizer/config.json")),
+        (
+            "image_noising_scheduler",
+            sd.join("image_noising_scheduler/scheduler_config.json"),
+        ),
+        ("scheduler", sd.join("scheduler/scheduler_config.json")),
+        ("unet", sd.join("unet/config.json")),
+        ("vae", sd.join("vae/config.json")),
+    ];
+    for (component, path) in files {
+        if !path.is_file() {
+            return Err(Error::MissingComponent {
+                component: component.into(),
+                path,
+            });
+        }
+    }
+    for component in ["image_normalizer", "unet", "vae"] {
+        if let Err(Error::MissingFile(path)) =
+            super::weights::component_weights(&sd.join(component))
+        {
+            return Err(Error::MissingComponent {
+                component: format!("{component} weights"),
+                path,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// [`Error::NonFinite`] when `t` holds a NaN or an infinity (a broken checkpoint).
 fn check_finite(t: &Tensor, what: &str) -> Result<()> {
-    let sum = t.abs()?.sum_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+    let sum = t
+        .abs()?
+        .sum_all()?
+        .to_dtype(DType::F64)?
+        .to_scalar::<f64>()?;
     if sum.is_finite() {
         Ok(())
     } else {
         Err(Error::NonFinite(format!(
-            "{what} has NaN or infinite values: the weights are broken"
+            "NaN or infinite values in {what}: the weights are broken"
         )))
     }
 }

@@ -41,7 +41,9 @@ pub fn latent_preview(latents: &Tensor) -> Result<RgbImage> {
     let mut data = Vec::with_capacity(plane * 3);
     for p in 0..plane {
         for rgb in 0..3 {
-            let v: f32 = (0..c).map(|ch| values[ch * plane + p] * LATENT_RGB[ch][rgb]).sum();
+            let v: f32 = (0..c)
+                .map(|ch| values[ch * plane + p] * LATENT_RGB[ch][rgb])
+                .sum();
             data.push(to_byte(v));
         }
     }
