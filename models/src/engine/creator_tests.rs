@@ -114,7 +114,7 @@ fn guide_steps_pair_text_with_the_following_picture() {
 #[test]
 fn streamed_steps_match_the_final_ones() {
     let mut stream = GuideStream::default();
-    let events = vec![
+    let events = [
         Event::Token {
             id: 1,
             text: "Dig ".into(),

@@ -40,12 +40,12 @@ pub fn latent_preview(latents: &Tensor) -> Result<RgbImage> {
     let plane = h * w;
     let mut data = Vec::with_capacity(plane * 3);
     for p in 0..plane {
-        for rgb in 0..3 {
-            let v: f32 = (0..c)
-                .map(|ch| values[ch * plane + p] * LATENT_RGB[ch][rgb])
-                .sum();
-            data.push(to_byte(v));
+        let mut px = [0f32; 3];
+        for (ch, weights) in LATENT_RGB.iter().enumerate() {
+            let v = values[ch * plane + p];
+            px.iter_mut().zip(weights).for_each(|(o, w)| *o += v * w);
         }
+        data.extend(px.map(to_byte));
     }
     Ok(RgbImage {
         width: w,
