@@ -332,4 +332,15 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 3)]
         repeat: usize,
     },
+    /// unCLIP image decode: seconds per denoising step, VAE time, peak memory.
+    ImageDecode {
+        #[command(flatten)]
+        common: Common,
+        /// Denoising steps (MIO: 20).
+        #[arg(long, default_value_t = 20)]
+        steps: usize,
+        /// Timed repetitions after one warm-up (the best is reported).
+        #[arg(long, default_value_t = 2)]
+        repeat: usize,
+    },
 }

@@ -75,6 +75,14 @@ pub fn run(cli: Cli) -> Result<()> {
                     repeat,
                 },
         } => bench::lm(&common, prompt_tokens, decode_tokens, repeat),
+        Command::Bench {
+            what:
+                BenchCommand::ImageDecode {
+                    common,
+                    steps,
+                    repeat,
+                },
+        } => bench::image_decode(&common, steps, repeat),
     }
 }
 

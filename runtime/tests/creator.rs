@@ -297,3 +297,34 @@ fn bad_decoder_input_is_one_clear_error_each() {
         "max_new_tokens 10 is too small",
     );
 }
+
+#[test]
+fn bench_image_decode_reports_seconds_per_step_and_memory() {
+    let m = model().display().to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_mio"))
+        .args([
+            "bench",
+            "image-decode",
+            "--model",
+            &m,
+            "--steps",
+            "2",
+            "--repeat",
+            "1",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["unet_calls"], 3);
+    assert_eq!(v["size"], serde_json::json!([64, 64]));
+    for key in ["seconds_per_step", "vae_and_output_s", "total_s"] {
+        assert!(v[key].as_f64().unwrap() >= 0.0, "{key}: {v}");
+    }
+    assert!(v["peak_rss_bytes"].as_u64().unwrap() > 0);
+}
