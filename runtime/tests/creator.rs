@@ -29,6 +29,11 @@ fn mio(args: &[&str]) -> (bool, String) {
 }
 
 fn chat(mode: &str, out: &Path, extra: &[&str], text: &str) -> Value {
+    chat_with_log(mode, out, extra, text).0
+}
+
+/// The transcript and the stderr of a turn (streamed step notices go there).
+fn chat_with_log(mode: &str, out: &Path, extra: &[&str], text: &str) -> (Value, String) {
     let m = model().display().to_string();
     let o = out.display().to_string();
     let mut args = vec!["chat", "--model", &m, "--mode", mode, "--out", &o];
@@ -37,7 +42,8 @@ fn chat(mode: &str, out: &Path, extra: &[&str], text: &str) -> Value {
     args.push(text);
     let (ok, err) = mio(&args);
     assert!(ok, "mio chat --mode {mode}: {err}");
-    serde_json::from_str(&std::fs::read_to_string(out.join("transcript.json")).unwrap()).unwrap()
+    let t = std::fs::read_to_string(out.join("transcript.json")).unwrap();
+    (serde_json::from_str(&t).unwrap(), err)
 }
 
 fn png_size(path: &Path) -> (u32, u32) {

@@ -294,6 +294,29 @@ fn decode_reports_progress_and_cancels() -> Result<()> {
 }
 
 #[test]
+fn previews_come_every_few_steps_and_change_nothing() -> Result<()> {
+    let dec = decoder()?;
+    let codes: Vec<u32> = (0..32).collect();
+    let cancel = AtomicBool::new(false);
+    let plain = dec.decode(&codes, &golden_opts(), &mut |_| {}, &cancel)?;
+    let opts = DecodeOptions {
+        preview_every: 3,
+        ..golden_opts()
+    };
+    let mut previews = vec![];
+    let img = dec.decode(
+        &codes,
+        &opts,
+        &mut |s| previews.extend(s.preview.map(|p| (s.step, p.width, p.height, p.data.len()))),
+        &cancel,
+    )?;
+    assert_eq!(img, plain, "previews do not touch the decode");
+    // 4 UNet calls: step 3 and the last one, at latent resolution (64 / 8).
+    assert_eq!(previews, vec![(3, 8, 8, 192), (4, 8, 8, 192)]);
+    Ok(())
+}
+
+#[test]
 fn empty_prompt_embedding_matches_golden() -> Result<()> {
     let g = load("image_decode.safetensors")?;
     let ids = empty_prompt_ids(&unclip_dir().join("tokenizer"), 77)?;
