@@ -5,13 +5,14 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use mio_models::engine::{
-    ChatMode, Conversation, DecodedImage, Event, Message, OutputSegment, Request, Response, Role,
+    ChatMode, Conversation, Event, Message, OutputSegment, Request, Response, Role,
 };
 use serde_json::json;
 
 use crate::audio::{decode_file, write_wav};
 use crate::cli::{ChatModeArg, Common, DecodeArgs, ImageCommand, SpeechCommand};
 use crate::commands::{params, print, start, write_atomic};
+use crate::creator::{export, PreviewWriter};
 use crate::media::{load_image, load_inputs, place_media, save_outputs, write_png};
 
 /// Seconds from the request to the first audio: the content-only preview (progressive
@@ -38,10 +39,6 @@ pub fn run(
     if matches!(mode, ChatModeArg::Edit) && images.len() != 1 {
         bail!("edit mode takes exactly one --image (got {})", images.len());
     }
-    if let Some(dir) = &d.previews {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create the previews folder {}", dir.display()))?;
-    }
     std::fs::create_dir_all(out)
         .with_context(|| format!("cannot create the output folder {}", out.display()))?;
     let user = place_media(&text, "image", 0, images.len());
@@ -53,14 +50,7 @@ pub fn run(
     };
     let media = load_inputs(&conversation, Path::new("."))?;
     let (worker, _) = start(common, false)?;
-    let mode = match mode {
-        ChatModeArg::Chat => ChatMode::Chat,
-        ChatModeArg::Voice => ChatMode::Voice,
-        ChatModeArg::Image => ChatMode::Image,
-        ChatModeArg::Video => ChatMode::Video,
-        ChatModeArg::Guide => ChatMode::Guide,
-        ChatModeArg::Edit => ChatMode::Edit,
-    };
+    let mode = mode_of(mode);
     let request = Request::Chat {
         conversation,
         mode,
@@ -71,28 +61,11 @@ pub fn run(
     let started = std::time::Instant::now();
     let mut first_audio = FirstAudio::default();
     let mut preview_error = None;
-    let mut drawn = 0;
+    let mut previews = PreviewWriter::new(d.previews.as_deref())?;
     let response = worker.run(request)?.wait(|event| match &event {
-        Event::ImagePreview {
-            step,
-            width,
-            height,
-            rgb,
-            ..
-        } => {
-            if let Some(dir) = &d.previews {
-                let img = DecodedImage {
-                    width: *width,
-                    height: *height,
-                    rgb: rgb.clone(),
-                };
-                let path = dir.join(crate::creator::preview_name(drawn, *step));
-                if let Err(e) = write_png(&path, &img) {
-                    preview_error = Some(e);
-                }
-            }
+        Event::ImagePreview { .. } | Event::Segment(OutputSegment::Image { .. }) => {
+            previews.observe(&event)
         }
-        Event::Segment(OutputSegment::Image { .. }) => drawn += 1,
         Event::GuideStep(step) if streaming => {
             let pic = if step.image.is_some() {
                 " + picture"
@@ -128,6 +101,7 @@ pub fn run(
     if let Some(e) = preview_error {
         return Err(e);
     }
+    previews.finish()?;
     let Response::Chat {
         prompt_ids,
         new_ids,
@@ -140,15 +114,13 @@ pub fn run(
     else {
         bail!("unexpected engine answer");
     };
-    let exports = match mode {
-        ChatMode::Video => crate::creator::export_video(&segments, out)?,
-        ChatMode::Guide => {
-            let steps = mio_models::engine::guide_steps(&segments);
-            crate::creator::export_guide(&steps, &text, out)?
-        }
-        ChatMode::Edit => crate::creator::export_edit(&images[0], &segments, out)?,
-        _ => serde_json::Value::Null,
-    };
+    let exports = export(
+        mode,
+        &segments,
+        &text,
+        images.first().map(PathBuf::as_path),
+        out,
+    )?;
     let segments = save_outputs(&segments, out, "")?;
     let transcript = json!({
         "exports": exports,
@@ -166,6 +138,18 @@ pub fn run(
         Ok(())
     } else {
         print(common, transcript, String::new)
+    }
+}
+
+/// The engine's mode of a `--mode` value.
+fn mode_of(mode: ChatModeArg) -> ChatMode {
+    match mode {
+        ChatModeArg::Chat => ChatMode::Chat,
+        ChatModeArg::Voice => ChatMode::Voice,
+        ChatModeArg::Image => ChatMode::Image,
+        ChatModeArg::Video => ChatMode::Video,
+        ChatModeArg::Guide => ChatMode::Guide,
+        ChatModeArg::Edit => ChatMode::Edit,
     }
 }
 
@@ -208,11 +192,7 @@ pub fn image(what: ImageCommand) -> Result<()> {
             previews,
             preview_every,
         } => {
-            if let Some(dir) = &previews {
-                std::fs::create_dir_all(dir).with_context(|| {
-                    format!("cannot create the previews folder {}", dir.display())
-                })?;
-            }
+            let mut writer = PreviewWriter::new(previews.as_deref())?;
             let (worker, _) = start(&common, true)?;
             let request = Request::ImageDecode {
                 codes,
@@ -225,39 +205,17 @@ pub fn image(what: ImageCommand) -> Result<()> {
                     .unwrap_or(0),
             };
             let quiet = common.json;
-            let mut preview_error = None;
-            let response = worker.run(request)?.wait(|e| match (&e, &previews) {
-                (Event::Progress { step, total, .. }, _) if !quiet => {
+            let response = worker.run(request)?.wait(|e| {
+                if let (Event::Progress { step, total, .. }, false) = (&e, quiet) {
                     eprint!("\rdenoising step {step}/{total}");
                 }
-                (
-                    Event::ImagePreview {
-                        step,
-                        width,
-                        height,
-                        rgb,
-                        ..
-                    },
-                    Some(dir),
-                ) => {
-                    let img = DecodedImage {
-                        width: *width,
-                        height: *height,
-                        rgb: rgb.clone(),
-                    };
-                    if let Err(err) = write_png(&dir.join(format!("step_{step:03}.png")), &img) {
-                        preview_error = Some(err);
-                    }
-                }
-                _ => {}
+                writer.observe(&e);
             });
             if !quiet {
                 eprintln!();
             }
             let response = response?;
-            if let Some(e) = preview_error {
-                return Err(e);
-            }
+            writer.finish()?;
             match response {
                 Response::Image(img) => {
                     write_png(&out, &img)?;

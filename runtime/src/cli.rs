@@ -280,7 +280,7 @@ pub enum ImageCommand {
         /// The PNG to write.
         #[arg(long, value_name = "PNG")]
         out: PathBuf,
-        /// Write low-resolution latent previews into this folder (`step_SSS.png`).
+        /// Write low-resolution latent previews into this folder (`image_0.step_SSS.png`).
         #[arg(long, value_name = "DIR")]
         previews: Option<PathBuf>,
         /// Steps between previews (default 5 with --previews).

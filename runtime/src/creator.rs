@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use base64::Engine as _;
-use mio_models::engine::{DecodedImage, GuideStep, OutputSegment};
+use mio_models::engine::{guide_steps, ChatMode, DecodedImage, Event, GuideStep, OutputSegment};
 use serde_json::{json, Value};
 
 use crate::commands::write_atomic;
@@ -143,6 +143,80 @@ pub fn export_edit(original: &Path, segments: &[OutputSegment], out: &Path) -> R
         None => None,
     };
     Ok(json!({ "before": "before.png", "after": after }))
+}
+
+/// The files of a creator mode (`video`, `guide`, `edit`) in `dir`; `title` heads the guide,
+/// `original` is the edited picture. Other modes write nothing here (JSON null).
+pub fn export(
+    mode: ChatMode,
+    segments: &[OutputSegment],
+    title: &str,
+    original: Option<&Path>,
+    dir: &Path,
+) -> Result<Value> {
+    match (mode, original) {
+        (ChatMode::Video, _) => export_video(segments, dir),
+        (ChatMode::Guide, _) => export_guide(&guide_steps(segments), title, dir),
+        (ChatMode::Edit, Some(original)) => export_edit(original, segments, dir),
+        (ChatMode::Edit, None) => bail!("an edit needs its original picture"),
+        _ => Ok(Value::Null),
+    }
+}
+
+/// Writes the latent previews of a request's pictures as they stream in
+/// (`image_N.step_SSS.png`; pictures are counted by their segments).
+#[derive(Debug, Default)]
+pub struct PreviewWriter {
+    dir: Option<std::path::PathBuf>,
+    drawn: usize,
+    error: Option<anyhow::Error>,
+}
+
+impl PreviewWriter {
+    /// Previews go into `dir` (created now); none when `dir` is `None`.
+    pub fn new(dir: Option<&Path>) -> Result<Self> {
+        if let Some(dir) = dir {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create the previews folder {}", dir.display()))?;
+        }
+        Ok(Self {
+            dir: dir.map(Path::to_path_buf),
+            ..Self::default()
+        })
+    }
+
+    /// Feeds one engine event.
+    pub fn observe(&mut self, event: &Event) {
+        match (event, &self.dir) {
+            (
+                Event::ImagePreview {
+                    step,
+                    width,
+                    height,
+                    rgb,
+                    ..
+                },
+                Some(dir),
+            ) => {
+                let img = DecodedImage {
+                    width: *width,
+                    height: *height,
+                    rgb: rgb.clone(),
+                };
+                let path = dir.join(preview_name(self.drawn, *step));
+                if let Err(e) = write_png(&path, &img) {
+                    self.error.get_or_insert(e);
+                }
+            }
+            (Event::Segment(OutputSegment::Image { .. }), _) => self.drawn += 1,
+            _ => {}
+        }
+    }
+
+    /// The first write error, if any.
+    pub fn finish(self) -> Result<()> {
+        self.error.map_or(Ok(()), Err)
+    }
 }
 
 /// File name of the preview of picture `image` at denoising step `step`.

@@ -303,25 +303,16 @@ fn export(
 ) -> Result<Vec<String>> {
     let sub = format!("turn{n}");
     let dir = out.join(&sub);
-    let value = match script.mode {
-        ChatMode::Guide => {
-            std::fs::create_dir_all(&dir)?;
-            let steps = mio_models::engine::guide_steps(segments);
-            crate::creator::export_guide(&steps, &turn.user, &dir)?
-        }
-        ChatMode::Edit => {
-            std::fs::create_dir_all(&dir)?;
-            let Some(original) = turn.images.first() else {
-                bail!("an edit turn needs an image");
-            };
-            crate::creator::export_edit(&base.join(original), segments, &dir)?
-        }
-        ChatMode::Video => {
-            std::fs::create_dir_all(&dir)?;
-            crate::creator::export_video(segments, &dir)?
-        }
-        _ => return Ok(vec![]),
-    };
+    if !matches!(
+        script.mode,
+        ChatMode::Guide | ChatMode::Edit | ChatMode::Video
+    ) {
+        return Ok(vec![]);
+    }
+    std::fs::create_dir_all(&dir)?;
+    let original = turn.images.first().map(|p| base.join(p));
+    let value =
+        crate::creator::export(script.mode, segments, &turn.user, original.as_deref(), &dir)?;
     let mut names = vec![];
     for key in ["html", "markdown", "before", "after", "animation"] {
         if let Some(f) = value[key].as_str() {

@@ -21,7 +21,7 @@
 //!   preset image generation, primed with `<image>`.
 
 use super::types::{ChatMode, Conversation, Event, GuideStep, OutputSegment, Role, TemplateMode};
-use crate::generation::Task;
+use crate::generation::{Task, IMAGE_BLOCK_LEN};
 use crate::text::MioVocab;
 use crate::{Error, Result};
 
@@ -69,6 +69,17 @@ pub(crate) fn plan(mode: ChatMode, vocab: &MioVocab) -> ModePlan {
         task,
         primed,
     }
+}
+
+/// An answer primed with `<image>` must have room for the rest of the picture.
+pub(crate) fn check_budget(primed: &[u32], vocab: &MioVocab, max_new_tokens: usize) -> Result<()> {
+    if primed.contains(&vocab.image_start) && max_new_tokens <= IMAGE_BLOCK_LEN as usize {
+        return Err(Error::InvalidArgument(format!(
+            "a picture takes {} tokens: max_new_tokens {max_new_tokens} is too small",
+            IMAGE_BLOCK_LEN + 1,
+        )));
+    }
+    Ok(())
 }
 
 /// The user's last message wrapped in the prompt of `mode` (unchanged for chat and voice).

@@ -7,7 +7,9 @@ use candle_core::Device;
 
 use std::sync::atomic::AtomicBool;
 
-use super::types::{AudioInput, DecodedImage, Event, ImageInput, OutputSegment};
+use super::types::{
+    AudioInput, Conversation, DecodedImage, Event, ImageInput, MediaInputs, OutputSegment,
+};
 use crate::image_decoder::{DecodeOptions, UnclipDecoder, UNCLIP_DIR};
 use crate::image_tokenizer::{decode_rgb, SeedImageEncoder};
 use crate::speech_codec::{speech_string, SpeechTokenizer, WavAudio};
@@ -222,6 +224,25 @@ impl Codecs {
         }
         Ok(())
     }
+}
+
+/// The conversation names as many images and clips as `media` holds.
+pub(crate) fn check_media(conversation: &Conversation, media: &MediaInputs) -> Result<()> {
+    if conversation.images.len() != media.images.len() {
+        return Err(Error::InvalidArgument(format!(
+            "the conversation names {} image(s) but {} were given",
+            conversation.images.len(),
+            media.images.len()
+        )));
+    }
+    if conversation.speech.len() != media.speech.len() {
+        return Err(Error::InvalidArgument(format!(
+            "the conversation names {} audio file(s) but {} clip(s) were given",
+            conversation.speech.len(),
+            media.speech.len()
+        )));
+    }
+    Ok(())
 }
 
 /// A denoising step as events: its preview (when it has one), then its progress.

@@ -18,7 +18,7 @@ use super::timed::Timed;
 use super::types::*;
 use crate::generation::{
     generate, Controls, FinishReason as GenFinish, GenerationConfig, GenerationOutput,
-    IncrementalDetokenizer, Task, TokenEvent, IMAGE_BLOCK_LEN,
+    IncrementalDetokenizer, Task, TokenEvent,
 };
 use crate::image_decoder::DecodeOptions;
 use crate::lm::{Config, GenerationConfigFile, LlamaForCausalLm, LmSession};
@@ -242,20 +242,7 @@ impl Engine {
         if conversation.messages.is_empty() {
             return Err(Error::EmptyPrompt);
         }
-        if conversation.images.len() != media.images.len() {
-            return Err(Error::InvalidArgument(format!(
-                "the conversation names {} image(s) but {} were given",
-                conversation.images.len(),
-                media.images.len()
-            )));
-        }
-        if conversation.speech.len() != media.speech.len() {
-            return Err(Error::InvalidArgument(format!(
-                "the conversation names {} audio file(s) but {} clip(s) were given",
-                conversation.speech.len(),
-                media.speech.len()
-            )));
-        }
+        super::media::check_media(conversation, media)?;
         // Creator modes wrap the message in their prompt; voice, image, video and edit prime
         // the answer with `<spch>` / `<image>` (the constraints then keep the block well
         // formed).
@@ -265,15 +252,7 @@ impl Engine {
         let primed = plan.primed;
         prompt_ids.extend(&primed);
         let cfg = self.generation_config(params, Some(plan.task))?;
-        if primed.contains(&self.vocab().image_start)
-            && cfg.max_new_tokens <= IMAGE_BLOCK_LEN as usize
-        {
-            return Err(Error::InvalidArgument(format!(
-                "a picture takes {} tokens: max_new_tokens {} is too small",
-                IMAGE_BLOCK_LEN + 1,
-                cfg.max_new_tokens
-            )));
-        }
+        creator::check_budget(&primed, self.vocab(), cfg.max_new_tokens)?;
         let guide =
             std::cell::RefCell::new((mode == ChatMode::Guide).then(creator::GuideStream::default));
         let mut emit_all = |e: Event| {
@@ -307,25 +286,8 @@ impl Engine {
             .collect();
         let answer_text = self.tokenizer.decode(&answer)?;
         let detok: Detokenized = self.tokenizer.detokenize(&answer, false)?;
-        let mut segments: Vec<OutputSegment> = detok
-            .segments
-            .into_iter()
-            .map(OutputSegment::from)
-            .collect();
-        // Media blocks were rendered and sent as they closed during streaming; reuse them
-        // (same token stream, same order) and render and send the rest now.
-        let mut early = early.into_iter().peekable();
-        for seg in segments.iter_mut() {
-            if early.peek().is_some_and(|e| same_block(e, seg)) {
-                if let Some(done) = early.next() {
-                    *seg = done;
-                    continue;
-                }
-            }
-            self.codecs
-                .render(std::slice::from_mut(seg), &render, emit)?;
-            emit(Event::Segment(seg.clone()));
-        }
+        let segments = detok.segments.into_iter().map(OutputSegment::from);
+        let segments = self.finish_segments(segments, early, &render, emit)?;
         let last_step = guide.borrow_mut().as_mut().and_then(|g| g.close(None));
         if let Some(step) = last_step {
             emit(Event::GuideStep(step));
@@ -340,6 +302,33 @@ impl Engine {
             finish_reason,
             timings,
         })
+    }
+
+    /// The answer's segments with their media rendered: blocks rendered and sent as they
+    /// closed during streaming (`early`, same token stream, same order) are reused; the rest
+    /// are rendered and sent now.
+    fn finish_segments(
+        &self,
+        segments: impl Iterator<Item = OutputSegment>,
+        early: Vec<OutputSegment>,
+        render: &Render<'_>,
+        emit: &mut dyn FnMut(Event),
+    ) -> Result<Vec<OutputSegment>> {
+        let mut early = early.into_iter().peekable();
+        let mut out = vec![];
+        for mut seg in segments {
+            if early.peek().is_some_and(|e| same_block(e, &seg)) {
+                if let Some(done) = early.next() {
+                    out.push(done);
+                    continue;
+                }
+            }
+            self.codecs
+                .render(std::slice::from_mut(&mut seg), render, emit)?;
+            emit(Event::Segment(seg.clone()));
+            out.push(seg);
+        }
+        Ok(out)
     }
 
     /// Runs generation. With `answer_start` (the answer's tokens already at the end of the
