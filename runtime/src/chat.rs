@@ -66,14 +66,7 @@ pub fn run(
         Event::ImagePreview { .. } | Event::Segment(OutputSegment::Image { .. }) => {
             previews.observe(&event)
         }
-        Event::GuideStep(step) if streaming => {
-            let pic = if step.image.is_some() {
-                " + picture"
-            } else {
-                ""
-            };
-            eprintln!("\n[step {} done{pic}]", step.index + 1);
-        }
+        Event::GuideStep(step) if streaming => eprintln!("{}", step_notice(step)),
         Event::Token { text, .. } if streaming => {
             print!("{text}");
             let _ = std::io::stdout().flush();
@@ -139,6 +132,16 @@ pub fn run(
     } else {
         print(common, transcript, String::new)
     }
+}
+
+/// What `mio chat --mode guide` prints when a step is complete.
+fn step_notice(step: &mio_models::engine::GuideStep) -> String {
+    let pic = if step.image.is_some() {
+        " + picture"
+    } else {
+        ""
+    };
+    format!("\n[step {} done{pic}]", step.index + 1)
 }
 
 /// The engine's mode of a `--mode` value.
