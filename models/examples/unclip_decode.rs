@@ -26,6 +26,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         steps: steps.parse()?,
         guidance: guidance.parse()?,
         seed: seed.parse()?,
+        preview_every: 0,
     };
     let dec = UnclipDecoder::load(Path::new(model), &Device::Cpu)?;
     let start = std::time::Instant::now();

@@ -2,10 +2,12 @@
 //! and [`Event`]s, and [`Engine::run`]. Later issues extend the enums (image, speech,
 //! video requests and events); the runtime never reaches past this file.
 
+mod creator;
 mod media;
 mod runner;
 mod timed;
 mod types;
 
+pub use creator::{creator_prompt, guide_steps, EDIT_PROMPT, GUIDE_SUFFIX, IMAGE_PROMPT};
 pub use runner::{Engine, EngineInfo, ExternalLm};
 pub use types::*;

@@ -121,6 +121,17 @@ pub enum Error {
         /// Height in pixels.
         height: u32,
     },
+    /// A component of the unCLIP image decoder is missing from the release folder.
+    #[error("the image decoder lacks its {component}: {path} is missing (image output needs the whole stable-diffusion-2-1-unclip/ folder)")]
+    MissingComponent {
+        /// The component (`unet`, `vae`, ...).
+        component: String,
+        /// The missing file or folder.
+        path: PathBuf,
+    },
+    /// A model produced NaN or infinite values (broken or mismatched weights).
+    #[error("{0}")]
+    NonFinite(String),
     /// An error inside candle.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),

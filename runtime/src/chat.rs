@@ -12,6 +12,7 @@ use serde_json::json;
 use crate::audio::{decode_file, write_wav};
 use crate::cli::{ChatModeArg, Common, DecodeArgs, ImageCommand, SpeechCommand};
 use crate::commands::{params, print, start, write_atomic};
+use crate::creator::{export, PreviewWriter};
 use crate::media::{load_image, load_inputs, place_media, save_outputs, write_png};
 
 /// Seconds from the request to the first audio: the content-only preview (progressive
@@ -35,6 +36,9 @@ pub fn run(
     if text.trim().is_empty() && audio.is_empty() && images.is_empty() {
         bail!("the message is empty");
     }
+    if matches!(mode, ChatModeArg::Edit) && images.len() != 1 {
+        bail!("edit mode takes exactly one --image (got {})", images.len());
+    }
     std::fs::create_dir_all(out)
         .with_context(|| format!("cannot create the output folder {}", out.display()))?;
     let user = place_media(&text, "image", 0, images.len());
@@ -46,10 +50,7 @@ pub fn run(
     };
     let media = load_inputs(&conversation, Path::new("."))?;
     let (worker, _) = start(common, false)?;
-    let mode = match mode {
-        ChatModeArg::Chat => ChatMode::Chat,
-        ChatModeArg::Voice => ChatMode::Voice,
-    };
+    let mode = mode_of(mode);
     let request = Request::Chat {
         conversation,
         mode,
@@ -60,7 +61,12 @@ pub fn run(
     let started = std::time::Instant::now();
     let mut first_audio = FirstAudio::default();
     let mut preview_error = None;
+    let mut previews = PreviewWriter::new(d.previews.as_deref())?;
     let response = worker.run(request)?.wait(|event| match &event {
+        Event::ImagePreview { .. } | Event::Segment(OutputSegment::Image { .. }) => {
+            previews.observe(&event)
+        }
+        Event::GuideStep(step) if streaming => eprintln!("{}", step_notice(step)),
         Event::Token { text, .. } if streaming => {
             print!("{text}");
             let _ = std::io::stdout().flush();
@@ -88,6 +94,7 @@ pub fn run(
     if let Some(e) = preview_error {
         return Err(e);
     }
+    previews.finish()?;
     let Response::Chat {
         prompt_ids,
         new_ids,
@@ -100,8 +107,16 @@ pub fn run(
     else {
         bail!("unexpected engine answer");
     };
+    let exports = export(
+        mode,
+        &segments,
+        &text,
+        images.first().map(PathBuf::as_path),
+        out,
+    )?;
     let segments = save_outputs(&segments, out, "")?;
     let transcript = json!({
+        "exports": exports,
         "mode": mode, "model": common.model, "user": user, "images": images, "audio": audio,
         "prompt_ids": prompt_ids, "new_ids": new_ids, "segments": segments,
         "warnings": warnings, "finish_reason": finish_reason, "timings": timings,
@@ -116,6 +131,28 @@ pub fn run(
         Ok(())
     } else {
         print(common, transcript, String::new)
+    }
+}
+
+/// What `mio chat --mode guide` prints when a step is complete.
+fn step_notice(step: &mio_models::engine::GuideStep) -> String {
+    let pic = if step.image.is_some() {
+        " + picture"
+    } else {
+        ""
+    };
+    format!("\n[step {} done{pic}]", step.index + 1)
+}
+
+/// The engine's mode of a `--mode` value.
+fn mode_of(mode: ChatModeArg) -> ChatMode {
+    match mode {
+        ChatModeArg::Chat => ChatMode::Chat,
+        ChatModeArg::Voice => ChatMode::Voice,
+        ChatModeArg::Image => ChatMode::Image,
+        ChatModeArg::Video => ChatMode::Video,
+        ChatModeArg::Guide => ChatMode::Guide,
+        ChatModeArg::Edit => ChatMode::Edit,
     }
 }
 
@@ -155,7 +192,10 @@ pub fn image(what: ImageCommand) -> Result<()> {
             latents,
             noise,
             out,
+            previews,
+            preview_every,
         } => {
+            let mut writer = PreviewWriter::new(previews.as_deref())?;
             let (worker, _) = start(&common, true)?;
             let request = Request::ImageDecode {
                 codes,
@@ -164,19 +204,24 @@ pub fn image(what: ImageCommand) -> Result<()> {
                 seed,
                 latents,
                 noise,
+                preview_every: crate::commands::preview_every(previews.as_deref(), preview_every)
+                    .unwrap_or(0),
             };
             let quiet = common.json;
             let response = worker.run(request)?.wait(|e| {
-                if let (false, Event::Progress { step, total, .. }) = (quiet, &e) {
+                if let (Event::Progress { step, total, .. }, false) = (&e, quiet) {
                     eprint!("\rdenoising step {step}/{total}");
                 }
-            })?;
+                writer.observe(&e);
+            });
+            if !quiet {
+                eprintln!();
+            }
+            let response = response?;
+            writer.finish()?;
             match response {
                 Response::Image(img) => {
                     write_png(&out, &img)?;
-                    if !quiet {
-                        eprintln!();
-                    }
                     print(
                         &common,
                         json!({ "out": out, "width": img.width, "height": img.height }),

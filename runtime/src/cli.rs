@@ -118,6 +118,13 @@ pub struct DecodeArgs {
     /// Denoising steps for pictures in the answer (default 20).
     #[arg(long)]
     pub image_steps: Option<usize>,
+    /// Write low-resolution latent previews of the pictures being drawn into this folder
+    /// (`image_N.step_SSS.png`).
+    #[arg(long, value_name = "DIR")]
+    pub previews: Option<PathBuf>,
+    /// Denoising steps between previews (default 5 with --previews).
+    #[arg(long, value_name = "N")]
+    pub preview_every: Option<usize>,
 }
 
 /// Template modes.
@@ -138,6 +145,14 @@ pub enum ChatModeArg {
     Chat,
     /// Answer with speech.
     Voice,
+    /// Draw a picture of the message (image.png).
+    Image,
+    /// A video of the message: frames/frame_NNN.png and video.gif.
+    Video,
+    /// Step-by-step visual guide: guide.html (self-contained), guide.md + step_N.png.
+    Guide,
+    /// Edit the --image as the message says: before.png and after.png.
+    Edit,
 }
 
 /// The subcommands.
@@ -301,6 +316,12 @@ pub enum ImageCommand {
         /// The PNG to write.
         #[arg(long, value_name = "PNG")]
         out: PathBuf,
+        /// Write low-resolution latent previews into this folder (`image_0.step_SSS.png`).
+        #[arg(long, value_name = "DIR")]
+        previews: Option<PathBuf>,
+        /// Steps between previews (default 5 with --previews).
+        #[arg(long, value_name = "N")]
+        preview_every: Option<usize>,
     },
 }
 
@@ -353,5 +374,16 @@ pub enum BenchCommand {
         /// llama.cpp's `llama-bench` (scripts/build-llama-tools.sh builds it).
         #[arg(long, value_name = "PATH")]
         llama_bench: Option<PathBuf>,
+    },
+    /// unCLIP image decode: seconds per denoising step, VAE time, peak memory.
+    ImageDecode {
+        #[command(flatten)]
+        common: Common,
+        /// Denoising steps (MIO: 20).
+        #[arg(long, default_value_t = 20)]
+        steps: usize,
+        /// Timed repetitions after one warm-up (the best is reported).
+        #[arg(long, default_value_t = 2)]
+        repeat: usize,
     },
 }

@@ -89,6 +89,14 @@ pub fn run(cli: Cli) -> Result<()> {
                 bench::lm(&common, prompt_tokens, decode_tokens, repeat)
             }
         }
+        Command::Bench {
+            what:
+                BenchCommand::ImageDecode {
+                    common,
+                    steps,
+                    repeat,
+                },
+        } => bench::image_decode(&common, steps, repeat),
     }
 }
 
@@ -205,6 +213,12 @@ fn template(common: &Common, file: &Path, mode: TemplateModeArg) -> Result<()> {
     }
 }
 
+/// Steps between latent previews: `every` (default 5) when a previews folder is given, else
+/// none.
+pub(crate) fn preview_every(dir: Option<&Path>, every: Option<usize>) -> Option<usize> {
+    dir.map(|_| every.unwrap_or(5).max(1))
+}
+
 pub(crate) fn params(d: &DecodeArgs) -> GenerationParams {
     GenerationParams {
         max_new_tokens: d.max_new_tokens,
@@ -219,6 +233,7 @@ pub(crate) fn params(d: &DecodeArgs) -> GenerationParams {
         eos_ids: d.eos_id.map(|e| vec![e]),
         constraints: d.no_constraints.then_some(false),
         image_steps: d.image_steps,
+        preview_every: preview_every(d.previews.as_deref(), d.preview_every),
     }
 }
 

@@ -6,6 +6,7 @@ pub mod chat;
 pub mod cli;
 pub mod commands;
 pub mod convert;
+pub mod creator;
 pub mod device;
 pub mod engine_backend;
 pub mod info;

@@ -3,7 +3,8 @@
 //! `tests/scripts/*.yaml` on the tiny model.
 //!
 //! Script (YAML): `name`, optional `description`, `model` (relative to the script),
-//! `mode` (`chat` | `voice`), `params` (decoding overrides, as `GenerationParams`), and
+//! `mode` (`chat` | `voice` | `image` | `video` | `guide` | `edit`; creator modes also export
+//! their files into `turnN/`), `params` (decoding overrides, as `GenerationParams`), and
 //! `turns`: each a `user` message with optional `images` / `audio` and an `expect` block.
 
 use std::path::{Path, PathBuf};
@@ -77,6 +78,12 @@ pub struct Expect {
     pub max_new_tokens: Option<usize>,
     /// No malformed-block warnings.
     pub no_warnings: Option<bool>,
+    /// At least this many images in the answer.
+    pub min_images: Option<usize>,
+    /// Files the turn must have written, relative to the output folder (creator modes
+    /// export into `turnN/`: `guide.html`, `guide.md`, `before.png`, `after.png`, ...).
+    #[serde(default)]
+    pub files: Vec<String>,
 }
 
 /// One checked expectation.
@@ -239,10 +246,11 @@ fn replay(script: &Script, base: &Path, model: &Path, out: &Path) -> Result<Tran
         history.push(Message::new(Role::Assistant, answer_text));
         let text = text_of(&segments);
         let saved = save_outputs(&segments, out, &format!("turn{}_", i + 1))?;
-        let files = saved
+        let mut files: Vec<String> = saved
             .iter()
             .filter_map(|v| v["file"].as_str().map(str::to_string))
             .collect();
+        files.extend(export(script, turn, base, &segments, out, i + 1)?);
         let mut record = TurnRecord {
             user: turn.user.clone(),
             images: turn.images.clone(),
@@ -255,7 +263,7 @@ fn replay(script: &Script, base: &Path, model: &Path, out: &Path) -> Result<Tran
             timings,
             checks: vec![],
         };
-        record.checks = check(&turn.expect, &record)?;
+        record.checks = check(&turn.expect, &record, out)?;
         turns.push(record);
     }
     let failed = turns
@@ -284,7 +292,43 @@ fn text_of(segments: &[OutputSegment]) -> String {
         .collect()
 }
 
-fn check(e: &Expect, t: &TurnRecord) -> Result<Vec<Check>> {
+/// The creator-mode files of turn `n` (guide page, edit pair, video frames) in `out/turnN/`;
+/// their paths relative to `out`.
+fn export(
+    script: &Script,
+    turn: &Turn,
+    base: &Path,
+    segments: &[OutputSegment],
+    out: &Path,
+    n: usize,
+) -> Result<Vec<String>> {
+    let sub = format!("turn{n}");
+    let dir = out.join(&sub);
+    if !matches!(
+        script.mode,
+        ChatMode::Guide | ChatMode::Edit | ChatMode::Video
+    ) {
+        return Ok(vec![]);
+    }
+    std::fs::create_dir_all(&dir)?;
+    let original = turn.images.first().map(|p| base.join(p));
+    let value =
+        crate::creator::export(script.mode, segments, &turn.user, original.as_deref(), &dir)?;
+    let mut names = vec![];
+    for key in ["html", "markdown", "before", "after", "animation"] {
+        if let Some(f) = value[key].as_str() {
+            names.push(format!("{sub}/{f}"));
+        }
+    }
+    for list in ["images", "frames"] {
+        for f in value[list].as_array().into_iter().flatten() {
+            names.extend(f.as_str().map(|f| format!("{sub}/{f}")));
+        }
+    }
+    Ok(names)
+}
+
+fn check(e: &Expect, t: &TurnRecord, dir: &Path) -> Result<Vec<Check>> {
     let mut out = vec![];
     let mut add = |what: String, passed: bool, found: String| {
         out.push(Check {
@@ -323,6 +367,22 @@ fn check(e: &Expect, t: &TurnRecord) -> Result<Vec<Check>> {
             format!("{n} image(s)"),
             count(true) == n,
             count(true).to_string(),
+        );
+    }
+    if let Some(n) = e.min_images {
+        add(
+            format!("at least {n} image(s)"),
+            count(true) >= n,
+            count(true).to_string(),
+        );
+    }
+    for f in &e.files {
+        let path = dir.join(f);
+        let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        add(
+            format!("file {f} written"),
+            size > 0,
+            format!("{size} bytes"),
         );
     }
     if let Some(want) = e.speech {

@@ -187,6 +187,7 @@ fn golden_opts() -> DecodeOptions {
         steps: 3,
         guidance: 10.0,
         seed: 0,
+        preview_every: 0,
     }
 }
 
@@ -289,6 +290,29 @@ fn decode_reports_progress_and_cancels() -> Result<()> {
         .unwrap_err();
     assert!(matches!(err, mio_models::Error::Cancelled), "{err}");
     assert_eq!(calls, 1);
+    Ok(())
+}
+
+#[test]
+fn previews_come_every_few_steps_and_change_nothing() -> Result<()> {
+    let dec = decoder()?;
+    let codes: Vec<u32> = (0..32).collect();
+    let cancel = AtomicBool::new(false);
+    let plain = dec.decode(&codes, &golden_opts(), &mut |_| {}, &cancel)?;
+    let opts = DecodeOptions {
+        preview_every: 3,
+        ..golden_opts()
+    };
+    let mut previews = vec![];
+    let img = dec.decode(
+        &codes,
+        &opts,
+        &mut |s| previews.extend(s.preview.map(|p| (s.step, p.width, p.height, p.data.len()))),
+        &cancel,
+    )?;
+    assert_eq!(img, plain, "previews do not touch the decode");
+    // 4 UNet calls: step 3 and the last one, at latent resolution (64 / 8).
+    assert_eq!(previews, vec![(3, 8, 8, 192), (4, 8, 8, 192)]);
     Ok(())
 }
 

@@ -7,7 +7,9 @@ use candle_core::Device;
 
 use std::sync::atomic::AtomicBool;
 
-use super::types::{AudioInput, DecodedImage, Event, ImageInput, OutputSegment};
+use super::types::{
+    AudioInput, Conversation, DecodedImage, Event, ImageInput, MediaInputs, OutputSegment,
+};
 use crate::image_decoder::{DecodeOptions, UnclipDecoder, UNCLIP_DIR};
 use crate::image_tokenizer::{decode_rgb, SeedImageEncoder};
 use crate::speech_codec::{speech_string, SpeechTokenizer, WavAudio};
@@ -141,13 +143,7 @@ impl Codecs {
                     .into(),
             )
         })?;
-        let mut progress = |p: crate::image_decoder::DecodeStep| {
-            emit(Event::Progress {
-                stage: "image".into(),
-                step: p.step,
-                total: p.total,
-            })
-        };
+        let mut progress = |p: crate::image_decoder::DecodeStep| report_step(p, emit);
         let img = decoder.decode(codes, &render.opts, &mut progress, render.cancel)?;
         Ok(DecodedImage {
             width: img.width as u32,
@@ -183,13 +179,7 @@ impl Codecs {
                 embeds.dims()
             )));
         }
-        let mut progress = |p: crate::image_decoder::DecodeStep| {
-            emit(Event::Progress {
-                stage: "image".into(),
-                step: p.step,
-                total: p.total,
-            })
-        };
+        let mut progress = |p: crate::image_decoder::DecodeStep| report_step(p, emit);
         let out = decoder.decode_pinned(
             &embeds,
             &latents,
@@ -234,6 +224,43 @@ impl Codecs {
         }
         Ok(())
     }
+}
+
+/// The conversation names as many images and clips as `media` holds.
+pub(crate) fn check_media(conversation: &Conversation, media: &MediaInputs) -> Result<()> {
+    if conversation.images.len() != media.images.len() {
+        return Err(Error::InvalidArgument(format!(
+            "the conversation names {} image(s) but {} were given",
+            conversation.images.len(),
+            media.images.len()
+        )));
+    }
+    if conversation.speech.len() != media.speech.len() {
+        return Err(Error::InvalidArgument(format!(
+            "the conversation names {} audio file(s) but {} clip(s) were given",
+            conversation.speech.len(),
+            media.speech.len()
+        )));
+    }
+    Ok(())
+}
+
+/// A denoising step as events: its preview (when it has one), then its progress.
+fn report_step(p: crate::image_decoder::DecodeStep, emit: &mut dyn FnMut(Event)) {
+    if let Some(img) = p.preview {
+        emit(Event::ImagePreview {
+            step: p.step,
+            total: p.total,
+            width: img.width as u32,
+            height: img.height as u32,
+            rgb: img.data,
+        });
+    }
+    emit(Event::Progress {
+        stage: "image".into(),
+        step: p.step,
+        total: p.total,
+    });
 }
 
 /// The single f32 tensor of a safetensors file.

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use candle_core::{DType, Device};
 use serde::Serialize;
 
+use super::creator;
 use super::media::{Codecs, Render, SpeechPreview};
 use super::timed::Timed;
 use super::types::*;
@@ -214,12 +215,14 @@ impl Engine {
                 seed,
                 latents,
                 noise,
+                preview_every,
             } => {
                 let render = Render {
                     opts: DecodeOptions {
                         steps,
                         guidance,
                         seed,
+                        preview_every,
                     },
                     cancel,
                 };
@@ -298,39 +301,33 @@ impl Engine {
         if conversation.messages.is_empty() {
             return Err(Error::EmptyPrompt);
         }
-        if conversation.images.len() != media.images.len() {
-            return Err(Error::InvalidArgument(format!(
-                "the conversation names {} image(s) but {} were given",
-                conversation.images.len(),
-                media.images.len()
-            )));
-        }
-        if conversation.speech.len() != media.speech.len() {
-            return Err(Error::InvalidArgument(format!(
-                "the conversation names {} audio file(s) but {} clip(s) were given",
-                conversation.speech.len(),
-                media.speech.len()
-            )));
-        }
-        let (template_mode, task) = match mode {
-            ChatMode::Chat => (TemplateMode::Std, Task::Text),
-            ChatMode::Voice => (TemplateMode::Voice, Task::SpeechGeneration),
-        };
-        let (_, mut prompt_ids) = self.template(conversation, template_mode, media)?;
-        // Voice mode primes the answer with `<spch>`: the voice system prompt asks the model
-        // to start with it, priming makes the answer speech by construction (and the
-        // constraints then keep the block well formed).
-        let primed: Vec<u32> = match mode {
-            ChatMode::Voice => vec![self.vocab().speech_start],
-            ChatMode::Chat => vec![],
-        };
+        super::media::check_media(conversation, media)?;
+        // Creator modes wrap the message in their prompt; voice, image, video and edit prime
+        // the answer with `<spch>` / `<image>` (the constraints then keep the block well
+        // formed).
+        let plan = creator::plan(mode, self.vocab());
+        let conversation = &creator::rewrite(conversation, mode)?;
+        let (_, mut prompt_ids) = self.template(conversation, plan.template, media)?;
+        let primed = plan.primed;
         prompt_ids.extend(&primed);
-        let cfg = self.generation_config(params, Some(task))?;
+        let cfg = self.generation_config(params, Some(plan.task))?;
+        creator::check_budget(&primed, self.vocab(), cfg.max_new_tokens)?;
+        let guide =
+            std::cell::RefCell::new((mode == ChatMode::Guide).then(creator::GuideStream::default));
+        let mut emit_all = |e: Event| {
+            let step = guide.borrow_mut().as_mut().and_then(|g| g.observe(&e));
+            emit(e);
+            if let Some(step) = step {
+                emit(Event::GuideStep(step));
+            }
+        };
+        let emit: &mut dyn FnMut(Event) = &mut emit_all;
         let render = Render {
             opts: DecodeOptions {
                 steps: params.image_steps.unwrap_or(20),
                 guidance: 10.0,
                 seed: params.seed.unwrap_or(0),
+                preview_every: params.preview_every.unwrap_or(0),
             },
             cancel,
         };
@@ -348,24 +345,11 @@ impl Engine {
             .collect();
         let answer_text = self.tokenizer.decode(&answer)?;
         let detok: Detokenized = self.tokenizer.detokenize(&answer, false)?;
-        let mut segments: Vec<OutputSegment> = detok
-            .segments
-            .into_iter()
-            .map(OutputSegment::from)
-            .collect();
-        // Media blocks were rendered and sent as they closed during streaming; reuse them
-        // (same token stream, same order) and render and send the rest now.
-        let mut early = early.into_iter().peekable();
-        for seg in segments.iter_mut() {
-            if early.peek().is_some_and(|e| same_block(e, seg)) {
-                if let Some(done) = early.next() {
-                    *seg = done;
-                    continue;
-                }
-            }
-            self.codecs
-                .render(std::slice::from_mut(seg), &render, emit)?;
-            emit(Event::Segment(seg.clone()));
+        let segments = detok.segments.into_iter().map(OutputSegment::from);
+        let segments = self.finish_segments(segments, early, &render, emit)?;
+        let last_step = guide.borrow_mut().as_mut().and_then(|g| g.close(None));
+        if let Some(step) = last_step {
+            emit(Event::GuideStep(step));
         }
         let warnings = detok.warnings.iter().map(|w| w.to_string()).collect();
         Ok(Response::Chat {
@@ -377,6 +361,33 @@ impl Engine {
             finish_reason,
             timings,
         })
+    }
+
+    /// The answer's segments with their media rendered: blocks rendered and sent as they
+    /// closed during streaming (`early`, same token stream, same order) are reused; the rest
+    /// are rendered and sent now.
+    fn finish_segments(
+        &self,
+        segments: impl Iterator<Item = OutputSegment>,
+        early: Vec<OutputSegment>,
+        render: &Render<'_>,
+        emit: &mut dyn FnMut(Event),
+    ) -> Result<Vec<OutputSegment>> {
+        let mut early = early.into_iter().peekable();
+        let mut out = vec![];
+        for mut seg in segments {
+            if early.peek().is_some_and(|e| same_block(e, &seg)) {
+                if let Some(done) = early.next() {
+                    out.push(done);
+                    continue;
+                }
+            }
+            self.codecs
+                .render(std::slice::from_mut(&mut seg), render, emit)?;
+            emit(Event::Segment(seg.clone()));
+            out.push(seg);
+        }
+        Ok(out)
     }
 
     /// Runs generation. With `answer_start` (the answer's tokens already at the end of the

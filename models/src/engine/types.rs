@@ -85,6 +85,32 @@ pub enum ChatMode {
     Chat,
     /// Answers are speech (voice system prompt, speech with timbre).
     Voice,
+    /// Draw a picture of the message (image-generation prompt and preset; the answer starts
+    /// with `<image>`).
+    Image,
+    /// A video of the message: a sequence of pictures (frames), video-generation prompt and
+    /// preset; the answer starts with `<image>`.
+    Video,
+    /// Visual guidelines: ordered steps, each text + picture, streamed as
+    /// [`Event::GuideStep`] (interleaved-generation prompt and preset).
+    Guide,
+    /// Edit the message's one image as its text says (image tokens in, image tokens out);
+    /// the answer starts with `<image>`.
+    Edit,
+}
+
+/// One step of a guide answer: its text and the picture that closes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GuideStep {
+    /// Position in the guide (0-based).
+    pub index: usize,
+    /// What to do.
+    pub text: String,
+    /// The picture's 32 codes (empty for a last step without a picture).
+    pub codes: Vec<u32>,
+    /// The picture, when the decoder is loaded (not serialised).
+    #[serde(skip)]
+    pub image: Option<DecodedImage>,
 }
 
 /// Decoding parameters; `None` fields take the task preset or the model's generation config.
@@ -114,6 +140,9 @@ pub struct GenerationParams {
     pub constraints: Option<bool>,
     /// Denoising steps for the pictures of the answer (default 20, as MIO).
     pub image_steps: Option<usize>,
+    /// Send an [`Event::ImagePreview`] every this many denoising steps (default: none).
+    #[serde(default)]
+    pub preview_every: Option<usize>,
 }
 
 /// Decoded audio handed to the engine (the runtime decodes files and devices).
@@ -201,6 +230,9 @@ pub enum Request {
         /// Pinned noise of the image-embedding noising (1 × D), a one-tensor safetensors.
         #[serde(default)]
         noise: Option<PathBuf>,
+        /// Send an [`Event::ImagePreview`] every this many steps (0 = none).
+        #[serde(default)]
+        preview_every: usize,
     },
     /// Audio of a MIO speech string (`<spch>…</spch>`, 4 layers or content only).
     SpeechDecode {
@@ -254,6 +286,25 @@ pub enum Event {
         /// Mono samples (not serialised; the runtime plays or writes them).
         #[serde(skip)]
         samples: Vec<f32>,
+    },
+    /// Guide mode: a step is complete (its picture is drawn).
+    GuideStep(GuideStep),
+    /// A low-resolution preview of the picture being drawn (latent resolution, a linear
+    /// latent → RGB map, see `image_decoder::latent_preview`), every few denoising steps and
+    /// at the last one. Pictures are drawn one at a time: previews before an image
+    /// `Segment` belong to it.
+    ImagePreview {
+        /// Denoising steps done.
+        step: usize,
+        /// Steps in all.
+        total: usize,
+        /// Width in pixels.
+        width: u32,
+        /// Height in pixels.
+        height: u32,
+        /// Interleaved RGB bytes (not serialised).
+        #[serde(skip)]
+        rgb: Vec<u8>,
     },
     /// Progress of a long step (image denoising: `stage` = "image", steps of the UNet).
     Progress {

@@ -59,7 +59,8 @@ pub(crate) fn beam_search<L: CausalLm + ?Sized>(
             break;
         }
         let logits = beam_logits(lm, &batch, &beams, step, k)?;
-        let (summed, processed) = score_rows(&beams, logits, cfg, constraints);
+        let (summed, processed) =
+            score_rows(&beams, logits, cfg, constraints, cfg.max_new_tokens - step);
         let candidates = if cfg.do_sample {
             sample_candidates(&summed, k, &mut rng)?
         } else {
@@ -154,6 +155,7 @@ fn score_rows(
     logits: Vec<Vec<f32>>,
     cfg: &GenerationConfig,
     constraints: Option<&ModalityConstraints>,
+    remaining: usize,
 ) -> (Vec<Vec<f32>>, Vec<Vec<f32>>) {
     let mut summed = Vec::with_capacity(logits.len());
     let mut processed = Vec::new();
@@ -161,7 +163,7 @@ fn score_rows(
         log_softmax(&mut s);
         repetition_penalty(&mut s, &beams.rows[r], cfg.repetition_penalty);
         if let Some(c) = constraints {
-            c.apply(&beams.blocks[r], &mut s);
+            c.apply_with_budget(&beams.blocks[r], remaining, &mut s);
         }
         if cfg.output_scores {
             let mut p = s.clone();

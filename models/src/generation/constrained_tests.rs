@@ -234,3 +234,92 @@ fn constrained_speech_with_timbre_has_equal_layers() {
         "{layers:?}"
     );
 }
+
+/// Logits that always want a new picture: `<image>` best, then codes, then `</image>`.
+fn picture_hungry(real: &[u32]) -> Vec<f32> {
+    let mut l = vec![0f32; V];
+    l[IMAGE as usize] = 9.0;
+    l[(IMG0 + real.len() as u32 % 8192) as usize] = 5.0;
+    l[IMAGE_END as usize] = 3.0;
+    l[7] = 1.0;
+    l
+}
+
+/// Every `<image>` of `new` is followed by 32 codes and `</image>`.
+fn images_complete(new: &[u32]) -> bool {
+    let v = tiny_vocab();
+    let mut i = 0;
+    while i < new.len() {
+        if new[i] == IMAGE {
+            let block = &new[i + 1..];
+            if block.len() < 33
+                || !block[..32].iter().all(|t| v.image_code(*t).is_some())
+                || block[32] != IMAGE_END
+            {
+                return false;
+            }
+            i += 34;
+        } else {
+            i += 1;
+        }
+    }
+    true
+}
+
+#[test]
+fn image_blocks_always_close_before_max_new_tokens() {
+    let v = tiny_vocab();
+    let mut images = 0;
+    for max_new_tokens in [1, 20, 33, 34, 35, 50, 67, 68, 69, 101] {
+        let base = GenerationConfig {
+            max_new_tokens,
+            eos_token_ids: vec![7],
+            constraints: true,
+            top_k: 0,
+            ..Default::default()
+        };
+        let cfgs = [
+            base.clone(),
+            GenerationConfig {
+                num_beams: 3,
+                ..base.clone()
+            },
+            GenerationConfig {
+                do_sample: true,
+                temperature: 0.1,
+                ..base.clone()
+            },
+        ];
+        for cfg in cfgs {
+            let out = generate(
+                &mut FakeLm::new(V, picture_hungry),
+                &[vec![6, 500]],
+                &cfg,
+                Some(&v),
+                Controls::none(),
+            )
+            .unwrap();
+            let new = &out.new_tokens[0];
+            assert!(images_complete(new), "max {max_new_tokens}: {new:?}");
+            images += new.iter().filter(|t| **t == IMAGE_END).count();
+        }
+    }
+    // The budget cuts pictures only where they cannot fit: 68 tokens hold two.
+    assert!(images >= 10, "{images}");
+    // Without the budget the same LM leaves a block open.
+    let cfg = GenerationConfig {
+        max_new_tokens: 20,
+        eos_token_ids: vec![7],
+        top_k: 0,
+        ..Default::default()
+    };
+    let out = generate(
+        &mut FakeLm::new(V, picture_hungry),
+        &[vec![6, 500]],
+        &cfg,
+        None,
+        Controls::none(),
+    )
+    .unwrap();
+    assert!(!images_complete(&out.new_tokens[0]));
+}

@@ -13,6 +13,11 @@
 //!   later layer must reach L before the next starts. Content-only: `</spch>` is allowed
 //!   after ≥ 1 content token, timbre tokens never.
 //!
+//! * budget: `<image>` is masked when fewer than [`IMAGE_BLOCK_TOKENS`] new tokens remain, so
+//!   every image block the model opens closes before `max_new_tokens` (a block's length is
+//!   fixed, so opening it only when it fits is enough). Speech blocks have no fixed length
+//!   and are not budgeted: a speech block can be cut by `max_new_tokens`.
+//!
 //! The processor runs after the repetition penalty (HF appends custom processors after its
 //! own) and before the sampling warpers. Tokens that break a rule in the *prompt* are
 //! tracked leniently (the block is considered left), never rejected.
@@ -23,6 +28,9 @@ use crate::text::MioVocab;
 
 /// Image codes per image block (SEED's 32 causal queries).
 pub const IMAGE_BLOCK_LEN: u32 = 32;
+
+/// Tokens of a whole image block: `<image>`, the codes, `</image>`.
+pub const IMAGE_BLOCK_TOKENS: usize = IMAGE_BLOCK_LEN as usize + 2;
 
 /// Where a row stands with respect to media blocks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -230,6 +238,16 @@ impl ModalityConstraints {
         match self.rule(state) {
             Rule::Only(r) => r.iter().any(|r| r.contains(&token)),
             Rule::Except(r) => !r.iter().any(|r| r.contains(&token)),
+        }
+    }
+
+    /// [`Self::apply`], then, with `remaining` new tokens left (this one included), masks
+    /// `<image>` when a whole image block no longer fits.
+    pub fn apply_with_budget(&self, state: &BlockState, remaining: usize, scores: &mut [f32]) {
+        self.apply(state, scores);
+        let start = self.vocab.image_start as usize;
+        if *state == BlockState::Outside && remaining < IMAGE_BLOCK_TOKENS && start < scores.len() {
+            scores[start] = f32::NEG_INFINITY;
         }
     }
 

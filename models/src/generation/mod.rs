@@ -23,7 +23,7 @@ mod test_util;
 mod tests;
 
 pub use config::{EarlyStopping, GenerationConfig, Task};
-pub use constraints::{BlockState, ModalityConstraints, IMAGE_BLOCK_LEN};
+pub use constraints::{BlockState, ModalityConstraints, IMAGE_BLOCK_LEN, IMAGE_BLOCK_TOKENS};
 pub use generate::{generate, left_pad, Batch};
 pub use incremental::IncrementalDetokenizer;
 pub use lm_trait::CausalLm;

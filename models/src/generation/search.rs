@@ -47,7 +47,14 @@ pub(crate) fn greedy_or_sample<L: CausalLm + ?Sized>(
         let logits = forward_rows(lm, &rows, step)?;
         let mut step_scores = Vec::new();
         for (r, (row, mut scores)) in rows.iter_mut().zip(logits).enumerate() {
-            let picked = pick(row, &mut scores, cfg, constraints, &mut rng)?;
+            let picked = pick(
+                row,
+                &mut scores,
+                cfg,
+                constraints,
+                &mut rng,
+                cfg.max_new_tokens - step,
+            )?;
             if let Some(out) = scores_out.as_ref().map(|_| scores) {
                 step_scores.push(out);
             }
@@ -135,10 +142,11 @@ fn pick(
     cfg: &GenerationConfig,
     constraints: Option<&ModalityConstraints>,
     rng: &mut SeededRng,
+    remaining: usize,
 ) -> Result<u32> {
     repetition_penalty(scores, &row.ids, cfg.repetition_penalty);
     if let Some(c) = constraints {
-        c.apply(&row.block, scores);
+        c.apply_with_budget(&row.block, remaining, scores);
     }
     if cfg.do_sample {
         warp(scores, cfg, 1);

@@ -3,6 +3,7 @@
 mod clip_text;
 mod noising;
 mod pipeline;
+mod preview;
 mod scheduler;
 mod seed_decode_head;
 mod transformer;
@@ -17,6 +18,7 @@ pub use pipeline::{
     DecodeOptions, DecodeOutput, DecodeStep, RgbImage, UnclipDecoder, EMPTY_PROMPT_EMBEDS,
     SEED_QUANTIZER, UNCLIP_DIR,
 };
+pub use preview::latent_preview;
 pub use scheduler::{DdpmNoising, PndmScheduler, SchedulerConfig};
 pub use seed_decode_head::{SeedDecodeHead, SeedDecodeHeadConfig, BLOCK_HEADS};
 pub use unet::{PerBlock, UNet2DConditionConfig, UNet2DConditionModel};

@@ -20,6 +20,7 @@ use rand::{Rng, SeedableRng};
 
 use super::clip_text::encode_empty_prompt;
 use super::noising::StableUnclipImageNormalizer;
+use super::preview::latent_preview;
 use super::scheduler::{DdpmNoising, PndmScheduler, SchedulerConfig};
 use super::seed_decode_head::SeedDecodeHead;
 use super::unet::UNet2DConditionModel;
@@ -35,6 +36,9 @@ pub struct DecodeOptions {
     pub guidance: f64,
     /// Seed of the initial latents and of the embedding noise.
     pub seed: u64,
+    /// Attach a latent preview ([`latent_preview`]) to every `preview_every`-th step and to
+    /// the last one; 0 = no previews.
+    pub preview_every: usize,
 }
 
 impl Default for DecodeOptions {
@@ -43,12 +47,13 @@ impl Default for DecodeOptions {
             steps: 20,
             guidance: 10.0,
             seed: 0,
+            preview_every: 0,
         }
     }
 }
 
 /// Progress of the denoising loop, reported after each step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DecodeStep {
     /// Steps done (1-based).
     pub step: usize,
@@ -56,6 +61,9 @@ pub struct DecodeStep {
     pub total: usize,
     /// UNet timestep of the step just done.
     pub timestep: usize,
+    /// The latents as a low-resolution picture, on the steps
+    /// [`DecodeOptions::preview_every`] asks for.
+    pub preview: Option<RgbImage>,
 }
 
 /// An 8-bit RGB image, rows top to bottom, `width * height * 3` bytes.
@@ -108,6 +116,7 @@ impl UnclipDecoder {
     /// Loads the decoder from a MIO release folder (`seed-tokenizer-2/`,
     /// `stable-diffusion-2-1-unclip/`), float32 on `dev`.
     pub fn load(model_dir: &Path, dev: &Device) -> Result<Self> {
+        check_components(model_dir)?;
         let head = SeedDecodeHead::load(&model_dir.join(SEED_QUANTIZER), dev)?;
         let sd = model_dir.join(UNCLIP_DIR);
         let dim = head.config().image_features_dim;
@@ -157,8 +166,16 @@ impl UnclipDecoder {
                 codes.len()
             )));
         }
+        let n = self.head.config().n_embed;
+        if let Some(bad) = codes.iter().find(|&&c| c as usize >= n) {
+            return Err(Error::InvalidArgument(format!(
+                "image code {bad} is out of range: codes are 0..{n}"
+            )));
+        }
         let codes = Tensor::from_slice(codes, (1, codes.len()), &self.dev)?;
-        self.head.forward(&codes)
+        let embeds = self.head.forward(&codes)?;
+        check_finite(&embeds, "the image embedding (SEED decode head)")?;
+        Ok(embeds)
     }
 
     /// Decodes `codes` into an image, drawing latents and noise from `opts.seed`.
@@ -194,6 +211,7 @@ impl UnclipDecoder {
                 .noise_image_embeddings(&self.noising, image_embeds, noise, 0)?;
         let final_latents = self.denoise(&noised, latents, opts, progress, cancel)?;
         let vae_out = self.vae.decode(&final_latents)?;
+        check_finite(&vae_out, "the decoded picture (VAE)")?;
         let image_float = ((vae_out.affine(0.5, 0.5)?).clamp(0f32, 1f32)?).permute((0, 2, 3, 1))?;
         let image = to_rgb8(&image_float)?;
         Ok(DecodeOutput {
@@ -245,12 +263,20 @@ impl UnclipDecoder {
                 out
             };
             latents = scheduler.step(&guided, t, &latents)?;
+            let (step, total) = (i + 1, timesteps.len());
+            let due = opts.preview_every > 0 && (step % opts.preview_every == 0 || step == total);
             progress(DecodeStep {
-                step: i + 1,
-                total: timesteps.len(),
+                step,
+                total,
                 timestep: t,
+                preview: if due {
+                    Some(latent_preview(&latents)?)
+                } else {
+                    None
+                },
             });
         }
+        check_finite(&latents, "the denoised latents (UNet)")?;
         Ok(latents)
     }
 }
@@ -268,6 +294,58 @@ fn load_prompt_embeds(unclip_dir: &Path, dev: &Device) -> Result<Tensor> {
         .get("empty_prompt_embeds")
         .ok_or_else(|| Error::MissingTensor("empty_prompt_embeds".into()))?;
     Ok(t.to_dtype(DType::F32)?)
+}
+
+/// [`Error::MissingComponent`] for the first component file of the pipeline that is absent
+/// (the text encoder is checked where it is needed).
+fn check_components(model_dir: &Path) -> Result<()> {
+    let sd = model_dir.join(UNCLIP_DIR);
+    let files = [
+        ("SEED quantizer", model_dir.join(SEED_QUANTIZER)),
+        ("image_normalizer", sd.join("image_normalizer/config.json")),
+        (
+            "image_noising_scheduler",
+            sd.join("image_noising_scheduler/scheduler_config.json"),
+        ),
+        ("scheduler", sd.join("scheduler/scheduler_config.json")),
+        ("unet", sd.join("unet/config.json")),
+        ("vae", sd.join("vae/config.json")),
+    ];
+    for (component, path) in files {
+        if !path.is_file() {
+            return Err(Error::MissingComponent {
+                component: component.into(),
+                path,
+            });
+        }
+    }
+    for component in ["image_normalizer", "unet", "vae"] {
+        if let Err(Error::MissingFile(path)) =
+            super::weights::component_weights(&sd.join(component))
+        {
+            return Err(Error::MissingComponent {
+                component: format!("{component} weights"),
+                path,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// [`Error::NonFinite`] when `t` holds a NaN or an infinity (a broken checkpoint).
+fn check_finite(t: &Tensor, what: &str) -> Result<()> {
+    let sum = t
+        .abs()?
+        .sum_all()?
+        .to_dtype(DType::F64)?
+        .to_scalar::<f64>()?;
+    if sum.is_finite() {
+        Ok(())
+    } else {
+        Err(Error::NonFinite(format!(
+            "NaN or infinite values in {what}: the weights are broken"
+        )))
+    }
 }
 
 /// Standard normal f32 samples (Box–Muller) in `shape`.
