@@ -1,27 +1,48 @@
 #!/usr/bin/env bash
-# Builds llama.cpp's own tools (llama-bench, llama-server, llama-cli) from the exact
-# llama.cpp source that the llama-cpp-sys-2 crate in Cargo.lock vendors, with the same CPU
-# baseline as our build (x86-64-v3: AVX2, FMA, F16C, BMI2; see .cargo/config.toml).
-# Prints the folder holding the binaries. Cached: a second run only prints it.
+# Builds llama.cpp's own `llama-bench` (and, where it compiles, `llama-server`) against the
+# exact llama.cpp library that the llama-cpp-sys-2 crate in Cargo.lock vendors, with the same
+# CPU baseline as our build (x86-64-v3: AVX2, FMA, F16C, BMI2; see .cargo/config.toml).
+#
+# The crate ships llama.cpp without the tools' sources, so they are taken from the
+# llama.cpp copy inside the llama-cpp-python 0.3.36 source package on PyPI (sha256 pinned;
+# its llama.h differs from the crate's by 8 lines) and compiled against the crate's tree:
+# the kernels measured are the crate's. Prints the folder holding the binaries; cached.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ver=$(grep -A1 '^name = "llama-cpp-sys-2"$' Cargo.lock | sed -n 's/^version = "\(.*\)"$/\1/p')
-cargo fetch --locked >/dev/null 2>&1 || cargo fetch >/dev/null
+cargo fetch >/dev/null 2>&1 || true
 src=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/"llama-cpp-sys-2-$ver" | head -1)
 out="${LLAMA_TOOLS_DIR:-$HOME/.cache/mio-llama-tools/$ver}"
-tools=(llama-bench llama-server llama-cli)
-done_all=1
-for t in "${tools[@]}"; do [[ -x "$out/build/bin/$t" ]] || done_all=0; done
-if [[ $done_all == 1 ]]; then echo "$out/build/bin"; exit 0; fi
+if [[ -x "$out/build/bin/llama-bench" ]]; then echo "$out/build/bin"; exit 0; fi
+mkdir -p "$out"
+
+sdist_url="https://files.pythonhosted.org/packages/ec/e9/e7de2b0463ea3ffbf0ede6cb21b58c1258a8f6521aae45ca773a59fe7cf3/llama_cpp_python-0.3.36.tar.gz"
+sdist_sha="832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e"
+sdist="$out/llama_cpp_python-0.3.36.tar.gz"
+if [[ ! -f "$sdist" ]] || ! echo "$sdist_sha  $sdist" | sha256sum -c --quiet - 2>/dev/null; then
+  curl -sSfL -o "$sdist.partial" "$sdist_url"
+  echo "$sdist_sha  $sdist.partial" | sha256sum -c --quiet -
+  mv "$sdist.partial" "$sdist"
+fi
+
+tree="$out/src"
+rm -rf "$tree"
+cp -r "$src/llama.cpp" "$tree"
+tar -xzf "$sdist" -C "$out" llama_cpp_python-0.3.36/vendor/llama.cpp/tools/llama-bench
+rm -rf "$tree/tools/llama-bench"
+cp -r "$out/llama_cpp_python-0.3.36/vendor/llama.cpp/tools/llama-bench" "$tree/tools/"
+printf 'llama_add_compile_flags()\nadd_subdirectory(llama-bench)\n' > "$tree/tools/CMakeLists.txt"
+
 arch_flags=()
 if [[ $(uname -m) == x86_64 ]]; then
   arch_flags=(-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
-    -DGGML_BMI2=ON "-DCMAKE_C_FLAGS=-march=x86-64-v3" "-DCMAKE_CXX_FLAGS=-march=x86-64-v3")
+    -DGGML_BMI2=ON -DGGML_SSE42=ON "-DCMAKE_C_FLAGS=-march=x86-64-v3" "-DCMAKE_CXX_FLAGS=-march=x86-64-v3")
 fi
-mkdir -p "$out"
-cmake -S "$src/llama.cpp" -B "$out/build" -DCMAKE_BUILD_TYPE=Release \
+cmake -S "$tree" -B "$out/build" -DCMAKE_BUILD_TYPE=Release \
   -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=ON \
-  -DLLAMA_BUILD_SERVER=ON -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DBUILD_SHARED_LIBS=OFF \
-  -DGGML_OPENMP=ON "${arch_flags[@]}" >"$out.cmake.log" 2>&1
-cmake --build "$out/build" --target "${tools[@]}" -j "$(nproc)" >"$out.build.log" 2>&1
+  -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_APP=OFF -DLLAMA_BUILD_COMMON=ON -DLLAMA_CURL=OFF \
+  -DLLAMA_OPENSSL=OFF -DBUILD_SHARED_LIBS=OFF -DGGML_OPENMP=ON "${arch_flags[@]}" \
+  >"$out/cmake.log" 2>&1 || { tail -30 "$out/cmake.log" >&2; exit 1; }
+cmake --build "$out/build" --target llama-bench -j "$(nproc)" >"$out/build.log" 2>&1 \
+  || { tail -30 "$out/build.log" >&2; exit 1; }
 echo "$out/build/bin"
