@@ -10,7 +10,7 @@ use mio_models::engine::{
 use serde_json::json;
 
 use crate::audio::{decode_file, write_wav};
-use crate::cli::{ChatModeArg, Common, DecodeArgs, ImageCommand, SpeechCommand};
+use crate::cli::{ChatModeArg, Common, DecodeArgs, FrameArgs, ImageCommand, SpeechCommand};
 use crate::commands::{params, print, start, write_atomic};
 use crate::media::{load_image, load_inputs, place_media, save_outputs, write_png};
 
@@ -22,26 +22,61 @@ struct FirstAudio {
     full_s: Option<f64>,
 }
 
+/// The media files of one `mio chat` turn.
+pub struct ChatMedia<'a> {
+    /// `--image` files.
+    pub images: &'a [PathBuf],
+    /// `--audio` files.
+    pub audio: &'a [PathBuf],
+    /// `--video` files.
+    pub videos: &'a [PathBuf],
+    /// How video keyframes are chosen.
+    pub frames: &'a FrameArgs,
+}
+
+/// Extracts the keyframes of `videos` into `out` (`video_V_frame_N.png`); returns the frame
+/// files in order, the frame count of each video and their JSON descriptions.
+fn video_frames(
+    videos: &[PathBuf],
+    frames: &FrameArgs,
+    out: &Path,
+) -> Result<(Vec<PathBuf>, Vec<usize>, Vec<serde_json::Value>)> {
+    let opts = crate::video_cmd::options(frames);
+    let (mut files, mut counts, mut list) = (vec![], vec![], vec![]);
+    for (v, path) in videos.iter().enumerate() {
+        let kf = crate::video::extract_keyframes(path, &opts)?;
+        let (f, value) = crate::video_cmd::save(path, &kf, Some(out), &format!("video_{v}_"))?;
+        counts.push(f.len());
+        files.extend(f);
+        list.push(value);
+    }
+    Ok((files, counts, list))
+}
+
 /// Runs `mio chat`.
 pub fn run(
     common: &Common,
     mode: ChatModeArg,
     out: &Path,
-    images: &[PathBuf],
-    audio: &[PathBuf],
+    inputs: &ChatMedia<'_>,
     d: &DecodeArgs,
     text: String,
 ) -> Result<()> {
-    if text.trim().is_empty() && audio.is_empty() && images.is_empty() {
+    let (images, audio) = (inputs.images, inputs.audio);
+    if text.trim().is_empty() && audio.is_empty() && images.is_empty() && inputs.videos.is_empty() {
         bail!("the message is empty");
     }
     std::fs::create_dir_all(out)
         .with_context(|| format!("cannot create the output folder {}", out.display()))?;
+    let (frame_files, frame_counts, videos) = video_frames(inputs.videos, inputs.frames, out)?;
     let user = place_media(&text, "image", 0, images.len());
+    let user = crate::video::place_video_frames(&user, images.len(), &frame_counts);
     let user = place_media(&user, "speech", 0, audio.len());
+    let mut all_images = images.to_vec();
+    all_images.extend(frame_files);
     let conversation = Conversation {
         messages: vec![Message::new(Role::User, user.clone())],
-        images: images.to_vec(),
+        images: all_images,
         speech: audio.to_vec(),
     };
     let media = load_inputs(&conversation, Path::new("."))?;
@@ -103,6 +138,7 @@ pub fn run(
     let segments = save_outputs(&segments, out, "")?;
     let transcript = json!({
         "mode": mode, "model": common.model, "user": user, "images": images, "audio": audio,
+        "videos": videos,
         "prompt_ids": prompt_ids, "new_ids": new_ids, "segments": segments,
         "warnings": warnings, "finish_reason": finish_reason, "timings": timings,
         "time_to_first_audio_s": first_audio,

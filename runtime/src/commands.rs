@@ -47,9 +47,21 @@ pub fn run(cli: Cli) -> Result<()> {
             out,
             image,
             audio,
+            video,
+            frames,
             decode,
             text,
-        } => crate::chat::run(&common, mode, &out, &image, &audio, &decode, text),
+        } => {
+            let media = crate::chat::ChatMedia {
+                images: &image,
+                audio: &audio,
+                videos: &video,
+                frames: &frames,
+            };
+            crate::chat::run(&common, mode, &out, &media, &decode, text)
+        }
+        Command::Video { what } => crate::video_cmd::run(what),
+        Command::Camera { what } => crate::video_cmd::camera(what),
         Command::Image { what } => crate::chat::image(what),
         Command::Devices => devices(),
         Command::Speech { what } => crate::chat::speech(what),

@@ -1,0 +1,165 @@
+//! `mio video keyframes`, `mio camera list|snapshot|record`, and the keyframes of `mio chat --video` written beside the
+//! transcript.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use mio_models::video::KeyframeMode;
+use serde_json::{json, Value};
+
+use crate::camera::{Camera, FileCamera, NokhwaCamera, OpenRequest};
+use crate::cli::{CameraArgs, CameraCommand, FrameArgs, VideoCommand};
+use crate::commands::write_atomic;
+use crate::video::{extract_keyframes, KeyframeOptions, VideoKeyframes};
+
+/// The keyframe options of the command line.
+pub(crate) fn options(frames: &FrameArgs) -> KeyframeOptions {
+    KeyframeOptions {
+        mode: match frames.uniform_frames {
+            true => KeyframeMode::Uniform,
+            false => KeyframeMode::Auto,
+        },
+        max_frames: frames.max_frames,
+        ..KeyframeOptions::default()
+    }
+}
+
+/// Writes each keyframe as `{prefix}frame_{index}.png` into `out` (when given); returns the
+/// files and the JSON description.
+pub(crate) fn save(
+    video: &Path,
+    kf: &VideoKeyframes,
+    out: Option<&Path>,
+    prefix: &str,
+) -> Result<(Vec<PathBuf>, Value)> {
+    let mut files = vec![];
+    let mut list = vec![];
+    for k in &kf.frames {
+        let mut entry = json!({ "index": k.index, "time_s": k.time_s });
+        if let Some(dir) = out {
+            let path = dir.join(format!("{prefix}frame_{}.png", k.index));
+            let mut bytes = std::io::Cursor::new(Vec::new());
+            k.image
+                .write_to(&mut bytes, image::ImageFormat::Png)
+                .with_context(|| {
+                    format!("cannot encode frame {} of {}", k.index, video.display())
+                })?;
+            write_atomic(&path, bytes.get_ref())?;
+            entry["file"] = json!(path);
+            files.push(path);
+        }
+        list.push(entry);
+    }
+    let value = json!({
+        "video": video, "info": kf.info, "selection": kf.plan.selection,
+        "cuts": kf.plan.cuts, "total_frames": kf.plan.total_frames,
+        "selected_before_cap": kf.plan.selected_before_cap, "frames": list,
+    });
+    Ok((files, value))
+}
+
+/// Runs `mio video …`.
+pub fn run(what: VideoCommand) -> Result<()> {
+    match what {
+        VideoCommand::Keyframes {
+            video,
+            out,
+            frames,
+            json,
+        } => {
+            let kf = extract_keyframes(&video, &options(&frames))?;
+            if let Some(dir) = &out {
+                std::fs::create_dir_all(dir).with_context(|| {
+                    format!("cannot create the output folder {}", dir.display())
+                })?;
+            }
+            let (_, value) = save(&video, &kf, out.as_deref(), "")?;
+            if json {
+                println!("{}", serde_json::to_string(&value)?);
+            } else {
+                let idx: Vec<String> = kf.frames.iter().map(|k| k.index.to_string()).collect();
+                println!(
+                    "{} of {} frames ({:?}): {}",
+                    kf.frames.len(),
+                    kf.plan.total_frames,
+                    kf.plan.selection,
+                    idx.join(",")
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The camera of the command line: the file double with `--file`, else the system's.
+fn camera_backend(args: &CameraArgs) -> Box<dyn Camera> {
+    match &args.file {
+        Some(f) => Box::new(FileCamera::new(vec![f.clone()], args.file_fps)),
+        None => Box::new(NokhwaCamera),
+    }
+}
+
+/// Runs `mio camera …`.
+pub fn camera(what: CameraCommand) -> Result<()> {
+    match what {
+        CameraCommand::List { camera } => {
+            let list = camera_backend(&camera).devices()?;
+            if camera.json {
+                println!("{}", serde_json::to_string(&json!({ "cameras": list }))?);
+            } else if list.is_empty() {
+                println!("no camera found");
+            } else {
+                list.iter()
+                    .for_each(|c| println!("{}: {} ({})", c.id, c.name, c.description));
+            }
+            Ok(())
+        }
+        CameraCommand::Snapshot { camera, out } => {
+            let stream = camera_backend(&camera).open(&request(&camera))?;
+            let img = stream.snapshot()?;
+            let mut bytes = std::io::Cursor::new(Vec::new());
+            img.write_to(&mut bytes, image::ImageFormat::Png)?;
+            write_atomic(&out, bytes.get_ref())?;
+            let (w, h) = img.dimensions();
+            match camera.json {
+                true => println!("{}", json!({ "out": out, "width": w, "height": h })),
+                false => println!("wrote {} ({w}×{h})", out.display()),
+            }
+            Ok(())
+        }
+        CameraCommand::Record {
+            camera,
+            seconds,
+            frames,
+            out,
+        } => {
+            std::fs::create_dir_all(&out)
+                .with_context(|| format!("cannot create the output folder {}", out.display()))?;
+            let stream = camera_backend(&camera).open(&request(&camera))?;
+            let kf = stream.record(seconds, &options(&frames))?;
+            let source = camera
+                .file
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("camera"));
+            let (files, mut value) = save(&source, &kf, Some(&out), "")?;
+            value["dropped_frames"] = json!(stream.dropped());
+            match camera.json {
+                true => println!("{}", serde_json::to_string(&value)?),
+                false => println!(
+                    "{} keyframes of {} frames written to {}",
+                    files.len(),
+                    kf.plan.total_frames,
+                    out.display()
+                ),
+            }
+            Ok(())
+        }
+    }
+}
+
+fn request(args: &CameraArgs) -> OpenRequest {
+    OpenRequest {
+        device: args.device.clone(),
+        resolution: args.resolution,
+    }
+}
