@@ -5,7 +5,8 @@
 //! Fixtures (`tests/fixtures/video/`, made with the ffmpeg CLI): `cut3.*` are 60 frames of
 //! 64×48 at 10 frames/s, red for 20 frames, then blue, then green (hard cuts at 20 and 40),
 //! as H.264 mp4, VP9 webm, VP8 webm and MPEG-4 avi; `uniform.mp4` is 30 frames of FFmpeg's
-//! `testsrc` (no cut).
+//! `testsrc` (no cut); `scenes.mp4` is 512×64 at 15 frames/s (downscaled ×2 for detection):
+//! `testsrc2`, `mandelbrot`, a 2-frame `smptebars` flash, `rgbtestsrc`, `testsrc`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -51,6 +52,19 @@ fn scene_cuts_are_found_in_mp4_webm_and_avi() {
         let info = kf.info.unwrap();
         assert_eq!((info.width, info.height), (64, 48), "{name}");
     }
+}
+
+#[test]
+fn keyframes_match_pyscenedetect_on_busy_content() {
+    // Expected values from PySceneDetect 0.6.4 driven as the reference's utils.extract_frames
+    // (tests/tools/pyscenedetect_reference.py): cuts [23, 46, 69], frames [11, 34, 57, 80];
+    // the 2-frame flash at 45-46 is merged by the flash filter. Same on the cut3 files.
+    let kf = extract_keyframes(&video("scenes.mp4"), &KeyframeOptions::default()).unwrap();
+    assert_eq!(kf.plan.total_frames, 92);
+    assert_eq!(kf.plan.cuts, vec![23, 46, 69]);
+    let idx: Vec<usize> = kf.frames.iter().map(|k| k.index).collect();
+    assert_eq!(idx, vec![11, 34, 57, 80]);
+    assert_eq!(kf.frames[0].image.dimensions(), (512, 64));
 }
 
 #[test]
