@@ -34,25 +34,6 @@ pub struct ChatMedia<'a> {
     pub frames: &'a FrameArgs,
 }
 
-/// Extracts the keyframes of `videos` into `out` (`video_V_frame_N.png`); returns the frame
-/// files in order, the frame count of each video and their JSON descriptions.
-fn video_frames(
-    videos: &[PathBuf],
-    frames: &FrameArgs,
-    out: &Path,
-) -> Result<(Vec<PathBuf>, Vec<usize>, Vec<serde_json::Value>)> {
-    let opts = crate::video_cmd::options(frames);
-    let (mut files, mut counts, mut list) = (vec![], vec![], vec![]);
-    for (v, path) in videos.iter().enumerate() {
-        let kf = crate::video::extract_keyframes(path, &opts)?;
-        let (f, value) = crate::video_cmd::save(path, &kf, Some(out), &format!("video_{v}_"))?;
-        counts.push(f.len());
-        files.extend(f);
-        list.push(value);
-    }
-    Ok((files, counts, list))
-}
-
 /// Runs `mio chat`.
 pub fn run(
     common: &Common,
@@ -68,7 +49,9 @@ pub fn run(
     }
     std::fs::create_dir_all(out)
         .with_context(|| format!("cannot create the output folder {}", out.display()))?;
-    let (frame_files, frame_counts, videos) = video_frames(inputs.videos, inputs.frames, out)?;
+    let opts = crate::video_cmd::options(inputs.frames);
+    let (frame_files, frame_counts, videos) =
+        crate::video_cmd::frames_into(inputs.videos, &opts, out, "")?;
     let user = place_media(&text, "image", 0, images.len());
     let user = crate::video::place_video_frames(&user, images.len(), &frame_counts);
     let user = place_media(&user, "speech", 0, audio.len());

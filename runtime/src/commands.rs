@@ -172,7 +172,7 @@ pub(crate) fn print(
 fn template(common: &Common, file: &Path, mode: TemplateModeArg) -> Result<()> {
     let text = std::fs::read_to_string(file)
         .with_context(|| format!("cannot read the conversation file {}", file.display()))?;
-    let conversation: Conversation = serde_json::from_str(&text).with_context(|| {
+    let mut conversation: Conversation = serde_json::from_str(&text).with_context(|| {
         format!(
             "{} is not a conversation (expected {{\"messages\": [...]}})",
             file.display()
@@ -184,7 +184,8 @@ fn template(common: &Common, file: &Path, mode: TemplateModeArg) -> Result<()> {
         TemplateModeArg::Custom => TemplateMode::Custom,
     };
     let base = file.parent().unwrap_or(Path::new("."));
-    let media = crate::media::load_inputs(&conversation, base)?;
+    let mut media = crate::media::load_inputs(&conversation, base)?;
+    crate::video_cmd::conversation_videos(&text, base, &mut conversation, &mut media)?;
     let request = Request::Template {
         conversation,
         mode,

@@ -3,14 +3,15 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
+use mio_models::engine::{Conversation, MediaInputs};
 use mio_models::video::KeyframeMode;
 use serde_json::{json, Value};
 
 use crate::camera::{Camera, FileCamera, NokhwaCamera, OpenRequest};
 use crate::cli::{CameraArgs, CameraCommand, FrameArgs, VideoCommand};
 use crate::commands::write_atomic;
-use crate::video::{extract_keyframes, KeyframeOptions, VideoKeyframes};
+use crate::video::{extract_keyframes, keyframe_inputs, KeyframeOptions, VideoKeyframes};
 
 /// The keyframe options of the command line.
 pub(crate) fn options(frames: &FrameArgs) -> KeyframeOptions {
@@ -56,6 +57,69 @@ pub(crate) fn save(
         "selected_before_cap": kf.plan.selected_before_cap, "frames": list,
     });
     Ok((files, value))
+}
+
+/// Extracts the keyframes of `videos` into `out` (`{prefix}video_V_frame_N.png`); returns
+/// the frame files in order, the frame count of each video and their JSON descriptions.
+pub(crate) fn frames_into(
+    videos: &[PathBuf],
+    opts: &KeyframeOptions,
+    out: &Path,
+    prefix: &str,
+) -> Result<(Vec<PathBuf>, Vec<usize>, Vec<Value>)> {
+    let (mut files, mut counts, mut list) = (vec![], vec![], vec![]);
+    for (v, path) in videos.iter().enumerate() {
+        let kf = extract_keyframes(path, opts)?;
+        let (f, value) = save(path, &kf, Some(out), &format!("{prefix}video_{v}_"))?;
+        counts.push(f.len());
+        files.extend(f);
+        list.push(value);
+    }
+    Ok((files, counts, list))
+}
+
+/// The keyframes of a conversation file's `"videos"` as image inputs (after its `"images"`):
+/// `<video_placeholder_V>` in a message becomes video V's run of image placeholders.
+pub(crate) fn conversation_videos(
+    text: &str,
+    base: &Path,
+    conversation: &mut Conversation,
+    media: &mut MediaInputs,
+) -> Result<()> {
+    #[derive(serde::Deserialize)]
+    struct Videos {
+        #[serde(default)]
+        videos: Vec<PathBuf>,
+    }
+    let Ok(Videos { videos }) = serde_json::from_str::<Videos>(text) else {
+        return Ok(());
+    };
+    let opts = KeyframeOptions::default();
+    let mut counts = vec![];
+    for path in &videos {
+        let kf = extract_keyframes(&base.join(path), &opts)?;
+        media
+            .images
+            .extend(keyframe_inputs(&path.display().to_string(), &kf)?);
+        counts.push(kf.frames.len());
+    }
+    let first = conversation.images.len();
+    for v in 0..videos.len() {
+        let tag = format!("<video_placeholder_{v}>");
+        let Some(m) = conversation
+            .messages
+            .iter_mut()
+            .find(|m| m.content.contains(&tag))
+        else {
+            bail!("the conversation attaches video {v} but no message says {tag}");
+        };
+        // Video v's frames are numbered after the images and the earlier videos' frames.
+        let offset: usize = counts[..v].iter().sum();
+        m.content = m
+            .content
+            .replace(&tag, &crate::video::frame_run(first + offset, counts[v]));
+    }
+    Ok(())
 }
 
 /// Runs `mio video …`.

@@ -327,3 +327,58 @@ fn video_keyframes_and_camera_commands() {
     let r = mio(&["camera", "list", "--json"]);
     assert!(r.ok, "{}", r.stderr);
 }
+
+#[test]
+fn template_resolves_video_placeholders_with_the_frames_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = s(&fixtures().join("model"));
+    let conv = dir.path().join("conv.json");
+    let png = fixtures().join("golden/inputs/synthetic_0.png");
+    let body = serde_json::json!({
+        "messages": [{"role": "user", "content": "<image_placeholder_0> then <video_placeholder_0>\nWhat changes?"}],
+        "images": [png], "videos": [video("cut3.mp4")],
+    });
+    std::fs::write(&conv, body.to_string()).unwrap();
+    let r = mio(&[
+        "template",
+        "--model",
+        &model,
+        "--conversation",
+        &s(&conv),
+        "--json",
+    ]);
+    assert!(r.ok, "{}", r.stderr);
+    let text = serde_json::from_str::<Value>(r.stdout.trim()).unwrap()["text"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(text.matches("<image>").count(), 4);
+    assert!(text.contains("</image> then <image>"));
+    assert!(text.contains("</image><image>"), "frames back to back");
+
+    // The frame blocks are the codes of the frames as PNG files (lossless hand-over).
+    let frames = dir.path().join("frames");
+    let r = mio(&[
+        "video",
+        "keyframes",
+        &s(&video("cut3.mp4")),
+        "--out",
+        &s(&frames),
+    ]);
+    assert!(r.ok, "{}", r.stderr);
+    let r = mio(&[
+        "image",
+        "encode",
+        "--model",
+        &model,
+        "--json",
+        &s(&frames.join("frame_10.png")),
+        &s(&frames.join("frame_50.png")),
+    ]);
+    assert!(r.ok, "{}", r.stderr);
+    let v: Value = serde_json::from_str(r.stdout.trim()).unwrap();
+    let first = v["images"][0]["tokens"].as_str().unwrap();
+    let last = v["images"][1]["tokens"].as_str().unwrap();
+    assert!(text.contains(&format!("then {first}")), "{text}");
+    assert!(text.contains(&format!("{last}\nWhat changes?")), "{text}");
+}

@@ -11,4 +11,4 @@ pub use keyframes::{
     extract_keyframes, keyframe_inputs, select_keyframes, Keyframe, KeyframeOptions, SceneScanner,
     VideoKeyframes, VIDEO_PROMPT,
 };
-pub use prompt::place_video_frames;
+pub use prompt::{frame_run, place_video_frames};

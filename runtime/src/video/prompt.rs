@@ -2,6 +2,13 @@
 
 use super::keyframes::VIDEO_PROMPT;
 
+/// `<image_placeholder_N>` for N in `first..first + n`, back to back.
+pub fn frame_run(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("<image_placeholder_{i}>"))
+        .collect()
+}
+
 /// Puts each video's frames into `text` as runs of `<image_placeholder_N>` (numbers from
 /// `first_image` on, video after video, no separator between frames, as the reference writes
 /// them). `<video_placeholder_V>` in the text marks where video V goes; a video the text does
@@ -11,9 +18,7 @@ pub fn place_video_frames(text: &str, first_image: usize, frame_counts: &[usize]
     let mut out = text.to_string();
     let mut next = first_image;
     for (v, &n) in frame_counts.iter().enumerate() {
-        let run: String = (next..next + n)
-            .map(|i| format!("<image_placeholder_{i}>"))
-            .collect();
+        let run = frame_run(next, n);
         next += n;
         let tag = format!("<video_placeholder_{v}>");
         if out.contains(&tag) {
