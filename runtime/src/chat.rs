@@ -10,7 +10,9 @@ use mio_models::engine::{
 use serde_json::json;
 
 use crate::audio::{decode_file, write_wav};
-use crate::cli::{ChatModeArg, Common, DecodeArgs, FrameArgs, ImageCommand, SpeechCommand};
+use crate::cli::{
+    ChatCameraArgs, ChatModeArg, Common, DecodeArgs, FrameArgs, ImageCommand, SpeechCommand,
+};
 use crate::commands::{params, print, start, write_atomic};
 use crate::media::{load_image, load_inputs, place_media, save_outputs, write_png};
 
@@ -32,6 +34,8 @@ pub struct ChatMedia<'a> {
     pub videos: &'a [PathBuf],
     /// How video keyframes are chosen.
     pub frames: &'a FrameArgs,
+    /// Webcam input.
+    pub camera: &'a ChatCameraArgs,
 }
 
 /// Runs `mio chat`.
@@ -43,15 +47,32 @@ pub fn run(
     d: &DecodeArgs,
     text: String,
 ) -> Result<()> {
-    let (images, audio) = (inputs.images, inputs.audio);
-    if text.trim().is_empty() && audio.is_empty() && images.is_empty() && inputs.videos.is_empty() {
+    let audio = inputs.audio;
+    let camera_used = inputs.camera.camera || inputs.camera.camera_clip.is_some();
+    if text.trim().is_empty()
+        && audio.is_empty()
+        && inputs.images.is_empty()
+        && inputs.videos.is_empty()
+        && !camera_used
+    {
         bail!("the message is empty");
     }
     std::fs::create_dir_all(out)
         .with_context(|| format!("cannot create the output folder {}", out.display()))?;
     let opts = crate::video_cmd::options(inputs.frames);
-    let (frame_files, frame_counts, videos) =
+    let (mut frame_files, mut frame_counts, mut videos) =
         crate::video_cmd::frames_into(inputs.videos, &opts, out, "")?;
+    // The webcam: a snapshot joins the images, a clip's keyframes follow the videos.
+    let mut images = inputs.images.to_vec();
+    if let Some(cam) = crate::video_cmd::camera_inputs(inputs.camera, &opts, out)? {
+        images.extend(cam.snapshot);
+        if let Some((files, value)) = cam.clip {
+            frame_counts.push(files.len());
+            frame_files.extend(files);
+            videos.push(value);
+        }
+    }
+    let images = images.as_slice();
     let user = place_media(&text, "image", 0, images.len());
     let user = crate::video::place_video_frames(&user, images.len(), &frame_counts);
     let user = place_media(&user, "speech", 0, audio.len());

@@ -178,6 +178,8 @@ pub enum Command {
         #[command(flatten)]
         frames: FrameArgs,
         #[command(flatten)]
+        camera: ChatCameraArgs,
+        #[command(flatten)]
         decode: DecodeArgs,
         /// The user's message.
         text: String,
@@ -356,6 +358,23 @@ pub enum CameraCommand {
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
+}
+
+/// Webcam input of `mio chat`.
+#[derive(Debug, Clone, Args, Default)]
+pub struct ChatCameraArgs {
+    /// Add a webcam snapshot as an image (after the --image files).
+    #[arg(long)]
+    pub camera: bool,
+    /// Add a webcam clip of this many seconds, reduced to keyframes like a video.
+    #[arg(long, value_name = "SECONDS")]
+    pub camera_clip: Option<f64>,
+    /// Camera id or name from `mio camera list` (default: the first).
+    #[arg(long)]
+    pub camera_device: Option<String>,
+    /// Play this video or image file as the camera (the file-backed double).
+    #[arg(long, value_name = "FILE")]
+    pub camera_file: Option<PathBuf>,
 }
 
 /// `mio video …`.

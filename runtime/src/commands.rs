@@ -49,6 +49,7 @@ pub fn run(cli: Cli) -> Result<()> {
             audio,
             video,
             frames,
+            camera,
             decode,
             text,
         } => {
@@ -57,6 +58,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 audio: &audio,
                 videos: &video,
                 frames: &frames,
+                camera: &camera,
             };
             crate::chat::run(&common, mode, &out, &media, &decode, text)
         }

@@ -9,7 +9,7 @@ use mio_models::video::KeyframeMode;
 use serde_json::{json, Value};
 
 use crate::camera::{Camera, FileCamera, NokhwaCamera, OpenRequest};
-use crate::cli::{CameraArgs, CameraCommand, FrameArgs, VideoCommand};
+use crate::cli::{CameraArgs, CameraCommand, ChatCameraArgs, FrameArgs, VideoCommand};
 use crate::commands::write_atomic;
 use crate::video::{extract_keyframes, keyframe_inputs, KeyframeOptions, VideoKeyframes};
 
@@ -219,6 +219,51 @@ pub fn camera(what: CameraCommand) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// What `mio chat --camera / --camera-clip` captured, saved into the turn's folder.
+pub(crate) struct CameraInputs {
+    /// `camera_snapshot.png`, with --camera.
+    pub snapshot: Option<PathBuf>,
+    /// The clip's keyframe files (`camera_frame_N.png`) and description, with --camera-clip.
+    pub clip: Option<(Vec<PathBuf>, Value)>,
+}
+
+/// Captures what `args` asks for; `None` when it asks for nothing.
+pub(crate) fn camera_inputs(
+    args: &ChatCameraArgs,
+    opts: &KeyframeOptions,
+    out: &Path,
+) -> Result<Option<CameraInputs>> {
+    if !args.camera && args.camera_clip.is_none() {
+        return Ok(None);
+    }
+    let backend: Box<dyn Camera> = match &args.camera_file {
+        Some(f) => Box::new(FileCamera::new(vec![f.clone()], 30.0)),
+        None => Box::new(NokhwaCamera),
+    };
+    let stream = backend.open(&OpenRequest {
+        device: args.camera_device.clone(),
+        resolution: None,
+    })?;
+    let mut got = CameraInputs {
+        snapshot: None,
+        clip: None,
+    };
+    if args.camera {
+        let path = out.join("camera_snapshot.png");
+        let mut bytes = std::io::Cursor::new(Vec::new());
+        stream
+            .snapshot()?
+            .write_to(&mut bytes, image::ImageFormat::Png)?;
+        write_atomic(&path, bytes.get_ref())?;
+        got.snapshot = Some(path);
+    }
+    if let Some(seconds) = args.camera_clip {
+        let kf = stream.record(seconds, opts)?;
+        got.clip = Some(save(Path::new("camera"), &kf, Some(out), "camera_")?);
+    }
+    Ok(Some(got))
 }
 
 fn request(args: &CameraArgs) -> OpenRequest {

@@ -382,3 +382,58 @@ fn template_resolves_video_placeholders_with_the_frames_codes() {
     assert!(text.contains(&format!("then {first}")), "{text}");
     assert!(text.contains(&format!("{last}\nWhat changes?")), "{text}");
 }
+
+#[test]
+fn chat_with_the_camera_double_and_without_a_camera() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("turn");
+    let model = s(&fixtures().join("model"));
+    let r = mio(&[
+        "chat",
+        "--model",
+        &model,
+        "--out",
+        &s(&out),
+        "--camera",
+        "--camera-clip",
+        "0.3",
+        "--camera-file",
+        &s(&video("cut3.mp4")),
+        "--max-frames",
+        "3",
+        "--max-new-tokens",
+        "2",
+        "--num-beams",
+        "1",
+        "What do you see?",
+    ]);
+    assert!(r.ok, "{}", r.stderr);
+    let t: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("transcript.json")).unwrap())
+            .unwrap();
+    assert!(out.join("camera_snapshot.png").is_file());
+    let n = t["videos"][0]["frames"].as_array().unwrap().len();
+    assert!((1..=3).contains(&n), "{n} clip frames");
+    let user = t["user"].as_str().unwrap();
+    assert_eq!(user.matches("<image_placeholder_").count(), 1 + n, "{user}");
+
+    let has_camera = std::fs::read_dir("/dev")
+        .unwrap()
+        .flatten()
+        .any(|e| e.file_name().to_string_lossy().starts_with("video"));
+    if !has_camera {
+        let r = mio(&[
+            "chat",
+            "--model",
+            &model,
+            "--out",
+            &s(&out),
+            "--camera",
+            "hi",
+        ]);
+        assert!(!r.ok);
+        let err = r.stderr.trim();
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.starts_with("error: no camera found"), "{err}");
+    }
+}
