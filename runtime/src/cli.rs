@@ -439,4 +439,17 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 3)]
         repeat: usize,
     },
+    /// SEED image encoding speed (images per second) and peak memory.
+    ImageEncode {
+        #[command(flatten)]
+        common: Common,
+        /// Images to encode (default: synthetic 640×480 pictures).
+        images: Vec<PathBuf>,
+        /// Images per request when none are given.
+        #[arg(long, default_value_t = 8)]
+        batch: usize,
+        /// Repetitions (the best is reported).
+        #[arg(long, default_value_t = 3)]
+        repeat: usize,
+    },
 }

@@ -89,6 +89,15 @@ pub fn run(cli: Cli) -> Result<()> {
                     repeat,
                 },
         } => bench::lm(&common, prompt_tokens, decode_tokens, repeat),
+        Command::Bench {
+            what:
+                BenchCommand::ImageEncode {
+                    common,
+                    images,
+                    batch,
+                    repeat,
+                },
+        } => bench::image_encode(&common, &images, batch, repeat),
     }
 }
 

@@ -437,3 +437,24 @@ fn chat_with_the_camera_double_and_without_a_camera() {
         assert!(err.starts_with("error: no camera found"), "{err}");
     }
 }
+
+#[test]
+fn bench_image_encode_reports_speed_and_memory() {
+    let model = s(&fixtures().join("model"));
+    let r = mio(&[
+        "bench",
+        "image-encode",
+        "--model",
+        &model,
+        "--batch",
+        "2",
+        "--repeat",
+        "1",
+        "--json",
+    ]);
+    assert!(r.ok, "{}", r.stderr);
+    let v: Value = serde_json::from_str(r.stdout.trim()).unwrap();
+    assert_eq!(v["images"], 2);
+    assert!(v["images_per_s"].as_f64().unwrap() > 0.0);
+    assert!(v["peak_rss_bytes"].as_u64().is_some());
+}
