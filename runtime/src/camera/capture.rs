@@ -16,6 +16,8 @@ use crate::video::{select_keyframes, KeyframeOptions, VideoKeyframes};
 
 /// How long opening a camera may take before it counts as failed.
 pub const FIRST_FRAME_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long dropping a stream waits for its thread to stop.
+const STOP_WAIT: Duration = Duration::from_secs(2);
 /// Frames the channel holds before new ones are dropped.
 const CHANNEL_FRAMES: usize = 4;
 
@@ -169,10 +171,17 @@ impl CaptureStream {
 impl Drop for CaptureStream {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        // Unblock a producer waiting on a full channel: the receiver goes with `self`, and
-        // `try_send` never blocks, so the thread sees the flag after its current frame.
+        // The producer sees the flag after its current frame (`try_send` never blocks). Wait
+        // briefly so the device is released before a new stream opens it; a camera stuck
+        // inside its driver is left to finish on its own rather than hanging the caller.
         if let Some(t) = self.thread.take() {
-            let _ = t.join();
+            let until = Instant::now() + STOP_WAIT;
+            while !t.is_finished() && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if t.is_finished() {
+                let _ = t.join();
+            }
         }
     }
 }
