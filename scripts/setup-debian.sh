@@ -10,6 +10,10 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends \
   build-essential cmake clang libclang-dev pkg-config libasound2-dev curl ca-certificates >/dev/null
+# Video decoding (ffmpeg-next against FFmpeg 5.1) and webcams (nokhwa's V4L2 bindings need the
+# kernel headers of linux-libc-dev and libclang, above).
+$SUDO apt-get install -y -qq --no-install-recommends \
+  libavformat-dev libavcodec-dev libswscale-dev libavutil-dev linux-libc-dev >/dev/null
 
 if ! command -v cargo >/dev/null 2>&1; then
   curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal

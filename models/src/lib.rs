@@ -14,5 +14,6 @@ pub mod pickle;
 pub mod release;
 pub mod speech_codec;
 pub mod text;
+pub mod video;
 
 pub use error::{Error, Result};

@@ -1,5 +1,7 @@
-//! `mio bench lm`: prefill and decode speed of the LM and the process's peak memory;
-//! `mio bench image-decode`: seconds per denoising step of the unCLIP decoder.
+//! `mio bench lm`: prefill and decode speed of the LM and the process's peak memory
+//! (`--compare`: both backends and llama-bench side by side); `mio bench image-decode`:
+//! seconds per denoising step of the unCLIP decoder; `mio bench image-encode`: SEED image
+//! encoding speed; all with the process's peak memory.
 
 mod bandwidth;
 mod compare;
@@ -7,8 +9,10 @@ mod compare;
 pub use bandwidth::read_bandwidth;
 pub use compare::{compare, CompareArgs};
 
+use std::path::PathBuf;
+
 use anyhow::{bail, Result};
-use mio_models::engine::{Event, GenerationParams, Request, Response, Timings};
+use mio_models::engine::{Event, GenerationParams, ImageInput, Request, Response, Timings};
 use serde_json::json;
 
 use crate::cli::Common;
@@ -184,4 +188,74 @@ struct DecodeRun {
     before_first_step_s: f64,
     after_last_step_s: f64,
     size: (u32, u32),
+}
+
+/// `n` deterministic 640×480 PNG pictures (gradients with a moving disc), so the benchmark
+/// needs no files.
+fn synthetic_images(n: usize) -> Result<Vec<ImageInput>> {
+    (0..n)
+        .map(|k| {
+            let img = image::RgbImage::from_fn(640, 480, |x, y| {
+                let (cx, cy) = (100 + 40 * k as i64, 240);
+                let d = (i64::from(x) - cx).pow(2) + (i64::from(y) - cy).pow(2);
+                match d < 80 * 80 {
+                    true => image::Rgb([230, 40, 40]),
+                    false => image::Rgb([(x / 3) as u8, (y / 2) as u8, ((x + y) / 5) as u8]),
+                }
+            });
+            let mut bytes = std::io::Cursor::new(Vec::new());
+            img.write_to(&mut bytes, image::ImageFormat::Png)?;
+            Ok(ImageInput {
+                name: format!("synthetic {k}"),
+                bytes: bytes.into_inner(),
+            })
+        })
+        .collect()
+}
+
+/// Runs `mio bench image-encode`: the whole path the chat uses (decode, PIL-exact resize,
+/// EVA ViT, Q-Former, quantizer) on a batch of images, best of `repeat`.
+pub fn image_encode(common: &Common, files: &[PathBuf], batch: usize, repeat: usize) -> Result<()> {
+    if repeat == 0 || (files.is_empty() && batch == 0) {
+        bail!("the benchmark needs at least 1 image and 1 repetition");
+    }
+    let images = match files.is_empty() {
+        true => synthetic_images(batch)?,
+        false => files
+            .iter()
+            .map(|p| crate::media::load_image(p))
+            .collect::<Result<Vec<_>>>()?,
+    };
+    let load_start = std::time::Instant::now();
+    let (worker, _) = start(common, true)?;
+    let load_s = load_start.elapsed().as_secs_f64();
+    let mut best = f64::INFINITY;
+    for _ in 0..repeat {
+        let t = std::time::Instant::now();
+        let response = worker
+            .run(Request::ImageEncode {
+                images: images.clone(),
+            })?
+            .wait(|_| {})?;
+        let Response::ImageCodes { .. } = response else {
+            bail!("unexpected engine answer")
+        };
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    let n = images.len();
+    let per_s = n as f64 / best.max(1e-9);
+    let peak = peak_rss_bytes();
+    let value = json!({
+        "model": common.model, "device": common.device.to_string(), "load_s": load_s,
+        "images": n, "seconds": best, "images_per_s": per_s, "peak_rss_bytes": peak,
+    });
+    print(common, value, || {
+        format!(
+            "load {load_s:.2} s | {n} images in {best:.3} s: {per_s:.1} images/s | peak RSS {}",
+            peak.map_or("unknown".into(), |b| format!(
+                "{:.1} MiB",
+                b as f64 / 1048576.0
+            ))
+        )
+    })
 }

@@ -10,7 +10,9 @@ use mio_models::engine::{
 use serde_json::json;
 
 use crate::audio::{decode_file, write_wav};
-use crate::cli::{ChatModeArg, Common, DecodeArgs, ImageCommand, SpeechCommand};
+use crate::cli::{
+    ChatCameraArgs, ChatModeArg, Common, DecodeArgs, FrameArgs, ImageCommand, SpeechCommand,
+};
 use crate::commands::{params, print, start, write_atomic};
 use crate::creator::{export, PreviewWriter};
 use crate::media::{load_image, load_inputs, place_media, save_outputs, write_png};
@@ -23,17 +25,37 @@ struct FirstAudio {
     full_s: Option<f64>,
 }
 
+/// The media files of one `mio chat` turn.
+pub struct ChatMedia<'a> {
+    /// `--image` files.
+    pub images: &'a [PathBuf],
+    /// `--audio` files.
+    pub audio: &'a [PathBuf],
+    /// `--video` files.
+    pub videos: &'a [PathBuf],
+    /// How video keyframes are chosen.
+    pub frames: &'a FrameArgs,
+    /// Webcam input.
+    pub camera: &'a ChatCameraArgs,
+}
+
 /// Runs `mio chat`.
 pub fn run(
     common: &Common,
     mode: ChatModeArg,
     out: &Path,
-    images: &[PathBuf],
-    audio: &[PathBuf],
+    inputs: &ChatMedia<'_>,
     d: &DecodeArgs,
     text: String,
 ) -> Result<()> {
-    if text.trim().is_empty() && audio.is_empty() && images.is_empty() {
+    let audio = inputs.audio;
+    let camera_used = inputs.camera.camera || inputs.camera.camera_clip.is_some();
+    if text.trim().is_empty()
+        && audio.is_empty()
+        && inputs.images.is_empty()
+        && inputs.videos.is_empty()
+        && !camera_used
+    {
         bail!("the message is empty");
     }
     if matches!(mode, ChatModeArg::Edit) && images.len() != 1 {
@@ -41,11 +63,28 @@ pub fn run(
     }
     std::fs::create_dir_all(out)
         .with_context(|| format!("cannot create the output folder {}", out.display()))?;
+    let opts = crate::video_cmd::options(inputs.frames);
+    let (mut frame_files, mut frame_counts, mut videos) =
+        crate::video_cmd::frames_into(inputs.videos, &opts, out, "")?;
+    // The webcam: a snapshot joins the images, a clip's keyframes follow the videos.
+    let mut images = inputs.images.to_vec();
+    if let Some(cam) = crate::video_cmd::camera_inputs(inputs.camera, &opts, out)? {
+        images.extend(cam.snapshot);
+        if let Some((files, value)) = cam.clip {
+            frame_counts.push(files.len());
+            frame_files.extend(files);
+            videos.push(value);
+        }
+    }
+    let images = images.as_slice();
     let user = place_media(&text, "image", 0, images.len());
+    let user = crate::video::place_video_frames(&user, images.len(), &frame_counts);
     let user = place_media(&user, "speech", 0, audio.len());
+    let mut all_images = images.to_vec();
+    all_images.extend(frame_files);
     let conversation = Conversation {
         messages: vec![Message::new(Role::User, user.clone())],
-        images: images.to_vec(),
+        images: all_images,
         speech: audio.to_vec(),
     };
     let media = load_inputs(&conversation, Path::new("."))?;
@@ -118,6 +157,7 @@ pub fn run(
     let transcript = json!({
         "exports": exports,
         "mode": mode, "model": common.model, "user": user, "images": images, "audio": audio,
+        "videos": videos,
         "prompt_ids": prompt_ids, "new_ids": new_ids, "segments": segments,
         "warnings": warnings, "finish_reason": finish_reason, "timings": timings,
         "time_to_first_audio_s": first_audio,

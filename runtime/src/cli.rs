@@ -221,6 +221,15 @@ pub enum Command {
         /// `<speech_placeholder_N>`, else after the text.
         #[arg(long = "audio", value_name = "FILE")]
         audio: Vec<PathBuf>,
+        /// Video input (mp4, webm, avi, mkv, mov); repeatable. Its keyframes become
+        /// consecutive images, placed where the message says `<video_placeholder_N>`, else
+        /// after the text; the frames are written into --out.
+        #[arg(long = "video", value_name = "FILE")]
+        video: Vec<PathBuf>,
+        #[command(flatten)]
+        frames: FrameArgs,
+        #[command(flatten)]
+        camera: ChatCameraArgs,
         #[command(flatten)]
         decode: DecodeArgs,
         /// The user's message.
@@ -234,6 +243,18 @@ pub enum Command {
     },
     /// Input and output sound devices.
     Devices,
+    /// Webcams: list, snapshot, record keyframes.
+    Camera {
+        /// list, snapshot or record.
+        #[command(subcommand)]
+        what: CameraCommand,
+    },
+    /// Video keyframes.
+    Video {
+        /// keyframes.
+        #[command(subcommand)]
+        what: VideoCommand,
+    },
     /// Speech codes and MIO speech strings.
     Speech {
         /// encode or decode.
@@ -325,6 +346,113 @@ pub enum ImageCommand {
     },
 }
 
+/// How video keyframes are chosen (`mio chat --video`, `mio video keyframes`).
+#[derive(Debug, Clone, Args)]
+pub struct FrameArgs {
+    /// Most keyframes per video (0: no cap); more are thinned evenly.
+    #[arg(long, default_value_t = mio_models::video::DEFAULT_MAX_FRAMES)]
+    pub max_frames: usize,
+    /// About 10 evenly spaced frames instead of one per scene.
+    #[arg(long)]
+    pub uniform_frames: bool,
+}
+
+/// Which camera (`mio camera …`).
+#[derive(Debug, Clone, Args)]
+pub struct CameraArgs {
+    /// Camera id or name from `mio camera list` (default: the first).
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Wanted resolution, WIDTHxHEIGHT (the closest the camera offers).
+    #[arg(long, value_parser = parse_resolution)]
+    pub resolution: Option<(u32, u32)>,
+    /// Play this video or image file as the camera instead (the file-backed double).
+    #[arg(long, value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// Frame rate of --file.
+    #[arg(long, default_value_t = 30.0)]
+    pub file_fps: f64,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_resolution(s: &str) -> Result<(u32, u32), String> {
+    let bad = || format!("{s} is not a resolution like 640x480");
+    let (w, h) = s.split_once(['x', 'X']).ok_or_else(bad)?;
+    match (w.trim().parse::<u32>(), h.trim().parse::<u32>()) {
+        (Ok(w), Ok(h)) if w > 0 && h > 0 => Ok((w, h)),
+        _ => Err(bad()),
+    }
+}
+
+/// `mio camera …`.
+#[derive(Debug, Subcommand)]
+pub enum CameraCommand {
+    /// The cameras this machine has.
+    List {
+        #[command(flatten)]
+        camera: CameraArgs,
+    },
+    /// One frame, written as PNG.
+    Snapshot {
+        #[command(flatten)]
+        camera: CameraArgs,
+        /// The PNG to write.
+        #[arg(long, value_name = "PNG")]
+        out: PathBuf,
+    },
+    /// A short clip, reduced to keyframes as a video file is; written as PNGs.
+    Record {
+        #[command(flatten)]
+        camera: CameraArgs,
+        /// Clip length in seconds.
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+        #[command(flatten)]
+        frames: FrameArgs,
+        /// Folder for `frame_N.png`.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+}
+
+/// Webcam input of `mio chat`.
+#[derive(Debug, Clone, Args, Default)]
+pub struct ChatCameraArgs {
+    /// Add a webcam snapshot as an image (after the --image files).
+    #[arg(long)]
+    pub camera: bool,
+    /// Add a webcam clip of this many seconds, reduced to keyframes like a video.
+    #[arg(long, value_name = "SECONDS")]
+    pub camera_clip: Option<f64>,
+    /// Camera id or name from `mio camera list` (default: the first).
+    #[arg(long)]
+    pub camera_device: Option<String>,
+    /// Play this video or image file as the camera (the file-backed double).
+    #[arg(long, value_name = "FILE")]
+    pub camera_file: Option<PathBuf>,
+}
+
+/// `mio video …`.
+#[derive(Debug, Subcommand)]
+pub enum VideoCommand {
+    /// The frames a video turn would use: one per scene (scene-change detection), else ~10
+    /// evenly spaced; written as PNGs into --out.
+    Keyframes {
+        /// The video file.
+        video: PathBuf,
+        /// Folder for `frame_N.png` (nothing written without it).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        frames: FrameArgs,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 /// `mio speech …`.
 #[derive(Debug, Subcommand)]
 pub enum SpeechCommand {
@@ -384,6 +512,19 @@ pub enum BenchCommand {
         steps: usize,
         /// Timed repetitions after one warm-up (the best is reported).
         #[arg(long, default_value_t = 2)]
+        repeat: usize,
+    },
+    /// SEED image encoding speed (images per second) and peak memory.
+    ImageEncode {
+        #[command(flatten)]
+        common: Common,
+        /// Images to encode (default: synthetic 640×480 pictures).
+        images: Vec<PathBuf>,
+        /// Images per request when none are given.
+        #[arg(long, default_value_t = 8)]
+        batch: usize,
+        /// Repetitions (the best is reported).
+        #[arg(long, default_value_t = 3)]
         repeat: usize,
     },
 }

@@ -47,9 +47,23 @@ pub fn run(cli: Cli) -> Result<()> {
             out,
             image,
             audio,
+            video,
+            frames,
+            camera,
             decode,
             text,
-        } => crate::chat::run(&common, mode, &out, &image, &audio, &decode, text),
+        } => {
+            let media = crate::chat::ChatMedia {
+                images: &image,
+                audio: &audio,
+                videos: &video,
+                frames: &frames,
+                camera: &camera,
+            };
+            crate::chat::run(&common, mode, &out, &media, &decode, text)
+        }
+        Command::Video { what } => crate::video_cmd::run(what),
+        Command::Camera { what } => crate::video_cmd::camera(what),
         Command::Image { what } => crate::chat::image(what),
         Command::Devices => devices(),
         Command::Speech { what } => crate::chat::speech(what),
@@ -97,6 +111,15 @@ pub fn run(cli: Cli) -> Result<()> {
                     repeat,
                 },
         } => bench::image_decode(&common, steps, repeat),
+        Command::Bench {
+            what:
+                BenchCommand::ImageEncode {
+                    common,
+                    images,
+                    batch,
+                    repeat,
+                },
+        } => bench::image_encode(&common, &images, batch, repeat),
     }
 }
 
@@ -187,7 +210,7 @@ pub(crate) fn print(
 fn template(common: &Common, file: &Path, mode: TemplateModeArg) -> Result<()> {
     let text = std::fs::read_to_string(file)
         .with_context(|| format!("cannot read the conversation file {}", file.display()))?;
-    let conversation: Conversation = serde_json::from_str(&text).with_context(|| {
+    let mut conversation: Conversation = serde_json::from_str(&text).with_context(|| {
         format!(
             "{} is not a conversation (expected {{\"messages\": [...]}})",
             file.display()
@@ -199,7 +222,8 @@ fn template(common: &Common, file: &Path, mode: TemplateModeArg) -> Result<()> {
         TemplateModeArg::Custom => TemplateMode::Custom,
     };
     let base = file.parent().unwrap_or(Path::new("."));
-    let media = crate::media::load_inputs(&conversation, base)?;
+    let mut media = crate::media::load_inputs(&conversation, base)?;
+    crate::video_cmd::conversation_videos(&text, base, &mut conversation, &mut media)?;
     let request = Request::Template {
         conversation,
         mode,

@@ -2,6 +2,7 @@
 
 pub mod audio;
 pub mod bench;
+pub mod camera;
 pub mod chat;
 pub mod cli;
 pub mod commands;
@@ -14,4 +15,6 @@ pub mod llamacpp;
 pub mod media;
 pub mod replay;
 mod report;
+pub mod video;
+mod video_cmd;
 pub mod worker;

@@ -54,6 +54,9 @@ pub struct Turn {
     /// Audio attached (relative to the script).
     #[serde(default)]
     pub audio: Vec<PathBuf>,
+    /// Videos attached (relative to the script): their keyframes follow the images.
+    #[serde(default)]
+    pub videos: Vec<PathBuf>,
     /// What the answer must satisfy.
     #[serde(default)]
     pub expect: Expect,
@@ -106,6 +109,8 @@ pub struct TurnRecord {
     pub images: Vec<PathBuf>,
     /// Audio attached.
     pub audio: Vec<PathBuf>,
+    /// Videos attached, and their keyframe files.
+    pub videos: Vec<serde_json::Value>,
     /// The answer, in order.
     pub segments: Vec<OutputSegment>,
     /// Files written for the answer's media (speech as WAV), relative to the output folder.
@@ -216,9 +221,16 @@ fn replay(script: &Script, base: &Path, model: &Path, out: &Path) -> Result<Tran
     for (i, turn) in script.turns.iter().enumerate() {
         let user = place_media(&turn.user, "image", all_images.len(), turn.images.len());
         let user = place_media(&user, "speech", all_audio.len(), turn.audio.len());
-        history.push(Message::new(Role::User, user));
         all_audio.extend(turn.audio.iter().map(|p| base.join(p)));
         all_images.extend(turn.images.iter().map(|p| base.join(p)));
+        let videos: Vec<PathBuf> = turn.videos.iter().map(|p| base.join(p)).collect();
+        let prefix = format!("turn{}_", i + 1);
+        let opts = crate::video::KeyframeOptions::default();
+        let (frames, counts, video_info) =
+            crate::video_cmd::frames_into(&videos, &opts, out, &prefix)?;
+        let user = crate::video::place_video_frames(&user, all_images.len(), &counts);
+        all_images.extend(frames);
+        history.push(Message::new(Role::User, user));
         let conversation = Conversation {
             messages: history.clone(),
             images: all_images.clone(),
@@ -255,6 +267,7 @@ fn replay(script: &Script, base: &Path, model: &Path, out: &Path) -> Result<Tran
             user: turn.user.clone(),
             images: turn.images.clone(),
             audio: turn.audio.clone(),
+            videos: video_info,
             segments,
             files,
             text,
