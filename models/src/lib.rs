@@ -9,10 +9,12 @@ pub mod error;
 pub mod generation;
 pub mod image_decoder;
 pub mod image_tokenizer;
+pub mod imported;
 pub mod lm;
 pub mod pickle;
 pub mod release;
 pub mod speech_codec;
 pub mod text;
+pub mod weights_file;
 
 pub use error::{Error, Result};

@@ -8,6 +8,7 @@ pub mod commands;
 pub mod convert;
 pub mod device;
 pub mod engine_backend;
+pub mod import;
 pub mod info;
 pub mod media;
 pub mod replay;

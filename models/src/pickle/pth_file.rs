@@ -182,6 +182,14 @@ impl PthFile {
         Ok(Cow::Owned(out))
     }
 
+    /// Drops the memory-mapped pages of `name` from the resident set (see
+    /// `Archive::release`); call after its bytes were copied.
+    pub fn release(&self, name: &str) {
+        if let Some(info) = self.tensors.get(name) {
+            self.archive.release(&info.entry);
+        }
+    }
+
     /// Loads the tensor `name` onto `device` in its stored dtype (`bool` as `u8`).
     pub fn tensor(&self, name: &str, device: &Device) -> Result<Tensor> {
         let info = self
@@ -195,7 +203,10 @@ impl PthFile {
             )));
         };
         let bytes = self.tensor_bytes(name)?;
-        Ok(Tensor::from_raw_buffer(&bytes, dtype, &info.shape, device)?)
+        let t = Tensor::from_raw_buffer(&bytes, dtype, &info.shape, device)?;
+        drop(bytes);
+        self.release(name);
+        Ok(t)
     }
 }
 
