@@ -123,6 +123,15 @@ impl Archive {
         }
     }
 
+    /// [`Self::release`] for `len` bytes from `start` inside the stored entry `name`.
+    pub(crate) fn release_part(&self, name: &str, start: usize, len: usize) {
+        if let Some(entry) = self.entries.get(name).filter(|e| e.stored) {
+            if start.saturating_add(len) <= entry.size {
+                release_range(&self.map, entry.data_start + start, len);
+            }
+        }
+    }
+
     fn corrupt(&self, message: String) -> Error {
         Error::checkpoint(&self.path, message)
     }

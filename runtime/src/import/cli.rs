@@ -40,12 +40,14 @@ pub fn run(
     };
     let start = Instant::now();
     let mut last = Instant::now();
+    let mut drawn = false;
     let mut bar = |p: &ImportProgress| {
         let finished = p.bytes_done >= p.bytes_total;
         if json_out || (last.elapsed().as_millis() < 250 && !finished) {
             return;
         }
         last = Instant::now();
+        drawn = true;
         let secs = start.elapsed().as_secs_f64().max(1e-3);
         let rate = p.bytes_done as f64 / secs;
         let frac = p.bytes_done as f64 / p.bytes_total.max(1) as f64;
@@ -63,7 +65,11 @@ pub fn run(
         );
         let _ = std::io::stderr().flush();
     };
-    let report = import_release(&opts, &mut bar)?;
+    let result = import_release(&opts, &mut bar);
+    if drawn {
+        eprintln!();
+    }
+    let report = result?;
     let secs = start.elapsed().as_secs_f64();
     if json_out {
         println!(
@@ -79,7 +85,6 @@ pub fn run(
         );
         return Ok(());
     }
-    eprintln!();
     if !report.unverified.is_empty() {
         eprintln!(
             "note: no published sha256 was found for {} file(s); their hashes are recorded in manifest.json, unverified (pass --checksums FILE to verify)",
