@@ -183,3 +183,17 @@ fn too_little_disk_is_refused_up_front_and_a_full_disk_leaves_nothing() -> Resul
     assert!(listing(&out).is_empty(), "{:?}", listing(&out));
     Ok(())
 }
+
+#[test]
+fn a_cancelled_import_stops_cleanly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("m");
+    let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let opts = ImportOptions {
+        cancel: Some(cancel),
+        ..options(&release_layout(), &out)
+    };
+    let err = error_of(&opts);
+    assert!(err.contains("cancelled"), "{err}");
+    assert!(!out.exists());
+}

@@ -37,6 +37,7 @@ pub fn run(
         checksums,
         write_limit,
         free_space: None,
+        cancel: None,
     };
     let start = Instant::now();
     let mut last = Instant::now();

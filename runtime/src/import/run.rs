@@ -7,6 +7,9 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use anyhow::{bail, Context, Result};
 use mio_models::imported::{
     empty_prompt_safetensors, ImportManifest, OutputFile, SourceFile, MANIFEST_FILE,
@@ -37,6 +40,8 @@ pub struct ImportOptions {
     pub write_limit: Option<u64>,
     /// Test hook: the free bytes to assume instead of asking the file system.
     pub free_space: Option<u64>,
+    /// Set to stop the import at the next write (finished outputs are kept for a rerun).
+    pub cancel: Option<Arc<AtomicBool>>,
 }
 
 /// Where an import stands.
@@ -71,6 +76,7 @@ struct Meter<'a> {
     done: u64,
     total: u64,
     left: Option<u64>,
+    cancel: Option<Arc<AtomicBool>>,
     cb: &'a mut dyn FnMut(&ImportProgress),
 }
 
@@ -85,8 +91,18 @@ impl Meter<'_> {
         });
     }
 
-    /// Charges `n` written bytes to the test hook's budget.
+    /// Charges `n` written bytes to the test hook's budget; fails when cancelled.
     fn charge(&mut self, n: u64) -> std::io::Result<()> {
+        if self
+            .cancel
+            .as_ref()
+            .is_some_and(|c| c.load(Ordering::Relaxed))
+        {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::Interrupted,
+                "the import was cancelled",
+            ));
+        }
         match &mut self.left {
             Some(left) if *left < n => {
                 *left = 0;
@@ -138,6 +154,7 @@ pub fn import_release(
         done: 0,
         total: 0,
         left: opts.write_limit,
+        cancel: opts.cancel.clone(),
         cb: progress,
     };
     let kept = recheck_outputs(&out, &plan, &mut state, &mut meter)?;
