@@ -197,3 +197,54 @@ fn a_cancelled_import_stops_cleanly() {
     assert!(err.contains("cancelled"), "{err}");
     assert!(!out.exists());
 }
+
+/// A Hugging Face cache snapshot: LFS files are symlinks to `blobs/<sha256>`. A blob whose
+/// bytes do not match its name is refused before anything is written; matching blobs are
+/// recorded as verified. `--checksums` lines are checked the same way.
+#[test]
+fn hub_cache_blobs_and_checksum_files_are_verified() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let r = release_copy(&tmp.path().join("snap"));
+    let blobs = tmp.path().join("snap/blobs");
+    std::fs::create_dir_all(&blobs)?;
+    let shard = std::fs::read(r.join(SHARD2))?;
+    let sha = mio_runtime::import::sha256_file(&r.join(SHARD2), &mut |_| Ok(()))?;
+    std::fs::write(blobs.join(&sha), &shard)?;
+    std::fs::remove_file(r.join(SHARD2))?;
+    std::os::unix::fs::symlink(blobs.join(&sha), r.join(SHARD2))?;
+    let out = tmp.path().join("ok");
+    let report = import_release(&options(&r, &out), &mut |_| {})?;
+    let src = report
+        .manifest
+        .sources
+        .iter()
+        .find(|s| s.path == SHARD2)
+        .unwrap();
+    assert_eq!(src.verified_by.as_deref(), Some("huggingface-cache-blob"));
+    assert!(!report.unverified.contains(&SHARD2.to_string()));
+
+    // The same blob, damaged.
+    let mut bad = shard.clone();
+    let last = bad.len() - 100;
+    bad[last] ^= 1;
+    std::fs::write(blobs.join(&sha), &bad)?;
+    let out = tmp.path().join("bad");
+    let err = error_of(&options(&r, &out));
+    assert!(err.contains("corrupt") && err.contains(&sha), "{err}");
+    assert!(!out.exists());
+
+    // A checksums file that disagrees with config.json.
+    let sums = tmp.path().join("SHA256SUMS");
+    std::fs::write(&sums, format!("{}  config.json\n", "0".repeat(64)))?;
+    let opts = ImportOptions {
+        checksums: Some(sums),
+        ..options(&release_layout(), &out)
+    };
+    let err = error_of(&opts);
+    assert!(
+        err.contains("config.json") && err.contains("checksums-file"),
+        "{err}"
+    );
+    assert!(!out.exists());
+    Ok(())
+}
