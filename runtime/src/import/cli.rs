@@ -67,6 +67,9 @@ pub fn run(
         let _ = std::io::stderr().flush();
     };
     let result = import_release(&opts, &mut bar);
+    if drawn && result.is_ok() {
+        eprint!("\r[{}] 100.0% {:<70}", "#".repeat(30), "done");
+    }
     if drawn {
         eprintln!();
     }
