@@ -9,11 +9,13 @@ pub mod error;
 pub mod generation;
 pub mod image_decoder;
 pub mod image_tokenizer;
+pub mod imported;
 pub mod lm;
 pub mod pickle;
 pub mod release;
 pub mod speech_codec;
 pub mod text;
 pub mod video;
+pub mod weights_file;
 
 pub use error::{Error, Result};

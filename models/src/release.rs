@@ -178,7 +178,10 @@ impl ReleaseInfo {
                 }
                 components.push(c);
             }
-            Err(e) => missing.push(format!("lm ({e})")),
+            Err(e) => match crate::imported::imported_lm(root)? {
+                Some(gguf) => components.push(component("lm", gguf.clone(), vec![gguf], "gguf")?),
+                None => missing.push(format!("lm ({e})")),
+            },
         }
         let tok = root.join("tokenizer.model");
         if tok.is_file() {

@@ -294,6 +294,28 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Import a release folder as it ships into a ready model folder (GGUF LM, safetensors
+    /// codecs, cached unCLIP prompt embedding, manifest.json); resumable.
+    Import {
+        /// The release folder (e.g. a Hugging Face snapshot of MIO-7B-Instruct).
+        #[arg(long, value_name = "DIR")]
+        release: PathBuf,
+        /// The model folder to write (new or empty; or an interrupted import, to resume).
+        #[arg(long, value_name = "MODELDIR")]
+        out: PathBuf,
+        /// The LM's GGUF type: q4_k_m, q5_k_m, q8_0, f16 or f32.
+        #[arg(long, default_value = "q4_k_m")]
+        quant: String,
+        /// Expected sha256s, `sha256sum` format, paths relative to the release.
+        #[arg(long, value_name = "FILE")]
+        checksums: Option<PathBuf>,
+        /// Test hook: fail like a full disk after this many bytes are written.
+        #[arg(long, hide = true)]
+        write_limit: Option<u64>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Benchmarks.
     Bench {
         /// What to measure.

@@ -74,6 +74,14 @@ pub fn run(cli: Cli) -> Result<()> {
             force,
             json,
         } => crate::convert::run(&model, &out, &ty, force, json),
+        Command::Import {
+            release,
+            out,
+            quant,
+            checksums,
+            write_limit,
+            json,
+        } => crate::import::run_cli(release, out, quant, checksums, write_limit, json),
         Command::Replay {
             script,
             out,

@@ -57,10 +57,14 @@ impl Backend for EngineBackend {
     }
 }
 
-/// The GGUF the llama.cpp backend runs: `--lm`, else the one `.gguf` in the model folder.
+/// The GGUF the llama.cpp backend runs: `--lm`, else the LM of an imported folder's
+/// manifest, else the one `.gguf` in the model folder.
 fn llamacpp_file(opts: &LoadOptions) -> Result<PathBuf> {
     if let Some(f) = &opts.lm_file {
         return Ok(f.clone());
+    }
+    if let Some(f) = mio_models::imported::imported_lm(&opts.model_dir)? {
+        return Ok(f);
     }
     let mut found: Vec<PathBuf> = std::fs::read_dir(&opts.model_dir)
         .with_context(|| format!("cannot read {}", opts.model_dir.display()))?

@@ -558,9 +558,14 @@ impl Engine {
 }
 
 fn load_lm(dir: &Path, opts: &LoadOptions, dev: &Device) -> Result<(LlamaForCausalLm, String)> {
-    match &opts.lm_file {
+    // An explicit GGUF first, then the LM an imported folder's manifest names.
+    let gguf = match &opts.lm_file {
+        Some(file) => Some(file.clone()),
+        None => crate::imported::imported_lm(dir)?,
+    };
+    match gguf {
         Some(gguf) => {
-            let model = LlamaForCausalLm::load_gguf(gguf, dev)?;
+            let model = LlamaForCausalLm::load_gguf(&gguf, dev)?;
             Ok((model, gguf.display().to_string()))
         }
         None => {

@@ -209,7 +209,18 @@ impl ClipTextModel {
 pub fn encode_empty_prompt(unclip_dir: &Path, dev: &Device) -> Result<Tensor> {
     let dir = unclip_dir.join("text_encoder");
     let cfg: ClipTextConfig = read_json(&dir.join("config.json"))?;
-    let weights = [
+    let weights = text_encoder_weights(unclip_dir)?;
+    let model = ClipTextModel::new(&cfg, open_var_builder(&weights, DType::F32, dev)?)?;
+    let ids = empty_prompt_ids(&unclip_dir.join("tokenizer"), cfg.max_position_embeddings)?;
+    let ids = Tensor::from_vec(ids, (1, cfg.max_position_embeddings), dev)?;
+    model.forward(&ids)
+}
+
+/// The text encoder's weights file that [`encode_empty_prompt`] reads (full precision
+/// first, safetensors before `.bin`).
+pub fn text_encoder_weights(unclip_dir: &Path) -> Result<std::path::PathBuf> {
+    let dir = unclip_dir.join("text_encoder");
+    [
         "model.safetensors",
         "pytorch_model.bin",
         "model.fp16.safetensors",
@@ -218,9 +229,5 @@ pub fn encode_empty_prompt(unclip_dir: &Path, dev: &Device) -> Result<Tensor> {
     .iter()
     .map(|f| dir.join(f))
     .find(|p| p.is_file())
-    .ok_or_else(|| Error::MissingFile(dir.join("model.safetensors")))?;
-    let model = ClipTextModel::new(&cfg, open_var_builder(&weights, DType::F32, dev)?)?;
-    let ids = empty_prompt_ids(&unclip_dir.join("tokenizer"), cfg.max_position_embeddings)?;
-    let ids = Tensor::from_vec(ids, (1, cfg.max_position_embeddings), dev)?;
-    model.forward(&ids)
+    .ok_or_else(|| Error::MissingFile(dir.join("model.safetensors")))
 }

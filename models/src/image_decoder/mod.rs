@@ -12,7 +12,9 @@ mod unet_blocks;
 mod vae;
 mod weights;
 
-pub use clip_text::{empty_prompt_ids, encode_empty_prompt, ClipTextConfig, ClipTextModel};
+pub use clip_text::{
+    empty_prompt_ids, encode_empty_prompt, text_encoder_weights, ClipTextConfig, ClipTextModel,
+};
 pub use noising::{timestep_embedding, StableUnclipImageNormalizer};
 pub use pipeline::{
     DecodeOptions, DecodeOutput, DecodeStep, RgbImage, UnclipDecoder, EMPTY_PROMPT_EMBEDS,

@@ -17,7 +17,7 @@
 use candle_core::{DType, Device, Module, Tensor, D};
 use candle_nn::{layer_norm, linear, linear_no_bias, LayerNorm, Linear, VarBuilder};
 
-use crate::pickle::PthFile;
+use crate::weights_file::WeightFile;
 use crate::{Error, Result};
 
 /// Heads of every `blocks_image` block (hard-coded `num_heads=12` upstream).
@@ -48,10 +48,10 @@ pub struct SeedDecodeHeadConfig {
 
 impl SeedDecodeHeadConfig {
     /// Reads the sizes from the tensor shapes of `seed_quantizer.pt`.
-    pub fn from_checkpoint(pth: &PthFile) -> Result<Self> {
+    pub fn from_checkpoint(pth: &WeightFile) -> Result<Self> {
         let shape = |name: &str| -> Result<Vec<usize>> {
-            pth.info(name)
-                .map(|i| i.shape.clone())
+            pth.shape(name)
+                .map(<[usize]>::to_vec)
                 .ok_or_else(|| Error::MissingTensor(name.to_string()))
         };
         let dim = |name: &str, i: usize| -> Result<usize> {
@@ -163,9 +163,9 @@ pub struct SeedDecodeHead {
 }
 
 impl SeedDecodeHead {
-    /// Loads the head from `seed_quantizer.pt` (float32 compute on `dev`).
+    /// Loads the head from `seed_quantizer.pt` or its `.safetensors` copy (float32 on `dev`).
     pub fn load(path: &std::path::Path, dev: &Device) -> Result<Self> {
-        let pth = PthFile::open(path)?;
+        let pth = WeightFile::open_preferred(path)?;
         let cfg = SeedDecodeHeadConfig::from_checkpoint(&pth)?;
         Self::new(cfg, pth.into_var_builder(DType::F32, dev))
     }

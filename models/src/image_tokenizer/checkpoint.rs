@@ -20,7 +20,7 @@ use candle_core::{DType, Device, Shape, Tensor};
 use candle_nn::var_builder::SimpleBackend;
 use candle_nn::{Init, VarBuilder};
 
-use crate::pickle::PthFile;
+use crate::weights_file::{preferred_weights, WeightFile};
 use crate::{Error, Result};
 
 /// Sub-folder of a release holding the SEED tokenizer.
@@ -79,12 +79,13 @@ pub fn is_dropped_upstream(name: &str) -> bool {
 }
 
 /// The folder holding the two checkpoints: `dir` itself or `dir/seed-tokenizer-2`.
+/// Either checkpoint may be the pickle or its `.safetensors` copy.
 pub fn seed_dir(dir: &Path) -> Result<PathBuf> {
-    if dir.join(QUANTIZER_FILE).is_file() {
+    if preferred_weights(&dir.join(QUANTIZER_FILE)).is_file() {
         return Ok(dir.to_path_buf());
     }
     let sub = dir.join(SEED_DIR);
-    if sub.join(QUANTIZER_FILE).is_file() {
+    if preferred_weights(&sub.join(QUANTIZER_FILE)).is_file() {
         return Ok(sub);
     }
     Err(Error::MissingFile(sub.join(QUANTIZER_FILE)))
@@ -93,15 +94,15 @@ pub fn seed_dir(dir: &Path) -> Result<PathBuf> {
 /// A checkpoint that records the names read through it.
 #[derive(Debug, Clone)]
 pub struct TrackedPth {
-    file: Arc<PthFile>,
+    file: Arc<WeightFile>,
     read: Arc<Mutex<BTreeSet<String>>>,
 }
 
 impl TrackedPth {
-    /// Opens `path`.
+    /// Opens `path`, or its safetensors copy when present (an imported folder).
     pub fn open(path: &Path) -> Result<Self> {
         Ok(Self {
-            file: Arc::new(PthFile::open(path)?),
+            file: Arc::new(WeightFile::open_preferred(path)?),
             read: Arc::new(Mutex::new(BTreeSet::new())),
         })
     }

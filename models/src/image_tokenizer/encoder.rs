@@ -33,7 +33,7 @@ impl SeedImageEncoder {
     pub fn load(model_dir: &Path, dev: &Device) -> Result<Self> {
         let dir = seed_dir(model_dir)?;
         let cfg = SeedConfig::from_dir(&dir)?;
-        let vit_path = dir.join(VIT_FILE);
+        let vit_path = crate::weights_file::preferred_weights(&dir.join(VIT_FILE));
         if !vit_path.is_file() {
             return Err(Error::MissingFile(vit_path));
         }

@@ -275,15 +275,30 @@ fn write_file(
     w.get_ref().sync_all().map_err(io)
 }
 
-/// The tensor's data in GGUF row order and type.
+/// Bytes of tensor data a GGUF of `cfg` in `ty` holds (padding included; add the header).
+pub fn gguf_data_size(cfg: &Config, ty: GgufType) -> Result<u64> {
+    let plan = plan(&expected_tensors(cfg), ty)?;
+    Ok(plan
+        .last()
+        .map_or(0, |p| p.offset + p.size.div_ceil(ALIGNMENT) * ALIGNMENT))
+}
+
+/// The tensor's data in GGUF row order and type. Each intermediate copy is dropped as soon
+/// as the next exists, so peak memory is about twice the f32 tensor.
 fn tensor_bytes(cfg: &Config, ckpt: &mut Checkpoint, p: &Planned) -> Result<Vec<u8>> {
     let t = ckpt.read(&p.hf, DType::F32, &Device::Cpu)?;
     let bytes = match p.dtype {
-        GgmlDType::F32 => le_bytes::<f32>(&t, |v| v.to_le_bytes().to_vec())?,
+        GgmlDType::F32 => le_bytes::<f32, 4>(t, |v| v.to_le_bytes())?,
         GgmlDType::F16 => {
-            le_bytes::<half::f16>(&t.to_dtype(DType::F16)?, |v| v.to_le_bytes().to_vec())?
+            let half = t.to_dtype(DType::F16)?;
+            drop(t);
+            le_bytes::<half::f16, 2>(half, |v| v.to_le_bytes())?
         }
-        dtype => QTensor::quantize(&t, dtype)?.data()?.into_owned(),
+        dtype => {
+            let q = QTensor::quantize(&t, dtype)?;
+            drop(t);
+            q.data()?.into_owned()
+        }
     };
     match (permuted_heads(&p.hf, cfg), p.shape.first()) {
         (Some(n_head), Some(&rows)) => permute_rows(&bytes, rows, n_head, false),
@@ -291,12 +306,17 @@ fn tensor_bytes(cfg: &Config, ckpt: &mut Checkpoint, p: &Planned) -> Result<Vec<
     }
 }
 
-fn le_bytes<T: candle_core::WithDType>(t: &Tensor, f: impl Fn(T) -> Vec<u8>) -> Result<Vec<u8>> {
-    Ok(t.flatten_all()?
-        .to_vec1::<T>()?
-        .into_iter()
-        .flat_map(f)
-        .collect())
+fn le_bytes<T: candle_core::WithDType, const N: usize>(
+    t: Tensor,
+    f: impl Fn(T) -> [u8; N],
+) -> Result<Vec<u8>> {
+    let values = t.flatten_all()?.to_vec1::<T>()?;
+    drop(t);
+    let mut out = Vec::with_capacity(values.len() * N);
+    for v in values {
+        out.extend_from_slice(&f(v));
+    }
+    Ok(out)
 }
 
 fn pad<W: Write + Seek>(w: &mut W) -> std::io::Result<()> {
@@ -361,6 +381,9 @@ fn ggml_type(dtype: GgmlDType) -> std::io::Result<u32> {
         GgmlDType::F32 => Ok(0),
         GgmlDType::F16 => Ok(1),
         GgmlDType::Q8_0 => Ok(8),
+        GgmlDType::Q4K => Ok(12),
+        GgmlDType::Q5K => Ok(13),
+        GgmlDType::Q6K => Ok(14),
         other => Err(std::io::Error::other(format!(
             "the GGUF writer does not produce {other:?}"
         ))),

@@ -21,7 +21,9 @@ pub use cache::KvCache;
 pub use config::{Config, GenerationConfigFile, LlamaConfigFile, MioTokenConfig, TokenIds};
 pub use gguf::{config_from_gguf, gguf_name, GgufWeights};
 pub use gguf_check::{validate_gguf, GgufSummary};
-pub use gguf_write::{gguf_metadata, write_gguf, write_gguf_from, GgufProgress, GgufType};
+pub use gguf_write::{
+    gguf_data_size, gguf_metadata, write_gguf, write_gguf_from, GgufProgress, GgufType,
+};
 pub use linear::{Linear, LlamaRmsNorm};
 pub use loader::{expected_tensors, CheckpointWeights, LoadWeights};
 pub use masks::{additive_mask, position_ids};

@@ -114,6 +114,24 @@ impl Archive {
         Ok(Cow::Owned(out))
     }
 
+    /// Drops the mapped pages of the stored entry `name` from this process (they are read
+    /// from the file again if touched), so streaming through a shard bigger than memory keeps
+    /// the resident set at one tensor. Best effort: errors are ignored.
+    pub(crate) fn release(&self, name: &str) {
+        if let Some(entry) = self.entries.get(name).filter(|e| e.stored) {
+            release_range(&self.map, entry.data_start, entry.size);
+        }
+    }
+
+    /// [`Self::release`] for `len` bytes from `start` inside the stored entry `name`.
+    pub(crate) fn release_part(&self, name: &str, start: usize, len: usize) {
+        if let Some(entry) = self.entries.get(name).filter(|e| e.stored) {
+            if start.saturating_add(len) <= entry.size {
+                release_range(&self.map, entry.data_start + start, len);
+            }
+        }
+    }
+
     fn corrupt(&self, message: String) -> Error {
         Error::checkpoint(&self.path, message)
     }
@@ -168,6 +186,21 @@ fn to_usize(n: u64) -> Result<usize> {
 }
 
 /// Maps the whole file read-only.
+#[cfg(unix)]
+#[allow(unsafe_code)]
+fn release_range(map: &Mmap, offset: usize, len: usize) {
+    if offset.checked_add(len).is_none_or(|end| end > map.len()) || len == 0 {
+        return;
+    }
+    // SAFETY: the map is a read-only shared file mapping (`Mmap::map`), so MADV_DONTNEED only
+    // drops the process's page-table entries: a later access faults the same bytes back in
+    // from the file; no borrowed slice can observe different contents.
+    let _ = unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, offset, len) };
+}
+
+#[cfg(not(unix))]
+fn release_range(_: &Mmap, _: usize, _: usize) {}
+
 #[allow(unsafe_code)]
 fn map_file(file: &File) -> std::io::Result<Mmap> {
     // SAFETY: the map is read-only and lives as long as the `Archive`. Like every mmap-based

@@ -12,7 +12,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::Path;
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 
 use super::archive::Archive;
 use super::tensor::{gather, swap_bytes, TensorInfo};
@@ -182,6 +182,14 @@ impl PthFile {
         Ok(Cow::Owned(out))
     }
 
+    /// Drops the memory-mapped pages of `name` from the resident set (see
+    /// `Archive::release`); call after its bytes were copied.
+    pub fn release(&self, name: &str) {
+        if let Some(info) = self.tensors.get(name) {
+            self.archive.release(&info.entry);
+        }
+    }
+
     /// Loads the tensor `name` onto `device` in its stored dtype (`bool` as `u8`).
     pub fn tensor(&self, name: &str, device: &Device) -> Result<Tensor> {
         let info = self
@@ -195,7 +203,51 @@ impl PthFile {
             )));
         };
         let bytes = self.tensor_bytes(name)?;
-        Ok(Tensor::from_raw_buffer(&bytes, dtype, &info.shape, device)?)
+        let shape = info.shape.as_slice();
+        let t = match (&bytes, dtype) {
+            (Cow::Borrowed(b), DType::F32) => {
+                Tensor::from_vec(self.stream(info, b, f32::from_le_bytes), shape, device)?
+            }
+            (Cow::Borrowed(b), DType::F16) => Tensor::from_vec(
+                self.stream(info, b, half::f16::from_le_bytes),
+                shape,
+                device,
+            )?,
+            (Cow::Borrowed(b), DType::BF16) => Tensor::from_vec(
+                self.stream(info, b, half::bf16::from_le_bytes),
+                shape,
+                device,
+            )?,
+            _ => Tensor::from_raw_buffer(&bytes, dtype, shape, device)?,
+        };
+        drop(bytes);
+        self.release(name);
+        Ok(t)
+    }
+
+    /// Decodes a tensor's mapped little-endian bytes into one vector, chunk by chunk,
+    /// dropping each chunk's mapped pages once decoded: a tensor bigger than memory's slack
+    /// costs its decoded size only (and one copy, whatever the entry's alignment).
+    fn stream<T, const N: usize>(
+        &self,
+        info: &TensorInfo,
+        bytes: &[u8],
+        decode: impl Fn([u8; N]) -> T,
+    ) -> Vec<T> {
+        const CHUNK: usize = 64 << 20;
+        let mut out = Vec::with_capacity(bytes.len() / N);
+        let base = info.storage_offset * N;
+        for (i, chunk) in bytes.chunks(CHUNK).enumerate() {
+            out.extend(
+                chunk
+                    .chunks_exact(N)
+                    .filter_map(|c| <[u8; N]>::try_from(c).ok())
+                    .map(&decode),
+            );
+            self.archive
+                .release_part(&info.entry, base + i * CHUNK, chunk.len());
+        }
+        out
     }
 }
 

@@ -9,7 +9,7 @@ use candle_core::{DType, Device, Shape, Tensor};
 use candle_nn::var_builder::SimpleBackend;
 use candle_nn::{Init, VarBuilder};
 
-use crate::pickle::PthFile;
+use crate::weights_file::WeightFile;
 
 /// Names read so far, shared between the backend and its owner.
 #[derive(Debug, Clone, Default)]
@@ -28,9 +28,9 @@ impl ReadLog {
     }
 }
 
-/// [`PthFile`] with a [`ReadLog`].
+/// [`WeightFile`] with a [`ReadLog`].
 struct TrackedPth {
-    file: PthFile,
+    file: WeightFile,
     log: ReadLog,
 }
 
@@ -60,7 +60,10 @@ impl SimpleBackend for TrackedPth {
 }
 
 /// A float32 `VarBuilder` over `file` and the log of what it reads.
-pub(crate) fn tracked_var_builder(file: PthFile, dev: &Device) -> (VarBuilder<'static>, ReadLog) {
+pub(crate) fn tracked_var_builder(
+    file: WeightFile,
+    dev: &Device,
+) -> (VarBuilder<'static>, ReadLog) {
     let log = ReadLog::default();
     let backend = TrackedPth {
         file,

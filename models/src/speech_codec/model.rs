@@ -25,7 +25,7 @@ use super::resample::resample;
 use super::seanet::{SEANetDecoder, SEANetDecoderState, SEANetEncoder};
 use super::tokens::speech_layers_from_string;
 use super::wav::WavAudio;
-use crate::pickle::PthFile;
+use crate::weights_file::{preferred_weights, WeightFile};
 use crate::{Error, Result};
 
 /// File names inside the release's `SpeechTokenizer/` folder.
@@ -93,7 +93,7 @@ impl SpeechTokenizer {
         })
     }
 
-    /// Loads `dir/config.json` and `dir/SpeechTokenizer.pt` (`dir` = the release's
+    /// Loads `dir/config.json` and `dir/SpeechTokenizer.pt` (or its `.safetensors` copy, preferred; `dir` = the release's
     /// `SpeechTokenizer/` folder) in float32 on `dev`.
     pub fn load(dir: &Path, dev: &Device) -> Result<Self> {
         Ok(Self::load_with_unread(dir, dev)?.0)
@@ -102,14 +102,14 @@ impl SpeechTokenizer {
     /// [`Self::load`], also returning the checkpoint tensors that were never read.
     pub fn load_with_unread(dir: &Path, dev: &Device) -> Result<(Self, Vec<String>)> {
         let cfg_path = dir.join(CONFIG_FILE);
-        let ckpt_path = dir.join(CHECKPOINT_FILE);
+        let ckpt_path = preferred_weights(&dir.join(CHECKPOINT_FILE));
         for p in [&cfg_path, &ckpt_path] {
             if !p.is_file() {
                 return Err(Error::MissingFile(p.clone()));
             }
         }
         let cfg = Config::from_file_config(&SpeechTokenizerConfig::load(&cfg_path)?)?;
-        let file = PthFile::open(&ckpt_path)?;
+        let file = WeightFile::open(&ckpt_path)?;
         let all: BTreeSet<String> = file.names().map(str::to_string).collect();
         let (vb, log) = tracked_var_builder(file, dev);
         let model = Self::new(&cfg, vb).map_err(|e| match e {

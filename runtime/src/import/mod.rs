@@ -1,0 +1,12 @@
+//! `mio import`: a release folder as it ships → a ready, quantized model folder.
+
+mod cli;
+mod hash;
+mod plan;
+mod run;
+mod state;
+
+pub use cli::run as run_cli;
+pub use hash::{expected_hashes, sha256_file, ExpectedHash};
+pub use plan::{Action, ImportPlan, Step};
+pub use run::{import_release, ImportOptions, ImportProgress, ImportReport};
