@@ -11,7 +11,8 @@
 //! logits to the safetensors it came from. Metadata: `general.architecture = llama`,
 //! `llama.*` sizes, and MIO's config keys under `mio.` (the writer is `gguf_write.rs`).
 //! GGUF models run with f32 activations; F32/F16 weights stay dense, quantized ones go
-//! through `QMatMul`, a quantized embedding is dequantized to f32 at load.
+//! through `QMatMul`, a quantized embedding is dequantized to f16 at load (rows are cast to
+//! f32 as they are gathered).
 
 use std::collections::BTreeSet;
 use std::fs::File;
@@ -329,6 +330,34 @@ impl LoadWeights for GgufWeights {
                 .dequantize(&self.dev)?,
         };
         Ok(t.to_dtype(dtype)?)
+    }
+
+    /// A float table as stored (cast to f32); a quantized one dequantized row block by row
+    /// block into f16, so a 7B vocabulary takes 0.6 GiB instead of 1.2 GiB and no f32 copy
+    /// of the whole table ever exists.
+    fn embedding(&mut self, name: &str, shape: &[usize]) -> Result<Tensor> {
+        let (bytes, gdtype) = self.raw(name, shape)?;
+        if let Some(dt) = float_dtype(gdtype) {
+            return Ok(Tensor::from_raw_buffer(&bytes, dt, shape, &self.dev)?.to_dtype(DType::F32)?);
+        }
+        let (rows, cols) = match shape {
+            [r, c] => (*r, *c),
+            _ => return Err(Error::InvalidArgument(format!("{name}: an embedding table is 2-D"))),
+        };
+        let row_bytes = cols / gdtype.block_size() * gdtype.type_size();
+        let chunk_rows = 4096usize;
+        let mut out: Vec<half::f16> = Vec::with_capacity(rows * cols);
+        for start in (0..rows).step_by(chunk_rows) {
+            let n = chunk_rows.min(rows - start);
+            let part = bytes
+                .get(start * row_bytes..(start + n) * row_bytes)
+                .ok_or_else(|| Error::checkpoint(&self.path, format!("{name}: short table")))?;
+            let q = ggml_file::qtensor_from_ggml(gdtype, part, vec![n, cols], &Device::Cpu)?;
+            let f = q.dequantize(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?;
+            out.extend(f.into_iter().map(half::f16::from_f32));
+        }
+        drop(bytes);
+        Ok(Tensor::from_vec(out, shape, &self.dev)?)
     }
 }
 

@@ -22,6 +22,13 @@ pub trait LoadWeights {
     fn linear(&mut self, name: &str, out: usize, inp: usize) -> Result<Linear>;
     /// A dense tensor of shape `shape`, in `dtype`.
     fn tensor(&mut self, name: &str, shape: &[usize], dtype: DType) -> Result<Tensor>;
+    /// The token embedding table `(vocab, hidden)`: rows are gathered, then cast to the
+    /// activation dtype. By default in the activation dtype; a source may keep it more
+    /// compact (a quantized GGUF table is held as f16, not f32).
+    fn embedding(&mut self, name: &str, shape: &[usize]) -> Result<Tensor> {
+        let dtype = self.dtype();
+        self.tensor(name, shape, dtype)
+    }
 }
 
 /// Every tensor `LlamaForCausalLM` reads, HF names, with its shape under `cfg`.

@@ -130,7 +130,7 @@ impl LlamaForCausalLm {
     pub fn new(cfg: &Config, w: &mut dyn LoadWeights) -> Result<Self> {
         let (v, h) = (cfg.vocab_size, cfg.hidden_size);
         let dtype = w.dtype();
-        let embed_tokens = w.tensor("model.embed_tokens.weight", &[v, h], dtype)?;
+        let embed_tokens = w.embedding("model.embed_tokens.weight", &[v, h])?;
         let layers = (0..cfg.num_hidden_layers)
             .map(|l| LlamaDecoderLayer::new(cfg, w, &format!("model.layers.{l}")))
             .collect::<Result<Vec<_>>>()?;
@@ -206,6 +206,7 @@ impl LlamaForCausalLm {
         Ok(self
             .embed_tokens
             .index_select(&ids, 0)?
+            .to_dtype(self.dtype)?
             .reshape((b, t, self.cfg.hidden_size))?)
     }
 
