@@ -9,7 +9,8 @@ if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends \
-  build-essential cmake clang libclang-dev pkg-config libasound2-dev curl ca-certificates >/dev/null
+  build-essential cmake clang libclang-dev pkg-config libasound2-dev curl ca-certificates \
+  python3 python3-venv >/dev/null
 
 if ! command -v cargo >/dev/null 2>&1; then
   curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal

@@ -13,4 +13,5 @@ pub mod info;
 pub mod media;
 pub mod replay;
 mod report;
+pub mod serve;
 pub mod worker;
