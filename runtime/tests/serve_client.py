@@ -82,12 +82,13 @@ assert r.choices[0].finish_reason in ("stop", "length")
 ok("cancel_by_disconnect")
 
 # Speech (TTS) and transcription (ASR).
-speech = client.audio.speech.create(model=model, voice="alloy", input="Hello there.", response_format="wav")
+speech = client.audio.speech.create(model=model, voice="alloy", input="Hello there.", response_format="wav",
+                                    extra_body={"max_tokens": 40})
 data = speech.read()
 assert data[:4] == b"RIFF", data[:16]
 ok("speech")
 with open(os.environ["MIO_AUDIO"], "rb") as f:
-    t = client.audio.transcriptions.create(model=model, file=f)
+    t = client.audio.transcriptions.create(model=model, file=f, extra_body={"max_tokens": 8})
 assert isinstance(t.text, str)
 ok("transcription")
 

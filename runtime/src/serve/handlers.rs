@@ -193,19 +193,20 @@ fn on_message(st: &mut StreamState, message: Option<Message>) {
 }
 
 /// `POST /v1/audio/transcriptions`: multipart `file` (wav, mp3, flac, ogg) to text;
-/// `response_format` `json` (default) or `text`.
+/// `response_format` `json` (default) or `text`; extension field `max_tokens`.
 pub async fn transcribe(
     State(state): St,
     form: Result<Multipart, MultipartRejection>,
 ) -> Result<HttpResponse, ApiError> {
     let form = form.map_err(|e| ApiError::bad_request(e.body_text()).param("file"))?;
-    let (bytes, name, format) = read_form(&state, form).await?;
+    let (bytes, name, format, max_tokens) = read_form(&state, form).await?;
     let ext = std::path::Path::new(&name)
         .extension()
         .and_then(|e| e.to_str())
         .map(str::to_string);
     let audio = api::decode_audio(bytes, ext.as_deref(), &name)?;
-    let request = api::transcription_request(audio, state.max_tokens);
+    let mut request = api::transcription_request(audio, max_tokens);
+    state.cap_tokens(&mut request);
     let answer = state.queue.submit(request)?.finish().await?;
     let Response::Chat { segments, .. } = answer else {
         return Err(ApiError::engine("unexpected engine answer"));
@@ -217,16 +218,18 @@ pub async fn transcribe(
     })
 }
 
-/// The `file` of a transcription form (bytes, file name) and its `response_format`.
+/// A transcription form: the `file` (bytes, file name), `response_format` and the
+/// extension field `max_tokens`.
 async fn read_form(
     state: &AppState,
     mut form: Multipart,
-) -> Result<(Vec<u8>, String, Option<String>), ApiError> {
+) -> Result<(Vec<u8>, String, Option<String>, Option<usize>), ApiError> {
     let fail = |e: axum::extract::multipart::MultipartError| {
         ApiError::from_body(e.status(), e.body_text(), state.max_body_mb)
     };
     let mut file = None;
     let mut format = None;
+    let mut max_tokens = None;
     while let Some(field) = form.next_field().await.map_err(fail)? {
         match field.name() {
             Some("file") => {
@@ -234,6 +237,12 @@ async fn read_form(
                 file = Some((field.bytes().await.map_err(fail)?.to_vec(), name));
             }
             Some("response_format") => format = Some(field.text().await.map_err(fail)?),
+            Some("max_tokens") => {
+                let text = field.text().await.map_err(fail)?;
+                max_tokens = Some(text.trim().parse().map_err(|_| {
+                    ApiError::bad_request("max_tokens is not a number").param("max_tokens")
+                })?);
+            }
             _ => {}
         }
     }
@@ -244,16 +253,19 @@ async fn read_form(
             ApiError::bad_request("response_format must be json or text").param("response_format"),
         );
     }
-    Ok((bytes, name, format))
+    Ok((bytes, name, format, max_tokens))
 }
 
 #[derive(Deserialize)]
 struct SpeechBody {
     input: String,
     response_format: Option<String>,
+    /// Extension: most new tokens.
+    max_tokens: Option<usize>,
 }
 
-/// `POST /v1/audio/speech`: `{"input": text}` to WAV bytes (voice mode, TTS prompt).
+/// `POST /v1/audio/speech`: `{"input": text}` to WAV bytes (voice mode, TTS prompt);
+/// extension field `max_tokens`.
 pub async fn speech(
     State(state): St,
     body: Result<Bytes, BytesRejection>,
@@ -265,7 +277,8 @@ pub async fn speech(
     if req.input.trim().is_empty() {
         return Err(ApiError::bad_request("the input is empty").param("input"));
     }
-    let request = api::speech_request(&req.input, state.max_tokens);
+    let mut request = api::speech_request(&req.input, req.max_tokens);
+    state.cap_tokens(&mut request);
     let answer = state.queue.submit(request)?.finish().await?;
     let Response::Chat { segments, .. } = answer else {
         return Err(ApiError::engine("unexpected engine answer"));

@@ -99,10 +99,14 @@ impl Queue {
 /// Passes the worker's messages on until `Done`; cancels when the receiver is gone.
 fn forward(handle: RunHandle<EngineBackend>, tx: mpsc::UnboundedSender<Message>, slot: Slot) {
     let mut gone = false;
+    let mut tokens = 0;
     for message in handle.messages.iter() {
         let last = matches!(message, RunMessage::Done(_));
+        if matches!(message, RunMessage::Event(Event::Token { .. })) {
+            tokens += 1;
+        }
         if last {
-            log_done(handle.id, &message);
+            log_done(handle.id, &message, tokens);
         }
         if !gone && tx.send(message).is_err() {
             gone = true;
@@ -115,18 +119,14 @@ fn forward(handle: RunHandle<EngineBackend>, tx: mpsc::UnboundedSender<Message>,
     drop(slot);
 }
 
-fn log_done(id: u64, message: &Message) {
+/// One line per request on stderr: how it ended and after how many streamed tokens.
+fn log_done(id: u64, message: &Message, tokens: usize) {
     match message {
-        RunMessage::Done(Ok(Response::Chat {
-            finish_reason,
-            new_ids,
-            ..
-        })) => eprintln!(
-            "request {id}: finished ({finish_reason:?}) after {} new tokens",
-            new_ids.len()
-        ),
+        RunMessage::Done(Ok(Response::Chat { finish_reason, .. })) => {
+            eprintln!("request {id}: finished ({finish_reason:?}) after {tokens} tokens")
+        }
         RunMessage::Done(Ok(_)) => eprintln!("request {id}: finished"),
-        RunMessage::Done(Err(e)) => eprintln!("request {id}: failed: {e}"),
+        RunMessage::Done(Err(e)) => eprintln!("request {id}: failed ({e}) after {tokens} tokens"),
         RunMessage::Event(_) => {}
     }
 }
