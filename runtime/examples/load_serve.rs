@@ -7,7 +7,7 @@
 //! `cargo run -p mio-runtime --example load_serve -- MIO_BIN MODEL_DIR [CLIENTS] [SECONDS]
 //! [MAX_REQUESTS] [MAX_TOKENS]` (see scripts/load-serve.sh).
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Read, Write};

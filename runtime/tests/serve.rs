@@ -4,7 +4,7 @@
 //! output, streaming, cancel by disconnect, 429 under load and the refusals; raw HTTP for
 //! the error objects, the API key and CORS.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
