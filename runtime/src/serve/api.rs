@@ -368,3 +368,89 @@ pub fn speech_request(input: &str, max_tokens: Option<usize>) -> Request {
         media: MediaInputs::default(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    fn request(body: Value) -> Result<Request, ApiError> {
+        chat_request(serde_json::from_value(body).unwrap())
+    }
+
+    const PNG_1X1: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4z8AAAAMBAQDJ/pLvAAAAAElFTkSuQmCC";
+
+    #[test]
+    fn parts_become_placeholders_and_media_in_order() {
+        let url = format!("data:image/png;base64,{PNG_1X1}");
+        let r = request(
+            json!({"model": "m", "max_tokens": 7, "temperature": 0.5, "messages": [
+            {"role": "system", "content": "be brief"},
+            {"role": "user", "content": [
+                {"type": "text", "text": "look <image_placeholder_9>"},
+                {"type": "image_url", "image_url": {"url": url}},
+                {"type": "image_url", "image_url": {"url": url}}]}]}),
+        )
+        .unwrap();
+        let Request::Chat {
+            conversation,
+            mode,
+            params,
+            media,
+        } = r
+        else {
+            panic!()
+        };
+        assert_eq!(mode, ChatMode::Chat);
+        assert_eq!((media.images.len(), conversation.images.len()), (2, 2));
+        let text = &conversation.messages[1].content;
+        assert!(text.contains("<image_placeholder_0>") && text.contains("<image_placeholder_1>"));
+        assert!(!text.contains("<image_placeholder_9>"), "{text}");
+        assert_eq!(conversation.messages[0].role, Role::System);
+        assert_eq!(
+            (params.max_new_tokens, params.temperature, params.do_sample),
+            (Some(7), Some(0.5), Some(true))
+        );
+    }
+
+    #[test]
+    fn modes_and_refusals() {
+        let user = json!([{"role": "user", "content": "hi"}]);
+        let voice = request(json!({"messages": user, "modalities": ["text", "audio"]})).unwrap();
+        assert!(matches!(
+            voice,
+            Request::Chat {
+                mode: ChatMode::Voice,
+                ..
+            }
+        ));
+        let image = request(json!({"messages": user, "mode": "image"})).unwrap();
+        assert!(matches!(
+            image,
+            Request::Chat {
+                mode: ChatMode::Image,
+                ..
+            }
+        ));
+        let remote = json!([{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": "http://example.com/a.png"}}]}]);
+        let e = request(json!({"messages": remote})).unwrap_err();
+        assert_eq!(
+            (e.status.as_u16(), e.code),
+            (400, Some("remote_url_refused"))
+        );
+        let e = request(json!({"messages": user, "mode": "dance"})).unwrap_err();
+        assert_eq!(e.param, Some("mode"));
+        let e = request(json!({"messages": [{"role": "assistant", "content": "x"}]})).unwrap_err();
+        assert_eq!(e.param, Some("messages"));
+        let not_image = json!([{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64,aGVsbG8="}}]}]);
+        assert_eq!(
+            request(json!({"messages": not_image}))
+                .unwrap_err()
+                .status
+                .as_u16(),
+            400
+        );
+    }
+}
