@@ -25,6 +25,8 @@ pub struct ChatRequest {
     messages: Vec<ChatMessage>,
     #[serde(default)]
     pub stream: bool,
+    /// `{"include_usage": true}` adds a usage chunk at the end of a stream.
+    pub stream_options: Option<StreamOptions>,
     temperature: Option<f64>,
     top_p: Option<f64>,
     max_tokens: Option<usize>,
@@ -35,6 +37,14 @@ pub struct ChatRequest {
     audio: Option<AudioOptions>,
     /// Extension: MIO's chat mode.
     mode: Option<String>,
+}
+
+/// Stream options.
+#[derive(Debug, Deserialize)]
+pub struct StreamOptions {
+    /// Send a last chunk with the token counts.
+    #[serde(default)]
+    pub include_usage: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -254,6 +264,12 @@ pub fn finish_reason(f: FinishReason) -> &'static str {
         FinishReason::Length => "length",
         FinishReason::Eos | FinishReason::Stop | FinishReason::Cancelled => "stop",
     }
+}
+
+/// OpenAI's `usage` object.
+pub fn usage(prompt: usize, completion: usize) -> Value {
+    json!({ "prompt_tokens": prompt, "completion_tokens": completion,
+            "total_tokens": prompt + completion })
 }
 
 /// The answer's text, its speech as one WAV and its pictures as PNG data URLs.

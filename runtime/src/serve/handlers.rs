@@ -30,14 +30,16 @@ type St = State<Arc<AppState>>;
 
 /// Ids and timestamps of one completion.
 struct Meta {
+    include_usage: bool,
     id: String,
     created: u64,
     model: String,
 }
 
 impl Meta {
-    fn new(state: &AppState, running: &Running) -> Self {
+    fn new(state: &AppState, running: &Running, include_usage: bool) -> Self {
         Self {
+            include_usage,
             id: format!("chatcmpl-{}", running.id),
             created: now(),
             model: state.model_id.clone(),
@@ -89,10 +91,11 @@ pub async fn chat(
 ) -> Result<HttpResponse, ApiError> {
     let req: ChatRequest = body_json(&state, body)?;
     let stream = req.stream;
+    let include_usage = req.stream_options.as_ref().is_some_and(|o| o.include_usage);
     let mut request = api::chat_request(req)?;
     state.cap_tokens(&mut request);
     let running = state.queue.submit(request)?;
-    let meta = Meta::new(&state, &running);
+    let meta = Meta::new(&state, &running, include_usage);
     if stream {
         return Ok(Sse::new(sse(meta, running))
             .keep_alive(KeepAlive::new().interval(Duration::from_secs(1)))
@@ -120,8 +123,7 @@ pub async fn chat(
         "id": meta.id, "object": "chat.completion", "created": meta.created, "model": meta.model,
         "choices": [{ "index": 0, "message": message,
                       "finish_reason": api::finish_reason(finish_reason) }],
-        "usage": { "prompt_tokens": prompt_ids.len(), "completion_tokens": new_ids.len(),
-                   "total_tokens": prompt_ids.len() + new_ids.len() },
+        "usage": api::usage(prompt_ids.len(), new_ids.len()),
     }))
     .into_response())
 }
@@ -131,6 +133,7 @@ struct StreamState {
     running: Running,
     pending: VecDeque<SseEvent>,
     over: bool,
+    usage: Option<Value>,
 }
 
 fn data(value: &Value) -> SseEvent {
@@ -138,8 +141,8 @@ fn data(value: &Value) -> SseEvent {
 }
 
 /// The SSE stream of a completion: a role chunk, content chunks as tokens come, a last
-/// chunk with the media and the finish reason, then `[DONE]`. Dropping it (the client hung
-/// up) drops `running`, which cancels the generation.
+/// chunk with the media and the finish reason, a usage chunk if asked, then `[DONE]`.
+/// Dropping it (the client hung up) drops `running`, which cancels the generation.
 fn sse(meta: Meta, running: Running) -> impl Stream<Item = Result<SseEvent, Infallible>> {
     let first = data(&meta.chunk(json!({ "role": "assistant", "content": "" }), None));
     let state = StreamState {
@@ -147,6 +150,7 @@ fn sse(meta: Meta, running: Running) -> impl Stream<Item = Result<SseEvent, Infa
         running,
         pending: VecDeque::from([first]),
         over: false,
+        usage: None,
     };
     futures_util::stream::unfold(state, |mut st| async move {
         loop {
@@ -173,10 +177,18 @@ fn on_message(st: &mut StreamState, message: Option<Message>) {
         Some(RunMessage::Done(Ok(Response::Chat {
             segments,
             finish_reason,
+            prompt_ids,
+            new_ids,
             ..
         }))) => api::outputs(&segments).map(|out| {
             let mut delta = json!({});
             api::add_media(&mut delta, &out, &st.meta.id, st.meta.created);
+            if st.meta.include_usage {
+                let mut last = st.meta.chunk(json!({}), None);
+                last["choices"] = json!([]);
+                last["usage"] = api::usage(prompt_ids.len(), new_ids.len());
+                st.usage = Some(last);
+            }
             st.meta
                 .chunk(delta, Some(api::finish_reason(finish_reason)))
         }),
@@ -188,6 +200,9 @@ fn on_message(st: &mut StreamState, message: Option<Message>) {
     match done {
         Ok(chunk) => st.pending.push_back(data(&chunk)),
         Err(e) => st.pending.push_back(data(&e.body())),
+    }
+    if let Some(usage) = st.usage.take() {
+        st.pending.push_back(data(&usage));
     }
     st.pending.push_back(SseEvent::default().data("[DONE]"));
 }
