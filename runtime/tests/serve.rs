@@ -204,6 +204,19 @@ fn errors_key_and_cors_over_raw_http() {
         (status, v["object"].as_str(), v["data"][0]["id"].as_str()),
         (200, Some("list"), Some("model"))
     );
+    let (status, _, body) = http(a, "GET", "/v1/models/model", &[key], "");
+    assert_eq!(
+        (
+            status,
+            serde_json::from_str::<Value>(&body).unwrap()["id"].as_str()
+        ),
+        (200, Some("model"))
+    );
+    let (status, _, body) = http(a, "GET", "/v1/models/gpt-9", &[key], "");
+    assert_eq!(
+        (status, error_of(&body)["code"].as_str()),
+        (404, Some("model_not_found"))
+    );
     let (status, _, body) = http(a, "GET", "/v1/nowhere", &[key], "");
     assert_eq!(
         (status, error_of(&body)["code"].as_str()),

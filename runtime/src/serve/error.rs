@@ -91,6 +91,17 @@ impl ApiError {
         .code("unknown_url")
     }
 
+    /// 404: no such model.
+    pub fn model_not_found(id: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            format!("the model {id} does not exist (this server has one, see GET /v1/models)"),
+        )
+        .param("model")
+        .code("model_not_found")
+    }
+
     /// 500: the engine failed.
     pub fn engine(message: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", message)

@@ -10,7 +10,7 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::extract::multipart::MultipartRejection;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Multipart, State};
+use axum::extract::{Multipart, Path, State};
 use axum::http::{header, Uri};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response as HttpResponse};
@@ -62,11 +62,21 @@ fn now() -> u64 {
         .unwrap_or(0)
 }
 
+fn model_object(state: &AppState) -> Value {
+    json!({ "id": state.model_id, "object": "model", "created": state.created, "owned_by": "mio" })
+}
+
 /// `GET /v1/models`.
 pub async fn models(State(state): St) -> Json<Value> {
-    Json(json!({ "object": "list", "data": [{
-        "id": state.model_id, "object": "model", "created": state.created, "owned_by": "mio",
-    }]}))
+    Json(json!({ "object": "list", "data": [model_object(&state)] }))
+}
+
+/// `GET /v1/models/{id}`.
+pub async fn model(State(state): St, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    if id != state.model_id {
+        return Err(ApiError::model_not_found(&id));
+    }
+    Ok(Json(model_object(&state)))
 }
 
 /// Any other path.

@@ -113,6 +113,7 @@ pub fn run(common: &Common, opts: &ServeOptions) -> Result<()> {
 fn router(state: Arc<AppState>, opts: &ServeOptions) -> Result<Router> {
     let mut app = Router::new()
         .route("/v1/models", get(handlers::models))
+        .route("/v1/models/{id}", get(handlers::model))
         .route("/v1/chat/completions", post(handlers::chat))
         .route("/v1/audio/transcriptions", post(handlers::transcribe))
         .route("/v1/audio/speech", post(handlers::speech))
