@@ -9,7 +9,8 @@ if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends \
-  build-essential cmake clang libclang-dev pkg-config libasound2-dev curl ca-certificates >/dev/null
+  build-essential cmake clang libclang-dev pkg-config libasound2-dev curl ca-certificates \
+  python3 python3-venv >/dev/null
 # Video decoding (ffmpeg-next against FFmpeg 5.1) and webcams (nokhwa's V4L2 bindings need the
 # kernel headers of linux-libc-dev and libclang, above).
 $SUDO apt-get install -y -qq --no-install-recommends \

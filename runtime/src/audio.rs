@@ -13,7 +13,7 @@ mod wav;
 pub use capture::{
     AudioSource, ChunkOptions, CpalMicrophone, FileSource, MicrophoneConfig, Pacing,
 };
-pub use decode::{decode_file, Clip};
+pub use decode::{decode_bytes, decode_file, Clip};
 pub use devices::{list_input_devices, list_output_devices, DEVICE_TIMEOUT};
 pub use playback::{AudioSink, CpalSpeaker, FileSink, PlayRecord, SpeakerConfig};
 pub use resample::{downmix, resample_linear, LinearResampler};

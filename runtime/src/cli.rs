@@ -316,6 +316,13 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// OpenAI-compatible HTTP server (chat completions, transcriptions, speech).
+    Serve {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        serve: ServeArgs,
+    },
     /// Benchmarks.
     Bench {
         /// What to measure.
@@ -549,4 +556,30 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 3)]
         repeat: usize,
     },
+}
+
+/// Flags of `mio serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to bind (loopback by default).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port (0: any free port; the address is printed).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Require `Authorization: Bearer KEY`.
+    #[arg(long, value_name = "KEY")]
+    pub api_key: Option<String>,
+    /// Requests that may wait behind the running one; more are answered 429.
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    pub queue: usize,
+    /// Largest request body in MB (413 above).
+    #[arg(long, value_name = "M", default_value_t = 32)]
+    pub max_body_mb: usize,
+    /// Send CORS headers for this origin (`*`: any); off by default.
+    #[arg(long, value_name = "ORIGIN")]
+    pub cors_origin: Option<String>,
+    /// Cap on new tokens per answer (default: the mode's preset).
+    #[arg(long, value_name = "N")]
+    pub max_tokens: Option<usize>,
 }

@@ -88,6 +88,18 @@ pub fn run(cli: Cli) -> Result<()> {
             model,
             json,
         } => crate::replay::run(&script, &out, model.as_deref(), json),
+        Command::Serve { common, serve } => crate::serve::run(
+            &common,
+            &crate::serve::ServeOptions {
+                host: serve.host,
+                port: serve.port,
+                api_key: serve.api_key,
+                queue: serve.queue,
+                max_body_mb: serve.max_body_mb,
+                cors_origin: serve.cors_origin,
+                max_tokens: serve.max_tokens,
+            },
+        ),
         Command::Bench {
             what:
                 BenchCommand::Lm {

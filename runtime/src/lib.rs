@@ -18,4 +18,5 @@ pub mod replay;
 mod report;
 pub mod video;
 mod video_cmd;
+pub mod serve;
 pub mod worker;

@@ -41,9 +41,25 @@ const MAX_SAMPLES: usize = 48_000 * 3600;
 pub fn decode_file(path: &Path) -> Result<Clip> {
     let file = File::open(path)
         .with_context(|| format!("cannot open the audio file {}", path.display()))?;
-    let mss = MediaSourceStream::new(Box::new(file), Default::default());
+    let ext = path.extension().and_then(|e| e.to_str());
+    decode_source(Box::new(file), ext, &path.display().to_string())
+}
+
+/// Decodes an audio file held in memory (`ext`, e.g. `wav` or `mp3`, is a hint; `name`
+/// appears in errors).
+pub fn decode_bytes(bytes: Vec<u8>, ext: Option<&str>, name: &str) -> Result<Clip> {
+    decode_source(Box::new(std::io::Cursor::new(bytes)), ext, name)
+}
+
+fn decode_source(
+    source: Box<dyn symphonia::core::io::MediaSource>,
+    ext: Option<&str>,
+    name: &str,
+) -> Result<Clip> {
+    let path = Path::new(name);
+    let mss = MediaSourceStream::new(source, Default::default());
     let mut hint = Hint::new();
-    if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
+    if let Some(ext) = ext {
         hint.with_extension(ext);
     }
     let probed = symphonia::default::get_probe()
