@@ -59,14 +59,7 @@ pub async fn load_model(
     args: LoadArgs,
     on_event: Channel<LoadEvent>,
 ) -> AppResult<ModelInfo> {
-    let stage = |stage: &str, index| {
-        let _ = on_event.send(LoadEvent::Stage {
-            stage: stage.into(),
-            index,
-            total: 2,
-        });
-    };
-    stage("checking the folder and device", 1);
+    stage(&on_event, "checking the folder and device", 1);
     let device: DeviceKind = args
         .device
         .parse()
@@ -85,7 +78,7 @@ pub async fn load_model(
             ),
         ));
     }
-    stage("loading the weights on the worker thread", 2);
+    stage(&on_event, "loading the weights on the worker thread", 2);
     let opts = LoadOptions {
         model_dir: dir.clone(),
         precision: Precision::F32,
@@ -119,6 +112,14 @@ pub async fn load_model(
         *m = Some(model.clone());
     }
     Ok(model)
+}
+
+fn stage(channel: &Channel<LoadEvent>, stage: &str, index: u32) {
+    let _ = channel.send(LoadEvent::Stage {
+        stage: stage.into(),
+        index,
+        total: 2,
+    });
 }
 
 fn require_model(state: &AppState) -> AppResult<()> {

@@ -204,7 +204,7 @@ pub fn mime_of(name: &str) -> &'static str {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
 
     fn dir() -> (tempfile::TempDir, MediaDir) {

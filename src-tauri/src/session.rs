@@ -262,10 +262,12 @@ struct Drain {
 
 impl Drain {
     fn run<B: ChatBackend>(mut self, handle: RunHandle<B>) {
-        for message in handle.messages.iter() {
+        while let Ok(message) = handle.messages.recv() {
             match message {
                 RunMessage::Event(e) => {
                     if let Err(err) = self.event(e) {
+                        // A media file could not be written (disk full): stop the engine,
+                        // keep what was stored, report.
                         handle.cancel();
                         self.fail(err);
                         return self.drain_rest(handle);

@@ -204,7 +204,7 @@ impl Store {
         );
         self.summaries(
             "WHERE c.title LIKE ?1 ESCAPE '\\' OR EXISTS (SELECT 1 FROM messages m2
-               WHERE m2.conversation_id = c.id AND m2.segments LIKE ?1 ESCAPE '\\')",
+               WHERE m2.conversation_id = c.id AND m2.model_text LIKE ?1 ESCAPE '\\')",
             &[&pattern],
         )
     }

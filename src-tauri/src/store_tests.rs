@@ -123,7 +123,7 @@ fn search_and_delete() {
         Mode::Chat,
         MessageStatus::Done,
         &text("tell me about 100% cats"),
-        "",
+        "tell me about 100% cats",
     )
     .unwrap();
     let b = s.create_conversation("dogs").unwrap();
@@ -133,7 +133,7 @@ fn search_and_delete() {
         Mode::Chat,
         MessageStatus::Done,
         &text("dogs"),
-        "",
+        "dogs",
     )
     .unwrap();
     s.add_message(
