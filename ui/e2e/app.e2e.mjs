@@ -61,7 +61,8 @@ class Session {
   async waitFor(css, ms = 60000, pred = "true") {
     const t0 = Date.now();
     while (Date.now() - t0 < ms) {
-      const ok = await this.exec(`const els = document.querySelectorAll(arguments[0]); const el = els[els.length - 1]; return !!el && (${pred});`, css);
+      // The first document may still be loading (navigation errors): try again.
+      const ok = await this.exec(`const els = document.querySelectorAll(arguments[0]); const el = els[els.length - 1]; return !!el && (${pred});`, css).catch(() => false);
       if (ok) return;
       await sleep(100);
     }
