@@ -137,11 +137,11 @@ async function main() {
   assert.equal(await finished(s), "done");
   await s.shot("guide");
 
-  // Voice mode: an audio player for the spoken answer.
+  // Voice mode: the speech block of the answer (a player, or a note when it has no frames).
   await s.click("[data-mode=voice]");
   await send(s, "Please say hello.");
   assert.equal(await finished(s, 300000), "done");
-  await s.waitFor(".msg.assistant audio", 5000);
+  await s.waitFor(".msg.assistant [data-segment=audio]", 5000);
   await s.shot("voice");
 
   // Cancel: stop a long voice answer right away.

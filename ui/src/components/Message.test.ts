@@ -45,6 +45,12 @@ describe("Message", () => {
     expect(body.querySelector("audio")!.getAttribute("src")).toBe("media://localhost/s.wav");
   });
 
+  it("labels an empty speech block instead of showing a broken player", () => {
+    const body = render({ message: msg({ segments: [{ kind: "audio", file: "e.wav", duration_s: 0 }] }) });
+    expect(body.querySelector("audio")).toBeNull();
+    expect(body.querySelector("[data-segment=audio]")!.textContent).toContain("empty speech block");
+  });
+
   it("opens a picture in a lightbox with a save link", () => {
     const body = render({ message: msg({ segments: [{ kind: "image", file: "a.png", width: 8, height: 8 }] }) });
     (body.querySelector(".thumb") as HTMLButtonElement).click();
