@@ -22,3 +22,15 @@ if ! command -v cargo >/dev/null 2>&1; then
   source "$HOME/.cargo/env"
 fi
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
+
+# Desktop app (src-tauri, ui/): WebKitGTK and friends for Tauri 2, Node.js + npm for the UI
+# build (Debian 12 ships Node 18; the UI's pinned Vite 6 / Vitest 3 / Svelte 5 support it),
+# Xvfb and WebKitWebDriver for the end-to-end test, tauri-driver from crates.io.
+$SUDO apt-get install -y -qq --no-install-recommends \
+  libwebkit2gtk-4.1-dev libxdo-dev libssl-dev librsvg2-dev xvfb xauth webkit2gtk-driver >/dev/null
+if ! command -v npm >/dev/null 2>&1; then
+  $SUDO apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+if ! command -v tauri-driver >/dev/null 2>&1; then
+  cargo install tauri-driver --version ^2 --locked
+fi

@@ -1,0 +1,94 @@
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { flushSync, mount, unmount } from "svelte";
+
+vi.mock("@tauri-apps/api/core", () => ({
+  convertFileSrc: (f: string, p: string) => `${p}://localhost/${f}`,
+  invoke: vi.fn(),
+  Channel: class {},
+}));
+
+import Message from "./Message.svelte";
+import type { LiveMessage } from "../lib/thread";
+
+let comp: ReturnType<typeof mount> | null = null;
+afterEach(() => {
+  if (comp) unmount(comp);
+  comp = null;
+  document.body.innerHTML = "";
+});
+
+function render(props: Record<string, unknown>) {
+  comp = mount(Message, { target: document.body, props: props as never });
+  flushSync();
+  return document.body;
+}
+
+const msg = (over: Partial<LiveMessage>): LiveMessage => ({
+  id: 1, role: "assistant", mode: "chat", status: "done", segments: [], error: null, created_ms: 0, ...over,
+});
+
+describe("Message", () => {
+  it("renders segments in order with a renderer per kind", () => {
+    const body = render({
+      message: msg({
+        segments: [
+          { kind: "text", text: "**Hi** <b>x</b>" },
+          { kind: "image", file: "a.png", width: 64, height: 64 },
+          { kind: "audio", file: "s.wav", duration_s: 1.5 },
+        ],
+      }),
+    });
+    const kinds = [...body.querySelectorAll("[data-segment]")].map((e) => e.getAttribute("data-segment"));
+    expect(kinds).toEqual(["text", "image", "audio"]);
+    expect(body.querySelector(".md")!.innerHTML).toContain("<strong>Hi</strong> &lt;b&gt;x&lt;/b&gt;");
+    expect(body.querySelector("img")!.getAttribute("src")).toBe("media://localhost/a.png");
+    expect(body.querySelector("audio")!.getAttribute("src")).toBe("media://localhost/s.wav");
+  });
+
+  it("labels an empty speech block instead of showing a broken player", () => {
+    const body = render({ message: msg({ segments: [{ kind: "audio", file: "e.wav", duration_s: 0 }] }) });
+    expect(body.querySelector("audio")).toBeNull();
+    expect(body.querySelector("[data-segment=audio]")!.textContent).toContain("empty speech block");
+  });
+
+  it("opens a picture in a lightbox with a save link", () => {
+    const body = render({ message: msg({ segments: [{ kind: "image", file: "a.png", width: 8, height: 8 }] }) });
+    (body.querySelector(".thumb") as HTMLButtonElement).click();
+    flushSync();
+    expect(body.querySelector(".lightbox a[download]")).not.toBeNull();
+  });
+
+  it("shows the progressive preview, progress and streaming state", () => {
+    const body = render({
+      message: msg({
+        status: "streaming",
+        preview: { kind: "audio", file: "p.wav", duration_s: 0.5 },
+        progress: { stage: "image", step: 4, total: 20 },
+      }),
+    });
+    expect(body.querySelector(".audio.preview")).not.toBeNull();
+    expect(body.querySelector("[data-progress]")!.textContent).toContain("step 4 of 20");
+    expect(body.querySelector(".typing")).not.toBeNull();
+  });
+
+  it("lays out Guide answers as steps and Edit answers as before and after", () => {
+    let body = render({ message: msg({ mode: "guide", segments: [{ kind: "text", text: "1. One\n2. Two" }] }) });
+    expect(body.querySelectorAll(".steps > li")).toHaveLength(2);
+    unmount(comp!);
+    comp = null;
+    body = render({
+      message: msg({ mode: "edit", segments: [{ kind: "image", file: "after.png", width: 8, height: 8 }] }),
+      before: { kind: "image", file: "before.png", width: 8, height: 8 },
+    });
+    const labels = [...body.querySelectorAll(".before-after .label")].map((e) => e.textContent);
+    expect(labels).toEqual(["Before", "After"]);
+  });
+
+  it("offers regenerate on the last finished answer and shows errors", () => {
+    const onregenerate = vi.fn();
+    const body = render({ message: msg({ status: "failed", error: "boom" }), last: true, onregenerate });
+    expect(body.querySelector(".error")!.textContent).toBe("boom");
+    (body.querySelector("[data-action=regenerate]") as HTMLButtonElement).click();
+    expect(onregenerate).toHaveBeenCalled();
+  });
+});

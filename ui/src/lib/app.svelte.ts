@@ -1,0 +1,179 @@
+// The app's state and the services the components call; services call the generated
+// bindings (`api`), which tests replace.
+import { Channel } from "@tauri-apps/api/core";
+import * as bindings from "../ipc/bindings";
+import type {
+  Attachment, ConversationSummary, LoadEvent, Mode, ModelInfo, StreamEvent,
+} from "../ipc/bindings";
+import { applyEvent, type LiveMessage } from "./thread";
+import { toastFrom, type Toast } from "./errors";
+
+export type Api = typeof bindings;
+type MakeChannel = <T>(onMessage: (m: T) => void) => Channel<T>;
+
+const realChannel: MakeChannel = <T>(onMessage: (m: T) => void) => {
+  const ch = new Channel<T>();
+  ch.onmessage = onMessage;
+  return ch;
+};
+
+export class AppState {
+  model = $state<ModelInfo | null>(null);
+  loading = $state<{ stage: string; index: number; total: number } | null>(null);
+  conversations = $state<ConversationSummary[]>([]);
+  currentId = $state<number | null>(null);
+  messages = $state<LiveMessage[]>([]);
+  mode = $state<Mode>("chat");
+  attachments = $state<Attachment[]>([]);
+  running = $state<{ requestId: number; messageId: number } | null>(null);
+  toasts = $state<Toast[]>([]);
+  query = $state("");
+  lastSpeed = $state<number | null>(null);
+
+  constructor(
+    private api: Api = bindings,
+    private channel: MakeChannel = realChannel,
+  ) {}
+
+  toast(e: unknown) {
+    const t = toastFrom(e);
+    this.toasts = [...this.toasts, t];
+    setTimeout(() => this.dismiss(t.id), 8000);
+  }
+
+  dismiss(id: number) {
+    this.toasts = this.toasts.filter((t) => t.id !== id);
+  }
+
+  async init() {
+    try {
+      this.model = await this.api.modelStatus();
+      await this.refreshList();
+    } catch (e) {
+      this.toast(e);
+    }
+  }
+
+  async loadModel(modelDir: string | null, device: string) {
+    this.loading = { stage: "starting", index: 0, total: 2 };
+    try {
+      const ch = this.channel<LoadEvent>((ev) => (this.loading = { ...ev }));
+      this.model = await this.api.loadModel({ model_dir: modelDir, device }, ch);
+    } catch (e) {
+      this.toast(e);
+    } finally {
+      this.loading = null;
+    }
+  }
+
+  async refreshList() {
+    this.conversations = this.query.trim()
+      ? await this.api.searchConversations(this.query.trim())
+      : await this.api.listConversations();
+  }
+
+  async open(id: number) {
+    try {
+      const view = await this.api.getConversation(id);
+      this.currentId = id;
+      this.messages = view.messages;
+    } catch (e) {
+      this.toast(e);
+      await this.refreshList();
+    }
+  }
+
+  newConversation() {
+    this.currentId = null;
+    this.messages = [];
+    this.attachments = [];
+  }
+
+  async remove(id: number) {
+    try {
+      await this.api.deleteConversation(id);
+      if (this.currentId === id) this.newConversation();
+      await this.refreshList();
+    } catch (e) {
+      this.toast(e);
+    }
+  }
+
+  async attach(name: string, bytes: Uint8Array) {
+    try {
+      this.attachments = [...this.attachments, await this.api.importMedia(name, bytes)];
+    } catch (e) {
+      this.toast(e);
+    }
+  }
+
+  private handler(messageId: number) {
+    return (ev: StreamEvent) => {
+      this.messages = this.messages.map((m) => (m.id === messageId ? applyEvent(m, ev) : m));
+      if (ev.kind === "done" || ev.kind === "failed") {
+        if (ev.kind === "done") this.lastSpeed = ev.tokens_per_s;
+        if (ev.kind === "failed") this.toast(ev.error);
+        if (this.running?.messageId === messageId) this.running = null;
+        this.refreshList().catch((e) => this.toast(e));
+      }
+    };
+  }
+
+  /** Sends the composer's text and attachments; the answer streams into the thread. */
+  async send(text: string): Promise<boolean> {
+    if (this.running) return false;
+    // The message id is known only once the command returns; buffer events until then.
+    const pending: StreamEvent[] = [];
+    let target: number | null = null;
+    const ch = this.channel<StreamEvent>((ev) => (target === null ? pending.push(ev) : deliver(ev)));
+    let deliver: (ev: StreamEvent) => void = () => {};
+    try {
+      const started = await this.api.sendMessage(
+        { conversation_id: this.currentId, text, attachments: this.attachments, mode: this.mode, max_new_tokens: null },
+        ch,
+      );
+      this.currentId = started.conversation_id;
+      const live: LiveMessage = {
+        id: started.message_id, role: "assistant", mode: this.mode, status: "streaming",
+        segments: [], error: null, created_ms: Date.now(),
+      };
+      this.messages = [...this.messages, ...(started.user ? [started.user] : []), live];
+      this.attachments = [];
+      this.running = { requestId: started.request_id, messageId: started.message_id };
+      target = started.message_id;
+      deliver = this.handler(target);
+      pending.splice(0).forEach(deliver);
+      await this.refreshList();
+      return true;
+    } catch (e) {
+      this.toast(e);
+      return false;
+    }
+  }
+
+  async regenerate() {
+    if (this.running || this.currentId === null) return;
+    const pending: StreamEvent[] = [];
+    let deliver: ((ev: StreamEvent) => void) | null = null;
+    const ch = this.channel<StreamEvent>((ev) => (deliver ? deliver(ev) : pending.push(ev)));
+    try {
+      const started = await this.api.regenerate(this.currentId, ch);
+      const view = await this.api.getConversation(started.conversation_id);
+      this.messages = view.messages.map((m) => (m.id === started.message_id ? { ...m } : m));
+      this.running = { requestId: started.request_id, messageId: started.message_id };
+      deliver = this.handler(started.message_id);
+      pending.splice(0).forEach(deliver);
+    } catch (e) {
+      this.toast(e);
+    }
+  }
+
+  async stop() {
+    if (!this.running) return;
+    try {
+      await this.api.cancel(this.running.requestId);
+    } catch (e) {
+      this.toast(e);
+    }
+  }
+}

@@ -1,0 +1,34 @@
+// Error toasts: a clear sentence from the typed error and advice for its code.
+import type { AppError, ErrorCode } from "../ipc/bindings";
+
+const ADVICE: Record<ErrorCode, string> = {
+  NO_MODEL: "Load a model first: the tiny test model is one click away in the header.",
+  MODEL_LOAD: "Pick a MIO release folder (with config.json and the weights) and try again.",
+  ENGINE: "The model failed during the answer; what it produced is kept. Try again or regenerate.",
+  INVALID_INPUT: "Check the message or the attached file.",
+  NOT_FOUND: "It may have been deleted; the list is refreshed.",
+  STORAGE: "Check free disk space and permissions of the app data folder.",
+  INTERNAL: "Something unexpected happened; the app is still usable.",
+};
+
+export interface Toast {
+  id: number;
+  title: string;
+  advice: string;
+}
+
+let next = 1;
+
+/** A toast from anything thrown by a command (typed `AppError` or not). */
+export function toastFrom(e: unknown): Toast {
+  const err = asAppError(e);
+  return { id: next++, title: err.message, advice: ADVICE[err.code] ?? ADVICE.INTERNAL };
+}
+
+export function asAppError(e: unknown): AppError {
+  if (e && typeof e === "object" && "code" in e && "message" in e) {
+    const code = (e as AppError).code;
+    if (code in ADVICE) return e as AppError;
+  }
+  return { code: "INTERNAL", message: e instanceof Error ? e.message : String(e) };
+}

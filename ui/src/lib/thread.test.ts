@@ -1,0 +1,62 @@
+import { describe, expect, it } from "vitest";
+import { applyEvent, groupSteps, mediaKindOf, type LiveMessage } from "./thread";
+import { asAppError, toastFrom } from "./errors";
+
+const base: LiveMessage = {
+  id: 2, role: "assistant", mode: "chat", status: "streaming", segments: [], error: null, created_ms: 0,
+};
+
+describe("applyEvent", () => {
+  it("accumulates text and keeps media in order", () => {
+    let m = applyEvent(base, { kind: "text", text: "Hel" });
+    m = applyEvent(m, { kind: "text", text: "lo" });
+    m = applyEvent(m, { kind: "progress", stage: "image", step: 3, total: 20 });
+    expect(m.progress).toEqual({ stage: "image", step: 3, total: 20 });
+    m = applyEvent(m, { kind: "segment", segment: { kind: "image", file: "a.png", width: 8, height: 8 } });
+    m = applyEvent(m, { kind: "text", text: " again" });
+    expect(m.segments.map((s) => s.kind)).toEqual(["text", "image", "text"]);
+    expect(m.segments[0]).toEqual({ kind: "text", text: "Hello" });
+    expect(m.progress).toBeNull();
+    expect(base.segments).toEqual([]);
+  });
+  it("shows the speech preview until the final message replaces it", () => {
+    let m = applyEvent(base, { kind: "speech_preview", index: 0, segment: { kind: "audio", file: "p.wav", duration_s: 1 } });
+    expect(m.preview?.kind).toBe("audio");
+    const final = { ...base, status: "done" as const, segments: [{ kind: "audio" as const, file: "s.wav", duration_s: 1 }] };
+    m = applyEvent(m, { kind: "done", message: final, tokens_per_s: 10 });
+    expect(m.preview).toBeNull();
+    expect(m.status).toBe("done");
+  });
+  it("marks failures and keeps what was produced", () => {
+    let m = applyEvent(base, { kind: "text", text: "part" });
+    m = applyEvent(m, { kind: "failed", error: { code: "ENGINE", message: "boom" }, message: null });
+    expect(m.status).toBe("failed");
+    expect(m.error).toBe("boom");
+    expect(m.segments).toHaveLength(1);
+  });
+});
+
+describe("groupSteps", () => {
+  it("starts a step at each numbered line and attaches media", () => {
+    const steps = groupSteps([
+      { kind: "text", text: "1. Mix flour\n2. Add water" },
+      { kind: "image", file: "b.png", width: 1, height: 1 },
+      { kind: "text", text: "3. Bake" },
+    ]);
+    expect(steps.map((s) => s.text)).toEqual(["1. Mix flour", "2. Add water", "3. Bake"]);
+    expect(steps[1].media).toHaveLength(1);
+  });
+});
+
+describe("files and errors", () => {
+  it("recognises media by type or extension", () => {
+    expect(mediaKindOf({ type: "image/png", name: "x" })).toBe("image");
+    expect(mediaKindOf({ type: "", name: "a.WAV" })).toBe("audio");
+    expect(mediaKindOf({ type: "text/plain", name: "a.txt" })).toBeNull();
+  });
+  it("turns typed and untyped errors into toasts with advice", () => {
+    expect(toastFrom({ code: "NO_MODEL", message: "load a model first" }).advice).toMatch(/tiny test model/);
+    expect(asAppError(new Error("x"))).toEqual({ code: "INTERNAL", message: "x" });
+    expect(asAppError("plain").message).toBe("plain");
+  });
+});

@@ -1,0 +1,79 @@
+// Pure state logic of a thread: applying stream events to the message being generated, and
+// grouping an answer into Guide steps. No Svelte, no IPC: unit-tested on its own.
+import type { MessageView, Segment, StreamEvent } from "../ipc/bindings";
+
+export interface Progress {
+  stage: string;
+  step: number;
+  total: number;
+}
+
+/** A message as shown: the stored view plus live-only state while it streams. */
+export interface LiveMessage extends MessageView {
+  preview?: Segment | null;
+  progress?: Progress | null;
+}
+
+/** The message after one stream event (a new object; the input is not changed). */
+export function applyEvent(msg: LiveMessage, ev: StreamEvent): LiveMessage {
+  switch (ev.kind) {
+    case "text": {
+      const segments = [...msg.segments];
+      const last = segments[segments.length - 1];
+      if (last && last.kind === "text") segments[segments.length - 1] = { kind: "text", text: last.text + ev.text };
+      else segments.push({ kind: "text", text: ev.text });
+      return { ...msg, segments };
+    }
+    case "segment":
+      return { ...msg, segments: [...msg.segments, ev.segment], progress: null };
+    case "speech_preview":
+      return { ...msg, preview: ev.segment };
+    case "progress":
+      return { ...msg, progress: { stage: ev.stage, step: ev.step, total: ev.total } };
+    case "done":
+      return { ...ev.message, preview: null, progress: null };
+    case "failed":
+      return {
+        ...(ev.message ?? msg),
+        status: "failed",
+        error: ev.error.message,
+        preview: null,
+        progress: null,
+      };
+  }
+}
+
+/** A Guide step: its words and the media that illustrate it. */
+export interface Step {
+  text: string;
+  media: Segment[];
+}
+
+/** Splits an answer into steps: each text begins a step, media join the current one. */
+export function groupSteps(segments: Segment[]): Step[] {
+  const steps: Step[] = [];
+  for (const s of segments) {
+    if (s.kind === "text") {
+      for (const part of s.text.split(/\n(?=\s*(?:\d+[.)]|step\s+\d+))/i)) {
+        if (part.trim()) steps.push({ text: part.trim(), media: [] });
+      }
+    } else if (steps.length) steps[steps.length - 1].media.push(s);
+    else steps.push({ text: "", media: [s] });
+  }
+  return steps;
+}
+
+/** The first picture of a message (Edit mode's "before"). */
+export function firstImage(segments: Segment[]): Segment | undefined {
+  return segments.find((s) => s.kind === "image");
+}
+
+/** What a dropped or pasted file is, from its type or name; `null` when unsupported. */
+export function mediaKindOf(file: { type: string; name: string }): "image" | "audio" | null {
+  if (file.type.startsWith("image/")) return "image";
+  if (file.type.startsWith("audio/")) return "audio";
+  const ext = file.name.toLowerCase().split(".").pop() ?? "";
+  if (["png", "jpg", "jpeg", "webp", "gif", "bmp"].includes(ext)) return "image";
+  if (["wav", "mp3", "flac", "ogg"].includes(ext)) return "audio";
+  return null;
+}
