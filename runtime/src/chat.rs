@@ -58,9 +58,6 @@ pub fn run(
     {
         bail!("the message is empty");
     }
-    if matches!(mode, ChatModeArg::Edit) && images.len() != 1 {
-        bail!("edit mode takes exactly one --image (got {})", images.len());
-    }
     std::fs::create_dir_all(out)
         .with_context(|| format!("cannot create the output folder {}", out.display()))?;
     let opts = crate::video_cmd::options(inputs.frames);
@@ -77,6 +74,9 @@ pub fn run(
         }
     }
     let images = images.as_slice();
+    if matches!(mode, ChatModeArg::Edit) && images.len() != 1 {
+        bail!("edit mode takes exactly one --image (got {})", images.len());
+    }
     let user = place_media(&text, "image", 0, images.len());
     let user = crate::video::place_video_frames(&user, images.len(), &frame_counts);
     let user = place_media(&user, "speech", 0, audio.len());

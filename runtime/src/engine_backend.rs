@@ -5,9 +5,7 @@ use std::sync::atomic::AtomicBool;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use mio_models::engine::{
-    Engine, EngineInfo, Event, LmBackend, LoadOptions, Request, Response,
-};
+use mio_models::engine::{Engine, EngineInfo, Event, LmBackend, LoadOptions, Request, Response};
 use mio_models::text::TextTokenizer;
 
 use crate::device::DeviceKind;

@@ -16,7 +16,7 @@ pub mod llamacpp;
 pub mod media;
 pub mod replay;
 mod report;
+pub mod serve;
 pub mod video;
 mod video_cmd;
-pub mod serve;
 pub mod worker;

@@ -771,7 +771,15 @@ fn llamacpp_backend_through_the_cli() {
     let tmp = tempfile::tempdir().unwrap();
     let gguf = tmp.path().join("lm-f16.gguf");
     let gguf_s = gguf.display().to_string();
-    let r = mio(&["convert", "--model", &model(), "--out", &gguf_s, "--type", "f16"]);
+    let r = mio(&[
+        "convert",
+        "--model",
+        &model(),
+        "--out",
+        &gguf_s,
+        "--type",
+        "f16",
+    ]);
     assert!(r.ok, "convert: {}", r.stderr);
     let lm = golden("lm.json");
     let prompt = golden_lm_ids("mm.input_ids")
@@ -780,8 +788,21 @@ fn llamacpp_backend_through_the_cli() {
         .collect::<Vec<_>>()
         .join(",");
     let base = [
-        "generate", "--model", &model(), "--lm", &gguf_s, "--backend", "llamacpp", "--ids",
-        &prompt, "--max-new-tokens", "20", "--eos-id", "7", "--no-constraints", "--json",
+        "generate",
+        "--model",
+        &model(),
+        "--lm",
+        &gguf_s,
+        "--backend",
+        "llamacpp",
+        "--ids",
+        &prompt,
+        "--max-new-tokens",
+        "20",
+        "--eos-id",
+        "7",
+        "--no-constraints",
+        "--json",
     ];
     let v = json_of(&mio(&base));
     assert_eq!(ids(&v["new_ids"]), ids(&lm["runs"]["greedy"]["new_tokens"]));
@@ -799,14 +820,33 @@ fn llamacpp_backend_through_the_cli() {
     }
 
     let r = mio(&[
-        "generate", "--model", &model(), "--backend", "llamacpp", "--ids", "1,2,3",
-        "--max-new-tokens", "2",
+        "generate",
+        "--model",
+        &model(),
+        "--backend",
+        "llamacpp",
+        "--ids",
+        "1,2,3",
+        "--max-new-tokens",
+        "2",
     ]);
     assert_one_sentence_error(&r, "--lm");
 
     let v = json_of(&mio(&[
-        "bench", "lm", "--compare", "--model", &model(), "--lm", &gguf_s, "--prompt-tokens",
-        "16", "--decode-tokens", "8", "--repeat", "1", "--json",
+        "bench",
+        "lm",
+        "--compare",
+        "--model",
+        &model(),
+        "--lm",
+        &gguf_s,
+        "--prompt-tokens",
+        "16",
+        "--decode-tokens",
+        "8",
+        "--repeat",
+        "1",
+        "--json",
     ]));
     let rows = v["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 2);

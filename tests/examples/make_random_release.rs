@@ -32,8 +32,14 @@ fn tensors(layers: usize) -> Vec<(String, Vec<usize>)> {
         t.extend([
             (format!("{p}.input_layernorm.weight"), vec![HIDDEN]),
             (format!("{p}.self_attn.q_proj.weight"), vec![HIDDEN, HIDDEN]),
-            (format!("{p}.self_attn.k_proj.weight"), vec![KV * hd, HIDDEN]),
-            (format!("{p}.self_attn.v_proj.weight"), vec![KV * hd, HIDDEN]),
+            (
+                format!("{p}.self_attn.k_proj.weight"),
+                vec![KV * hd, HIDDEN],
+            ),
+            (
+                format!("{p}.self_attn.v_proj.weight"),
+                vec![KV * hd, HIDDEN],
+            ),
             (format!("{p}.self_attn.o_proj.weight"), vec![HIDDEN, HIDDEN]),
             (format!("{p}.post_attention_layernorm.weight"), vec![HIDDEN]),
             (format!("{p}.mlp.gate_proj.weight"), vec![INTER, HIDDEN]),
@@ -123,9 +129,18 @@ fn tokenizer(tiny: &Path, out: &Path, tiny_text: usize) -> Result<()> {
         model.extend(piece(&format!("<dummy{i}>"), -1e9));
     }
     std::fs::write(out.join("tokenizer.model"), model)?;
-    let shift = |id: usize| if id >= tiny_text { id + TEXT - tiny_text } else { id };
-    let mut cfg: Value = serde_json::from_slice(&std::fs::read(tiny.join("tokenizer_config.json"))?)?;
-    let dec = cfg["added_tokens_decoder"].as_object().context("added_tokens_decoder")?;
+    let shift = |id: usize| {
+        if id >= tiny_text {
+            id + TEXT - tiny_text
+        } else {
+            id
+        }
+    };
+    let mut cfg: Value =
+        serde_json::from_slice(&std::fs::read(tiny.join("tokenizer_config.json"))?)?;
+    let dec = cfg["added_tokens_decoder"]
+        .as_object()
+        .context("added_tokens_decoder")?;
     let moved: serde_json::Map<String, Value> = dec
         .iter()
         .map(|(k, v)| (shift(k.parse().unwrap()).to_string(), v.clone()))
@@ -167,12 +182,17 @@ fn config(tiny: &Path, out: &Path, layers: usize, tiny_text: usize) -> Result<()
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let out = Path::new(args.get(1).context("usage: make_random_release OUT_DIR [LAYERS]")?);
+    let out = Path::new(
+        args.get(1)
+            .context("usage: make_random_release OUT_DIR [LAYERS]")?,
+    );
     let layers: usize = args.get(2).map_or(Ok(32), |s| s.parse())?;
     let tiny = mio_tests::tiny_model();
     std::fs::create_dir_all(out)?;
     let tiny_cfg: Value = serde_json::from_slice(&std::fs::read(tiny.join("config.json"))?)?;
-    let tiny_text = tiny_cfg["text_vocab_size"].as_u64().context("text_vocab_size")? as usize;
+    let tiny_text = tiny_cfg["text_vocab_size"]
+        .as_u64()
+        .context("text_vocab_size")? as usize;
     config(&tiny, out, layers, tiny_text)?;
     tokenizer(&tiny, out, tiny_text)?;
     let all = tensors(layers);
@@ -198,7 +218,10 @@ fn main() -> Result<()> {
         }
     }
     let index = json!({"metadata": {}, "weight_map": map});
-    std::fs::write(out.join("model.safetensors.index.json"), serde_json::to_vec_pretty(&index)?)?;
+    std::fs::write(
+        out.join("model.safetensors.index.json"),
+        serde_json::to_vec_pretty(&index)?,
+    )?;
     eprintln!("\nwrote {} ({layers} layers, {n} shards)", out.display());
     Ok(())
 }

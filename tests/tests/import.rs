@@ -75,6 +75,7 @@ fn generate(dir: &Path, name: &str) -> Result<(Vec<u32>, String)> {
             precision: Default::default(),
             lm_file: None,
             skip_lm: false,
+            ..Default::default()
         },
         &Device::Cpu,
     )?;

@@ -17,8 +17,8 @@ use super::media::{Codecs, Render, SpeechPreview};
 use super::timed::Timed;
 use super::types::*;
 use crate::generation::{
-    generate, Controls, FinishReason as GenFinish, GenerationConfig, GenerationOutput,
-    CausalLm, IncrementalDetokenizer, Task, TokenEvent,
+    generate, CausalLm, Controls, FinishReason as GenFinish, GenerationConfig, GenerationOutput,
+    IncrementalDetokenizer, Task, TokenEvent,
 };
 use crate::image_decoder::DecodeOptions;
 use crate::lm::{Config, GenerationConfigFile, LlamaForCausalLm, LmSession};
@@ -134,9 +134,9 @@ impl Engine {
             text_vocab_size: vocab.text_vocab_size as usize,
             layers: cfg.map_or(0, |c| c.num_hidden_layers),
             hidden_size: cfg.map_or(0, |c| c.hidden_size),
-            context_length: lm
-                .as_ref()
-                .map_or(0, |l| l.lm.max_context().min(l.config.max_position_embeddings)),
+            context_length: lm.as_ref().map_or(0, |l| {
+                l.lm.max_context().min(l.config.max_position_embeddings)
+            }),
             lm_source: lm
                 .as_ref()
                 .map_or_else(|| "not loaded".to_string(), |l| l.source.clone()),

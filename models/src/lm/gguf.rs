@@ -342,7 +342,11 @@ impl LoadWeights for GgufWeights {
         }
         let (rows, cols) = match shape {
             [r, c] => (*r, *c),
-            _ => return Err(Error::InvalidArgument(format!("{name}: an embedding table is 2-D"))),
+            _ => {
+                return Err(Error::InvalidArgument(format!(
+                    "{name}: an embedding table is 2-D"
+                )))
+            }
         };
         let row_bytes = cols / gdtype.block_size() * gdtype.type_size();
         let chunk_rows = 4096usize;
@@ -353,7 +357,10 @@ impl LoadWeights for GgufWeights {
                 .get(start * row_bytes..(start + n) * row_bytes)
                 .ok_or_else(|| Error::checkpoint(&self.path, format!("{name}: short table")))?;
             let q = ggml_file::qtensor_from_ggml(gdtype, part, vec![n, cols], &Device::Cpu)?;
-            let f = q.dequantize(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?;
+            let f = q
+                .dequantize(&Device::Cpu)?
+                .flatten_all()?
+                .to_vec1::<f32>()?;
             out.extend(f.into_iter().map(half::f16::from_f32));
         }
         drop(bytes);

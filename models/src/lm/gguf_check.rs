@@ -69,7 +69,10 @@ fn check_tensors(content: &Content, cfg: &Config, path: &Path, file_len: u64) ->
             continue;
         };
         let info = content.tensor_infos.get(&name).ok_or_else(|| {
-            Error::checkpoint(path, format!("tensor {name} is missing: the file is incomplete"))
+            Error::checkpoint(
+                path,
+                format!("tensor {name} is missing: the file is incomplete"),
+            )
         })?;
         if info.shape.dims() != shape.as_slice() {
             return Err(Error::checkpoint(
@@ -84,7 +87,7 @@ fn check_tensors(content: &Content, cfg: &Config, path: &Path, file_len: u64) ->
     for (name, info) in &content.tensor_infos {
         let elems = info.shape.elem_count() as u64;
         let block = info.ggml_dtype.block_size() as u64;
-        if block == 0 || elems % block != 0 {
+        if block == 0 || !elems.is_multiple_of(block) {
             return Err(Error::checkpoint(
                 path,
                 format!("tensor {name} has {elems} elements, not whole blocks of its type"),

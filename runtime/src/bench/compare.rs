@@ -144,7 +144,9 @@ fn llama_bench(args: &CompareArgs<'_>, bin: &Path, gguf: &Path) -> Result<Row> {
 }
 
 fn gib(b: Option<u64>) -> String {
-    b.map_or("?".into(), |b| format!("{:.2} GiB", b as f64 / (1u64 << 30) as f64))
+    b.map_or("?".into(), |b| {
+        format!("{:.2} GiB", b as f64 / (1u64 << 30) as f64)
+    })
 }
 
 /// Runs the comparison and prints the table.
@@ -194,7 +196,9 @@ pub fn compare(args: &CompareArgs<'_>) -> Result<()> {
         );
         s += "| backend | prefill tok/s | decode tok/s | decode vs llama-bench | decode vs bound | peak RSS |\n|---|---|---|---|---|---|\n";
         for r in &rows {
-            let ratio = base.map_or("-".into(), |b| format!("{:.2}x", r.decode_tps / b.max(1e-9)));
+            let ratio = base.map_or("-".into(), |b| {
+                format!("{:.2}x", r.decode_tps / b.max(1e-9))
+            });
             s += &format!(
                 "| {} | {:.1} | {:.2} | {ratio} | {:.0}% | {} |\n",
                 r.name,

@@ -11,6 +11,9 @@ use super::rows::{Rows, SeqOp};
 
 type Ctx<'a> = LlamaContext<'a>;
 
+/// One token to decode: (row, position, token id).
+type Entry = (usize, i32, u32);
+
 self_cell::self_cell!(
     /// The model and the context that borrows it, owned together.
     pub(crate) struct ModelContext {
@@ -56,20 +59,15 @@ impl LlamaCppLm {
         self.inner.borrow_owner()
     }
 
-    /// Ids of `text` as llama.cpp's own tokenizer (from the GGUF) splits it, with `<s>`
-    /// first when `add_bos`.
-    pub fn tokenize(&self, text: &str, add_bos: bool) -> Result<Vec<u32>> {
-        use llama_cpp_2::model::AddBos;
-        let bos = if add_bos {
-            AddBos::Always
-        } else {
-            AddBos::Never
-        };
-        let toks = self
-            .model()
-            .str_to_token(text, bos)
-            .map_err(|e| backend_err("tokenization", e))?;
-        Ok(toks.iter().map(|t| t.0 as u32).collect())
+    /// Ids of `text` as llama.cpp's own tokenizer (from the GGUF) splits it, special
+    /// tokens parsed, with `<s>` first when `add_bos`.
+    pub fn tokenize(&self, text: &str, add_bos: bool) -> Vec<u32> {
+        self.model()
+            .vocab()
+            .tokenize(text.as_bytes(), add_bos, true)
+            .iter()
+            .map(|t| t.0 as u32)
+            .collect()
     }
 
     fn apply(&mut self, ops: &[SeqOp]) -> Result<()> {
@@ -95,9 +93,10 @@ impl LlamaCppLm {
         &mut self,
         tokens: &[Vec<u32>],
         mask: &[Vec<u8>],
-    ) -> Result<(Vec<(usize, i32, u32)>, Vec<usize>)> {
+    ) -> Result<(Vec<Entry>, Vec<usize>)> {
         if self.rows.seq.is_empty() {
-            self.rows = Rows::fresh(tokens.len(), self.n_seq_max).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+            self.rows = Rows::fresh(tokens.len(), self.n_seq_max)
+                .map_err(|e| Error::InvalidArgument(e.to_string()))?;
         }
         if tokens.len() != self.rows.seq.len() || mask.len() != tokens.len() {
             return Err(Error::InvalidArgument(format!(
@@ -163,7 +162,11 @@ impl CausalLm for LlamaCppLm {
         self.rows = Rows::default();
     }
 
-    fn forward(&mut self, tokens: &[Vec<u32>], attention_mask: &[Vec<u8>]) -> Result<Vec<Vec<f32>>> {
+    fn forward(
+        &mut self,
+        tokens: &[Vec<u32>],
+        attention_mask: &[Vec<u8>],
+    ) -> Result<Vec<Vec<f32>>> {
         let (entries, last) = self.plan_batch(tokens, attention_mask)?;
         let seqs = self.rows.seq.clone();
         let n_batch = self.n_batch;
@@ -178,7 +181,8 @@ impl CausalLm for LlamaCppLm {
                         .add(LlamaToken(t as i32), pos, &[seqs[r]], want)
                         .map_err(|e| backend_err("batch", e))?;
                 }
-                ctx.decode(&mut batch).map_err(|e| backend_err("decode", e))?;
+                ctx.decode(&mut batch)
+                    .map_err(|e| backend_err("decode", e))?;
                 for (k, &(r, _, _)) in chunk.iter().enumerate() {
                     if last.get(r) == Some(&(base + k)) {
                         logits[r] = ctx.get_logits_ith(k as i32).to_vec();

@@ -100,7 +100,10 @@ fn load_model(
     match (opts.gpu_layers, gpu) {
         (GpuLayers::Count(0), _) => load(&cpu()),
         (GpuLayers::Count(n), true) => {
-            notes.push(format!("{} of {layers} LM layers on the GPU", n.min(layers)));
+            notes.push(format!(
+                "{} of {layers} LM layers on the GPU",
+                n.min(layers)
+            ));
             load(&params.with_n_gpu_layers(n))
         }
         (GpuLayers::Count(n), false) => {
@@ -111,7 +114,9 @@ fn load_model(
         }
         (GpuLayers::Auto, false) => {
             if opts.gpu_device {
-                notes.push("this build of llama.cpp has no GPU support: the LM runs on the CPU".into());
+                notes.push(
+                    "this build of llama.cpp has no GPU support: the LM runs on the CPU".into(),
+                );
             }
             load(&cpu())
         }
@@ -168,7 +173,11 @@ pub struct LlamaCppLoad {
 
 /// Loads `gguf` into llama.cpp after checking it is a complete MIO LM whose tokens match
 /// `vocab`.
-pub fn open_llamacpp(gguf: &Path, vocab: &MioVocab, opts: &LlamaCppOptions) -> Result<LlamaCppLoad> {
+pub fn open_llamacpp(
+    gguf: &Path,
+    vocab: &MioVocab,
+    opts: &LlamaCppOptions,
+) -> Result<LlamaCppLoad> {
     let summary = validate_gguf(gguf, Some(vocab))?;
     if !summary.has_tokenizer {
         return Err(Error::checkpoint(
@@ -179,14 +188,21 @@ pub fn open_llamacpp(gguf: &Path, vocab: &MioVocab, opts: &LlamaCppOptions) -> R
     let config = summary.config;
     let layers = config.num_hidden_layers as u32;
     let train = u32::try_from(config.max_position_embeddings).unwrap_or(u32::MAX);
-    let n_ctx = opts.n_ctx.unwrap_or(train.min(4096)).clamp(16, train.max(16));
+    let n_ctx = opts
+        .n_ctx
+        .unwrap_or(train.min(4096))
+        .clamp(16, train.max(16));
     let mut notes = vec![];
     let model = load_model(gguf, opts, n_ctx, layers, &mut notes)?;
     let backend = backend()?;
     let inner = ModelContext::try_new(model, |m| {
         m.new_context(backend, context_params(opts, n_ctx))
     })
-    .map_err(|e| Error::Unsupported(format!("llama.cpp cannot create a context of {n_ctx} tokens: {e}")))?;
+    .map_err(|e| {
+        Error::Unsupported(format!(
+            "llama.cpp cannot create a context of {n_ctx} tokens: {e}"
+        ))
+    })?;
     Ok(LlamaCppLoad {
         lm: LlamaCppLm::new(inner, opts.max_rows as usize),
         config,

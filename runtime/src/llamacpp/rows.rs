@@ -100,7 +100,7 @@ impl Rows {
 mod tests {
     use super::*;
 
-    fn apply(cells: &mut Vec<Vec<i32>>, ops: &[SeqOp]) {
+    fn apply(cells: &mut [Vec<i32>], ops: &[SeqOp]) {
         // `cells[s]` = the tokens held by sequence s (a model of llama.cpp's cache).
         for op in ops {
             match *op {
