@@ -78,6 +78,13 @@ fn context_params(opts: &LlamaCppOptions, n_ctx: u32) -> LlamaContextParams {
         .with_n_threads_batch(t)
 }
 
+/// Model params without mmap: on the CPU llama.cpp repacks quantized weights into its
+/// SIMD layout in anonymous memory, so with the file mapped too the resident size peaks at
+/// about twice the weights; read into memory once, the 7B q4_k_m peaks near its size.
+fn base_params() -> LlamaModelParams {
+    LlamaModelParams::default().with_use_mmap(false)
+}
+
 fn load_error(path: &Path, e: impl std::fmt::Display) -> Error {
     Error::checkpoint(path, format!("llama.cpp cannot load it ({e})"))
 }
@@ -95,8 +102,8 @@ fn load_model(
         LlamaModel::load_from_file(backend, path, p).map_err(|e| load_error(path, e))
     };
     let gpu = backend.supports_gpu_offload();
-    let params = LlamaModelParams::default();
-    let cpu = || LlamaModelParams::default().with_n_gpu_layers(0);
+    let params = base_params();
+    let cpu = || base_params().with_n_gpu_layers(0);
     match (opts.gpu_layers, gpu) {
         (GpuLayers::Count(0), _) => load(&cpu()),
         (GpuLayers::Count(n), true) => {
@@ -136,7 +143,7 @@ fn fit_and_load(
     let backend = backend()?;
     let cpath = CString::new(path.to_string_lossy().as_bytes())
         .map_err(|_| Error::InvalidArgument(format!("{}: path has a NUL byte", path.display())))?;
-    let mut params = pin!(LlamaModelParams::default());
+    let mut params = pin!(base_params());
     let mut cparams = context_params(opts, n_ctx);
     let mut margins = vec![1usize << 30; llama_cpp_2::max_devices().max(1)];
     match params
@@ -155,7 +162,7 @@ fn fit_and_load(
             notes.push(format!(
                 "GPU offload could not be fitted ({e}): the LM runs on the CPU"
             ));
-            let cpu = LlamaModelParams::default().with_n_gpu_layers(0);
+            let cpu = base_params().with_n_gpu_layers(0);
             LlamaModel::load_from_file(backend, path, &cpu).map_err(|e| load_error(path, e))
         }
     }
