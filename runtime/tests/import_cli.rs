@@ -85,6 +85,19 @@ fn imported_folder_generates_the_golden_ids_with_no_extra_flag() {
     beam.extend(["--num-beams", "5"]);
     let v = json_of(&mio(&beam));
     assert_eq!(ids(&v["new_ids"]), ids(&lm["runs"]["beam5"]["new_tokens"]));
+    // The llama.cpp backend finds the manifest's GGUF too.
+    for extra in [&[][..], &["--num-beams", "5"][..]] {
+        let mut args = base.to_vec();
+        args.extend(["--backend", "llamacpp"]);
+        args.extend(extra);
+        let v = json_of(&mio(&args));
+        let run = if extra.is_empty() { "greedy" } else { "beam5" };
+        assert_eq!(
+            ids(&v["new_ids"]),
+            ids(&lm["runs"][run]["new_tokens"]),
+            "llamacpp {run}"
+        );
+    }
     let info = json_of(&mio(&["info", "--model", &out, "--json"]));
     assert!(info.to_string().contains("gguf"), "{info}");
 }

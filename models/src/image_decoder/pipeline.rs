@@ -301,7 +301,10 @@ fn load_prompt_embeds(unclip_dir: &Path, dev: &Device) -> Result<Tensor> {
 fn check_components(model_dir: &Path) -> Result<()> {
     let sd = model_dir.join(UNCLIP_DIR);
     let files = [
-        ("SEED quantizer", model_dir.join(SEED_QUANTIZER)),
+        (
+            "SEED quantizer",
+            crate::weights_file::preferred_weights(&model_dir.join(SEED_QUANTIZER)),
+        ),
         ("image_normalizer", sd.join("image_normalizer/config.json")),
         (
             "image_noising_scheduler",
