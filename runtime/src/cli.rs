@@ -41,6 +41,30 @@ pub struct Common {
     /// when --device is a GPU).
     #[arg(long, value_name = "N|auto", default_value = "auto", value_parser = parse_gpu_layers)]
     pub gpu_layers: GpuLayers,
+    /// Where values computed once from the weights are kept across runs (unCLIP's
+    /// empty-prompt embedding) [default: $MIO_CACHE_DIR, else $XDG_CACHE_HOME/mio, else
+    /// ~/.cache/mio].
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Common {
+    /// `--cache-dir`, or the default cache folder when one can be named.
+    pub fn cache_dir(&self) -> Option<PathBuf> {
+        self.cache_dir.clone().or_else(default_cache_dir)
+    }
+}
+
+/// `$MIO_CACHE_DIR`, else `$XDG_CACHE_HOME/mio`, else `$HOME/.cache/mio`.
+pub fn default_cache_dir() -> Option<PathBuf> {
+    let var = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    var("MIO_CACHE_DIR")
+        .or_else(|| var("XDG_CACHE_HOME").map(|d| d.join("mio")))
+        .or_else(|| var("HOME").map(|d| d.join(".cache").join("mio")))
 }
 
 /// `--backend`.

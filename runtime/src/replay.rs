@@ -210,6 +210,7 @@ fn replay(script: &Script, base: &Path, model: &Path, out: &Path) -> Result<Tran
         precision: Default::default(),
         lm_file: None,
         skip_lm: false,
+        cache_dir: crate::cli::default_cache_dir(),
         ..Default::default()
     };
     worker.load((opts, DeviceKind::Cpu))?;

@@ -84,6 +84,7 @@ pub async fn load_model(
         precision: Precision::F32,
         lm_file: None,
         skip_lm: false,
+        cache_dir: Some(state.data_dir.join("cache")),
         ..Default::default()
     };
     let worker = state.worker.clone();

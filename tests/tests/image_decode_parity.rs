@@ -11,9 +11,10 @@ use candle_core::{DType, Device, Tensor};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use mio_models::image_decoder::{
-    empty_prompt_ids, encode_empty_prompt, AutoencoderKl, DdpmNoising, DecodeOptions,
-    PndmScheduler, SchedulerConfig, SeedDecodeHead, StableUnclipImageNormalizer,
-    UNet2DConditionConfig, UNet2DConditionModel, UnclipDecoder,
+    empty_prompt_ids, encode_empty_prompt, weights_sha256, AutoencoderKl, DdpmNoising,
+    DecodeOptions, PndmScheduler, PromptSource, SchedulerConfig, SeedDecodeHead,
+    StableUnclipImageNormalizer, UNet2DConditionConfig, UNet2DConditionModel, UnclipDecoder,
+    PROMPT_CACHE_DIR,
 };
 use mio_tests::{golden, tiny_model};
 
@@ -411,6 +412,90 @@ fn decoder_without_prompt_cache_runs_the_text_encoder() -> Result<()> {
     )?;
     assert_close("final_latents", &out.final_latents, &g["final_latents"])?;
     assert_close("image_float", &out.image_float, &g["image_float"])?;
+    Ok(())
+}
+
+/// Decodes the golden codes with the golden's pinned draws and checks the final image.
+fn decodes_golden(dec: &UnclipDecoder) -> Result<()> {
+    let g = load("image_decode.safetensors")?;
+    let codes: Vec<u32> = g["codes"].to_dtype(DType::U32)?.flatten_all()?.to_vec1()?;
+    let out = dec.decode_pinned(
+        &dec.image_embedding(&codes)?,
+        &g["init_latents"],
+        &g["noise"],
+        &golden_opts(),
+        &mut |_| {},
+        &AtomicBool::new(false),
+    )?;
+    assert_close("image_float", &out.image_float, &g["image_float"])?;
+    Ok(())
+}
+
+fn cache_entries(cache: &std::path::Path) -> Result<Vec<String>> {
+    let mut v: Vec<String> = std::fs::read_dir(cache.join(PROMPT_CACHE_DIR))?
+        .map(|e| Ok(e?.file_name().to_string_lossy().into_owned()))
+        .collect::<Result<_>>()?;
+    v.retain(|n| n.ends_with(".safetensors"));
+    v.sort();
+    Ok(v)
+}
+
+#[cfg(unix)]
+#[test]
+fn empty_prompt_embedding_is_cached_by_text_encoder_checksum() -> Result<()> {
+    let root = release_without_prompt_cache()?;
+    let cache = tempfile::tempdir()?;
+    let open = || UnclipDecoder::load_with_cache(root.path(), &Device::Cpu, Some(cache.path()));
+
+    // Cold: the text encoder runs and the result lands in the cache under its sha256.
+    let cold = open()?;
+    assert_eq!(cold.prompt_source(), PromptSource::Computed);
+    let encoder = unclip_dir().join("text_encoder/model.safetensors");
+    let sha = weights_sha256(&encoder, tempfile::tempdir()?.path())?;
+    let entry = format!("{sha}.safetensors");
+    assert_eq!(cache_entries(cache.path())?, vec![entry.clone()]);
+    let g = load("image_decode.safetensors")?;
+    let stored = candle_core::safetensors::load(
+        cache.path().join(PROMPT_CACHE_DIR).join(&entry),
+        &Device::Cpu,
+    )?;
+    assert_close(
+        "cached",
+        &stored["empty_prompt_embeds"],
+        &g["empty_prompt_embeds"],
+    )?;
+
+    // Warm: read from the cache, and the picture is still the golden one.
+    let warm = open()?;
+    assert_eq!(warm.prompt_source(), PromptSource::Cache);
+    decodes_golden(&warm)?;
+
+    // A damaged entry is recomputed and rewritten, not trusted.
+    std::fs::write(cache.path().join(PROMPT_CACHE_DIR).join(&entry), b"garbage")?;
+    assert_eq!(open()?.prompt_source(), PromptSource::Computed);
+    assert_eq!(open()?.prompt_source(), PromptSource::Cache);
+
+    // Another text encoder (other bytes): another key, computed again.
+    let sd = root.path().join("stable-diffusion-2-1-unclip");
+    std::fs::remove_file(sd.join("text_encoder"))?;
+    std::fs::create_dir(sd.join("text_encoder"))?;
+    std::fs::copy(
+        unclip_dir().join("text_encoder/config.json"),
+        sd.join("text_encoder/config.json"),
+    )?;
+    let tensors = candle_core::safetensors::load(&encoder, &Device::Cpu)?;
+    let copy = sd.join("text_encoder/model.safetensors");
+    candle_core::safetensors::save(&tensors, &copy)?;
+    assert_ne!(std::fs::read(&copy)?, std::fs::read(&encoder)?);
+    assert_eq!(open()?.prompt_source(), PromptSource::Computed);
+    assert_eq!(cache_entries(cache.path())?.len(), 2);
+
+    // An imported folder's own file wins over the cache.
+    assert_eq!(
+        UnclipDecoder::load_with_cache(&tiny_model(), &Device::Cpu, Some(cache.path()))?
+            .prompt_source(),
+        PromptSource::Folder
+    );
     Ok(())
 }
 

@@ -33,8 +33,9 @@ pub(crate) struct Render<'a> {
 }
 
 impl Codecs {
-    /// Loads every codec whose folder is present.
-    pub(crate) fn load(dir: &Path, dev: &Device) -> Result<Self> {
+    /// Loads every codec whose folder is present (`cache_dir`: where unCLIP's empty-prompt
+    /// embedding is cached).
+    pub(crate) fn load(dir: &Path, dev: &Device, cache_dir: Option<&Path>) -> Result<Self> {
         let speech_dir = dir.join("SpeechTokenizer");
         let speech = if speech_dir.is_dir() {
             Some(SpeechTokenizer::load(&speech_dir, dev)?)
@@ -49,7 +50,7 @@ impl Codecs {
         };
         let has_unclip = dir.join(UNCLIP_DIR).is_dir() && has_seed;
         let image_decoder = if has_unclip {
-            Some(UnclipDecoder::load(dir, dev)?)
+            Some(UnclipDecoder::load_with_cache(dir, dev, cache_dir)?)
         } else {
             None
         };

@@ -74,6 +74,10 @@ pub struct LoadOptions {
     /// GPU offload of the llama.cpp backend (the candle backend follows the device).
     #[serde(default)]
     pub gpu_layers: GpuLayers,
+    /// Folder for values derived once from the weights and kept across starts (unCLIP's
+    /// empty-prompt embedding, keyed by the text encoder's sha256); `None` = recompute.
+    #[serde(default)]
+    pub cache_dir: Option<PathBuf>,
 }
 
 /// What the assistant is asked to do in a chat turn.

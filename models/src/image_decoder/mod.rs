@@ -4,6 +4,7 @@ mod clip_text;
 mod noising;
 mod pipeline;
 mod preview;
+mod prompt_cache;
 mod scheduler;
 mod seed_decode_head;
 mod transformer;
@@ -17,10 +18,12 @@ pub use clip_text::{
 };
 pub use noising::{timestep_embedding, StableUnclipImageNormalizer};
 pub use pipeline::{
-    DecodeOptions, DecodeOutput, DecodeStep, RgbImage, UnclipDecoder, EMPTY_PROMPT_EMBEDS,
-    SEED_QUANTIZER, UNCLIP_DIR,
+    DecodeOptions, DecodeOutput, DecodeStep, RgbImage, UnclipDecoder, SEED_QUANTIZER, UNCLIP_DIR,
 };
 pub use preview::latent_preview;
+pub use prompt_cache::{
+    load_prompt_embeds, weights_sha256, PromptSource, EMPTY_PROMPT_EMBEDS, PROMPT_CACHE_DIR,
+};
 pub use scheduler::{DdpmNoising, PndmScheduler, SchedulerConfig};
 pub use seed_decode_head::{SeedDecodeHead, SeedDecodeHeadConfig, BLOCK_HEADS};
 pub use unet::{PerBlock, UNet2DConditionConfig, UNet2DConditionModel};

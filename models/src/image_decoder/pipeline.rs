@@ -8,9 +8,8 @@
 //! both text conditionings are the empty-prompt embedding) → VAE decode →
 //! `(x/2+0.5).clamp(0,1)` → uint8 (round half to even, as numpy).
 //! Deviations: the latents and the embedding noise are drawn from our own seeded normal
-//! generator (the reference draws torch `randn` once at load); the empty-prompt embedding is
-//! read from `empty_prompt_embeds.safetensors` when present (not in the real release), else
-//! computed once at load by the CLIP text encoder.
+//! generator (the reference draws torch `randn` once at load); the empty-prompt embedding
+//! comes from [`super::prompt_cache`] (precomputed file, cache folder, or the text encoder).
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,9 +17,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use candle_core::{DType, Device, Tensor};
 use rand::{Rng, SeedableRng};
 
-use super::clip_text::encode_empty_prompt;
 use super::noising::StableUnclipImageNormalizer;
 use super::preview::latent_preview;
+use super::prompt_cache::{load_prompt_embeds, PromptSource};
 use super::scheduler::{DdpmNoising, PndmScheduler, SchedulerConfig};
 use super::seed_decode_head::SeedDecodeHead;
 use super::unet::UNet2DConditionModel;
@@ -102,6 +101,7 @@ pub struct UnclipDecoder {
     unet: UNet2DConditionModel,
     vae: AutoencoderKl,
     prompt_embeds: Tensor,
+    prompt_source: PromptSource,
     dev: Device,
 }
 
@@ -109,13 +109,22 @@ pub struct UnclipDecoder {
 pub const UNCLIP_DIR: &str = "stable-diffusion-2-1-unclip";
 /// The SEED quantizer checkpoint inside a MIO release.
 pub const SEED_QUANTIZER: &str = "seed-tokenizer-2/seed_quantizer.pt";
-/// The precomputed empty-prompt CLIP text embedding (1 × 77 × d).
-pub const EMPTY_PROMPT_EMBEDS: &str = "empty_prompt_embeds.safetensors";
 
 impl UnclipDecoder {
     /// Loads the decoder from a MIO release folder (`seed-tokenizer-2/`,
-    /// `stable-diffusion-2-1-unclip/`), float32 on `dev`.
+    /// `stable-diffusion-2-1-unclip/`), float32 on `dev`, computing the empty-prompt
+    /// embedding unless the folder holds it.
     pub fn load(model_dir: &Path, dev: &Device) -> Result<Self> {
+        Self::load_with_cache(model_dir, dev, None)
+    }
+
+    /// [`Self::load`], with the empty-prompt embedding cached in `cache_dir` (keyed by the
+    /// text encoder's sha256) when the folder does not hold it.
+    pub fn load_with_cache(
+        model_dir: &Path,
+        dev: &Device,
+        cache_dir: Option<&Path>,
+    ) -> Result<Self> {
         check_components(model_dir)?;
         let head = SeedDecodeHead::load(&model_dir.join(SEED_QUANTIZER), dev)?;
         let sd = model_dir.join(UNCLIP_DIR);
@@ -127,7 +136,7 @@ impl UnclipDecoder {
         PndmScheduler::new(scheduler.clone())?;
         let unet = UNet2DConditionModel::load(&sd.join("unet"), DType::F32, dev)?;
         let vae = AutoencoderKl::load(&sd.join("vae"), DType::F32, dev)?;
-        let prompt_embeds = load_prompt_embeds(&sd, dev)?;
+        let (prompt_embeds, prompt_source) = load_prompt_embeds(&sd, dev, cache_dir)?;
         Ok(Self {
             head,
             normalizer,
@@ -136,8 +145,14 @@ impl UnclipDecoder {
             unet,
             vae,
             prompt_embeds,
+            prompt_source,
             dev: dev.clone(),
         })
+    }
+
+    /// Where the empty-prompt embedding came from at load.
+    pub fn prompt_source(&self) -> PromptSource {
+        self.prompt_source
     }
 
     /// The device the decoder runs on.
@@ -279,21 +294,6 @@ impl UnclipDecoder {
         check_finite(&latents, "the denoised latents (UNet)")?;
         Ok(latents)
     }
-}
-
-/// The empty-prompt embedding: the precomputed file if present, else the text encoder's.
-fn load_prompt_embeds(unclip_dir: &Path, dev: &Device) -> Result<Tensor> {
-    let path = unclip_dir.join(EMPTY_PROMPT_EMBEDS);
-    if !path.is_file() {
-        return encode_empty_prompt(unclip_dir, dev);
-    }
-    let path = path.as_path();
-    let tensors = candle_core::safetensors::load(path, dev)
-        .map_err(|e| Error::checkpoint(path, e.to_string()))?;
-    let t = tensors
-        .get("empty_prompt_embeds")
-        .ok_or_else(|| Error::MissingTensor("empty_prompt_embeds".into()))?;
-    Ok(t.to_dtype(DType::F32)?)
 }
 
 /// [`Error::MissingComponent`] for the first component file of the pipeline that is absent
