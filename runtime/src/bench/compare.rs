@@ -115,6 +115,9 @@ fn llama_bench(args: &CompareArgs<'_>, bin: &Path, gguf: &Path) -> Result<Row> {
         .args(["-n", &args.decode_tokens.to_string()])
         .args(["-r", &args.repeat.to_string()])
         .args(["-t", &threads.to_string(), "-ngl", "0", "-o", "json"])
+        // `-lm none`: read, not mapped, as our llama.cpp backend loads, so peak RSS is like for like
+        // (a mapped file keeps its page cache and the repacked copy resident together).
+        .args(["-lm", "none"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
