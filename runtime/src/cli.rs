@@ -340,6 +340,30 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Download a MIO release from the Hugging Face Hub: resumable, every file checked
+    /// against the hub's sha256 / git id, only the files MIO reads.
+    Download {
+        /// The repo, e.g. m-a-p/MIO-7B-Instruct or m-a-p/MIO-7B-Base.
+        #[arg(long, default_value = "m-a-p/MIO-7B-Instruct")]
+        repo: String,
+        /// Branch, tag or commit.
+        #[arg(long, default_value = "main")]
+        revision: String,
+        /// The folder to fill (an interrupted download there is resumed).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Also fetch the weight variants MIO never reads (fp16 and .bin duplicates of the
+        /// unCLIP components, the unCLIP image encoder).
+        #[arg(long)]
+        all_files: bool,
+        /// Hub endpoint [default: $HF_ENDPOINT, else https://huggingface.co]; the token is
+        /// $HF_TOKEN.
+        #[arg(long, value_name = "URL")]
+        endpoint: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// OpenAI-compatible HTTP server (chat completions, transcriptions, speech).
     Serve {
         #[command(flatten)]

@@ -82,6 +82,23 @@ pub fn run(cli: Cli) -> Result<()> {
             write_limit,
             json,
         } => crate::import::run_cli(release, out, quant, checksums, write_limit, json),
+        Command::Download {
+            repo,
+            revision,
+            out,
+            all_files,
+            endpoint,
+            json,
+        } => crate::hub::cli::run(
+            crate::hub::DownloadOptions {
+                repo,
+                revision,
+                out,
+                all_files,
+            },
+            endpoint,
+            json,
+        ),
         Command::Replay {
             script,
             out,

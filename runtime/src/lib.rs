@@ -10,6 +10,7 @@ pub mod convert;
 pub mod creator;
 pub mod device;
 pub mod engine_backend;
+pub mod hub;
 pub mod import;
 pub mod info;
 pub mod llamacpp;

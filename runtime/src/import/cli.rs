@@ -21,6 +21,22 @@ fn eta(secs: f64) -> String {
     format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
 }
 
+/// One progress-bar line: bar, percent, throughput (`rate` bytes/s), ETA and `what`.
+pub(crate) fn bar_line(done: u64, total: u64, rate: f64, what: &str) -> String {
+    let frac = done as f64 / total.max(1) as f64;
+    let left = total.saturating_sub(done) as f64 / rate.max(1.0);
+    let filled = ((frac * 30.0) as usize).min(30);
+    format!(
+        "[{}{}] {:>5.1}% {}/s ETA {} {:<40.40}",
+        "#".repeat(filled),
+        "-".repeat(30 - filled),
+        100.0 * frac,
+        human(rate),
+        eta(left),
+        what
+    )
+}
+
 /// Runs `mio import`.
 pub fn run(
     release: PathBuf,
@@ -49,21 +65,9 @@ pub fn run(
         }
         last = Instant::now();
         drawn = true;
-        let secs = start.elapsed().as_secs_f64().max(1e-3);
-        let rate = p.bytes_done as f64 / secs;
-        let frac = p.bytes_done as f64 / p.bytes_total.max(1) as f64;
-        let left = (p.bytes_total - p.bytes_done.min(p.bytes_total)) as f64 / rate.max(1.0);
-        let filled = (frac * 30.0) as usize;
-        eprint!(
-            "\r[{}{}] {:>5.1}% {}/s ETA {} {} {:<40.40}",
-            "#".repeat(filled),
-            "-".repeat(30 - filled.min(30)),
-            100.0 * frac,
-            human(rate),
-            eta(left),
-            p.stage,
-            p.file
-        );
+        let rate = p.bytes_done as f64 / start.elapsed().as_secs_f64().max(1e-3);
+        let what = format!("{} {}", p.stage, p.file);
+        eprint!("\r{}", bar_line(p.bytes_done, p.bytes_total, rate, &what));
         let _ = std::io::stderr().flush();
     };
     let result = import_release(&opts, &mut bar);

@@ -6,6 +6,7 @@ mod plan;
 mod run;
 mod state;
 
+pub(crate) use cli::bar_line;
 pub use cli::run as run_cli;
 pub use hash::{expected_hashes, sha256_file, ExpectedHash};
 pub use plan::{Action, ImportPlan, Step};
