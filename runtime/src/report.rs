@@ -40,7 +40,7 @@ fn data_url(path: &Path) -> Option<String> {
 const STYLE: &str = "body{font:15px/1.5 system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#1d1d1f}\
 .turn{border:1px solid #ddd;border-radius:10px;padding:1rem;margin:1rem 0}.user{background:#eef4ff;padding:.5rem .8rem;border-radius:8px;white-space:pre-wrap}\
 .answer{white-space:pre-wrap;padding:.5rem .8rem}.codes{font:12px monospace;color:#555;background:#f6f6f6;padding:.4rem;border-radius:6px;word-break:break-all}\
-.pass{color:#0a7d28}.fail{color:#c01818;font-weight:600}.meta{color:#666;font-size:13px}img.in{max-width:14rem;border-radius:6px}";
+.pass{color:#0a7d28}.fail{color:#c01818;font-weight:600}.meta{color:#666;font-size:13px}img.in{max-width:14rem;border-radius:6px}.strip{display:flex;gap:6px;overflow-x:auto;flex-wrap:wrap;align-items:flex-end}.strip p{flex-basis:100%;margin:4px 0}.strip figure{margin:0}.strip img{height:6rem;border-radius:4px}.strip figcaption{font-size:11px;color:#666;text-align:center}";
 
 /// Renders the report.
 pub fn html(t: &Transcript, base: &Path, out: &Path) -> String {
@@ -67,6 +67,41 @@ pub fn html(t: &Transcript, base: &Path, out: &Path) -> String {
     s
 }
 
+/// A video input as the strip of keyframes the model saw, with why they were chosen.
+fn video_strip(s: &mut String, v: &serde_json::Value) {
+    let name = v["video"].as_str().unwrap_or("video");
+    let frames = v["frames"].as_array().map_or(&[][..], |f| f.as_slice());
+    let _ = write!(
+        s,
+        "<div class=strip><p class=meta>{} · {} keyframe(s) of {} ({})</p>",
+        esc(name),
+        frames.len(),
+        v["total_frames"],
+        esc(v["selection"].as_str().unwrap_or("?"))
+    );
+    for f in frames {
+        let url = f["file"].as_str().and_then(|p| data_url(Path::new(p)));
+        let time = f["time_s"].as_f64().unwrap_or(0.0);
+        match url {
+            Some(url) => {
+                let _ = write!(
+                    s,
+                    "<figure><img src='{url}' alt='frame {}'><figcaption>{time:.1} s</figcaption></figure>",
+                    f["index"]
+                );
+            }
+            None => {
+                let _ = write!(
+                    s,
+                    "<figure><figcaption>frame {} ({time:.1} s)</figcaption></figure>",
+                    f["index"]
+                );
+            }
+        }
+    }
+    s.push_str("</div>");
+}
+
 fn turn_html(s: &mut String, i: usize, turn: &TurnRecord, base: &Path, out: &Path) {
     let _ = write!(
         s,
@@ -91,6 +126,9 @@ fn turn_html(s: &mut String, i: usize, turn: &TurnRecord, base: &Path, out: &Pat
                 );
             }
         }
+    }
+    for v in &turn.videos {
+        video_strip(s, v);
     }
     for p in &turn.audio {
         if let Some(url) = data_url(&base.join(p)) {

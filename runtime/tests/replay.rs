@@ -49,6 +49,23 @@ fn every_shipped_script_passes_and_writes_a_report() {
             "{}",
             script.display()
         );
+        // A video input is shown as the strip of keyframes the model saw.
+        let videos = t["turns"][0]["videos"].as_array().map_or(0, |v| v.len());
+        if videos > 0 {
+            let frames = t["turns"][0]["videos"][0]["frames"]
+                .as_array()
+                .unwrap()
+                .len();
+            assert!(frames > 1);
+            assert!(html.contains("<div class=strip>"), "{}", script.display());
+            assert_eq!(
+                html.matches("<figure><img src='data:image/png;base64,")
+                    .count(),
+                frames,
+                "{}",
+                script.display()
+            );
+        }
     }
 }
 
