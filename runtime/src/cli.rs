@@ -536,9 +536,24 @@ pub enum BenchCommand {
     ImageDecode {
         #[command(flatten)]
         common: Common,
+        #[command(flatten)]
+        side: SideBySide,
         /// Denoising steps (MIO: 20).
         #[arg(long, default_value_t = 20)]
         steps: usize,
+        /// Timed repetitions after one warm-up (the best is reported).
+        #[arg(long, default_value_t = 2)]
+        repeat: usize,
+    },
+    /// SpeechTokenizer encode / decode real-time factor and peak memory.
+    Speech {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        side: SideBySide,
+        /// Length of the synthetic clip in seconds.
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
         /// Timed repetitions after one warm-up (the best is reported).
         #[arg(long, default_value_t = 2)]
         repeat: usize,
@@ -547,6 +562,8 @@ pub enum BenchCommand {
     ImageEncode {
         #[command(flatten)]
         common: Common,
+        #[command(flatten)]
+        side: SideBySide,
         /// Images to encode (default: synthetic 640×480 pictures).
         images: Vec<PathBuf>,
         /// Images per request when none are given.
@@ -556,6 +573,18 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 3)]
         repeat: usize,
     },
+}
+
+/// Flags of the benchmarks compared with PyTorch (`scripts/bench-pytorch/`).
+#[derive(Debug, Clone, Args)]
+pub struct SideBySide {
+    /// Compute threads (the PyTorch script's `--threads`; default: all cores).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// The JSON a `scripts/bench-pytorch/*.py bench` run wrote for the same --model folder:
+    /// printed beside ours with the ratio.
+    #[arg(long, value_name = "FILE.json")]
+    pub pytorch: Option<PathBuf>,
 }
 
 /// Flags of `mio serve`.

@@ -127,19 +127,39 @@ pub fn run(cli: Cli) -> Result<()> {
             what:
                 BenchCommand::ImageDecode {
                     common,
+                    side,
                     steps,
                     repeat,
                 },
-        } => bench::image_decode(&common, steps, repeat),
+        } => {
+            bench::ensure_threads(side.threads)?;
+            bench::image_decode(&common, steps, repeat, side.pytorch.as_deref())
+        }
+        Command::Bench {
+            what:
+                BenchCommand::Speech {
+                    common,
+                    side,
+                    seconds,
+                    repeat,
+                },
+        } => {
+            bench::ensure_threads(side.threads)?;
+            bench::speech(&common, seconds, repeat, side.pytorch.as_deref())
+        }
         Command::Bench {
             what:
                 BenchCommand::ImageEncode {
                     common,
+                    side,
                     images,
                     batch,
                     repeat,
                 },
-        } => bench::image_encode(&common, &images, batch, repeat),
+        } => {
+            bench::ensure_threads(side.threads)?;
+            bench::image_encode(&common, &images, batch, repeat, side.pytorch.as_deref())
+        }
     }
 }
 
