@@ -102,16 +102,16 @@ pub fn lm(
     })
 }
 
-/// Runs `mio bench image-decode`: one warm-up decode, then `repeat` timed decodes of fixed
+/// Runs `mio bench image-decode`: `warmup` untimed decodes, then `repeat` timed decodes of fixed
 /// codes; reports the best run's seconds per denoising step (one batched UNet call each),
 /// the time before the first step (decode head, embedding noising) and after the last (VAE
 /// decode, conversion), the whole decode, and the process's peak RSS.
 pub fn image_decode(
     common: &Common,
-    steps: usize,
-    repeat: usize,
+    runs: &DecodeRuns,
     pytorch: Option<&std::path::Path>,
 ) -> Result<()> {
+    let (steps, repeat) = (runs.steps, runs.repeat);
     let py = side_by_side::read_pytorch(pytorch)?;
     if steps == 0 || repeat == 0 {
         bail!("the benchmark needs at least 1 step and 1 repetition");
@@ -128,7 +128,9 @@ pub fn image_decode(
         noise: None,
         preview_every: 0,
     };
-    worker.run(request())?.wait(|_| {})?;
+    for _ in 0..runs.warmup {
+        worker.run(request())?.wait(|_| {})?;
+    }
     let mut best: Option<DecodeRun> = None;
     for _ in 0..repeat {
         let t0 = std::time::Instant::now();
@@ -258,6 +260,16 @@ fn image_decode_table(
     })
 }
 
+/// How many decodes `mio bench image-decode` runs.
+pub struct DecodeRuns {
+    /// Denoising steps per decode.
+    pub steps: usize,
+    /// Timed decodes (the best is reported).
+    pub repeat: usize,
+    /// Untimed decodes before them.
+    pub warmup: usize,
+}
+
 /// One timed decode.
 struct DecodeRun {
     total_s: f64,
@@ -315,6 +327,7 @@ pub fn image_encode(
     let (worker, _) = start(common, true)?;
     let load_s = load_start.elapsed().as_secs_f64();
     let mut best = f64::INFINITY;
+    let mut codes = vec![];
     for _ in 0..repeat {
         let t = std::time::Instant::now();
         let response = worker
@@ -322,10 +335,11 @@ pub fn image_encode(
                 images: images.clone(),
             })?
             .wait(|_| {})?;
-        let Response::ImageCodes { .. } = response else {
+        let Response::ImageCodes { codes: c, .. } = response else {
             bail!("unexpected engine answer")
         };
         best = best.min(t.elapsed().as_secs_f64());
+        codes = c;
     }
     let n = images.len();
     let per_s = n as f64 / best.max(1e-9);
@@ -362,9 +376,18 @@ pub fn image_encode(
         value["threads"] = side_by_side::threads().into();
         value["load_average"] = side_by_side::load_average().into();
         value["pytorch_threads"] = py["threads"].clone();
+        let theirs: Vec<Vec<u32>> = serde_json::from_value(py["codes"].clone()).unwrap_or_default();
+        let same = codes
+            .iter()
+            .flatten()
+            .zip(theirs.iter().flatten())
+            .filter(|(a, b)| a == b)
+            .count();
+        let total = codes.iter().map(Vec::len).sum::<usize>();
+        value["codes_equal_to_pytorch"] = json!({ "equal": same, "of": total });
         return print(common, value, || {
             format!(
-                "SEED encode {}: {n} images per request, {} threads (PyTorch: {}), load average {:.2}\n{}",
+                "SEED encode {}: {n} images per request, {} threads (PyTorch: {}), load average {:.2}\n{}codes equal to PyTorch's: {same} of {total}",
                 common.model.display(),
                 side_by_side::threads(),
                 py["threads"],

@@ -541,9 +541,13 @@ pub enum BenchCommand {
         /// Denoising steps (MIO: 20).
         #[arg(long, default_value_t = 20)]
         steps: usize,
-        /// Timed repetitions after one warm-up (the best is reported).
+        /// Timed repetitions after the warm-up (the best is reported).
         #[arg(long, default_value_t = 2)]
         repeat: usize,
+        /// Untimed warm-up decodes first (steps are timed between progress events, so
+        /// the first call's set-up is left out even without one).
+        #[arg(long, default_value_t = 1)]
+        warmup: usize,
     },
     /// SpeechTokenizer encode / decode real-time factor and peak memory.
     Speech {

@@ -130,10 +130,16 @@ pub fn run(cli: Cli) -> Result<()> {
                     side,
                     steps,
                     repeat,
+                    warmup,
                 },
         } => {
             bench::ensure_threads(side.threads)?;
-            bench::image_decode(&common, steps, repeat, side.pytorch.as_deref())
+            let runs = bench::DecodeRuns {
+                steps,
+                repeat,
+                warmup,
+            };
+            bench::image_decode(&common, &runs, side.pytorch.as_deref())
         }
         Command::Bench {
             what:

@@ -87,8 +87,9 @@ def bench(args):
 
     common.set_threads(args.threads)
     d = os.path.join(args.model, SD)
-    unet = UNet2DConditionModel.from_pretrained(os.path.join(d, "unet")).float().eval()
-    vae = AutoencoderKL.from_pretrained(os.path.join(d, "vae")).float().eval()
+    f32 = {"torch_dtype": torch.float32, "low_cpu_mem_usage": True}
+    unet = UNet2DConditionModel.from_pretrained(os.path.join(d, "unet"), **f32).eval()
+    vae = AutoencoderKL.from_pretrained(os.path.join(d, "vae"), **f32).eval()
     sched = PNDMScheduler.from_pretrained(os.path.join(d, "scheduler"))
     sched.set_timesteps(20)
     g = torch.Generator().manual_seed(0)

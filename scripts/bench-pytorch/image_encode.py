@@ -195,11 +195,18 @@ def encode(model, w, x):
 def bench(args):
     common.set_threads(args.threads)
     d = os.path.join(args.model, "seed-tokenizer-2")
-    model = vit().eval()
-    sd = torch.load(os.path.join(d, "eva_vit_g.pth"), map_location="cpu")
-    model.load_state_dict({k: v.float() for k, v in sd.items()}, strict=False)
+    # Built on the meta device and filled from the float16 file converted tensor by
+    # tensor, so that the peak memory is the float32 model's, not a random init's on top.
+    with torch.device("meta"):
+        model = vit().eval()
+    sd = torch.load(os.path.join(d, "eva_vit_g.pth"), map_location="cpu", mmap=True)
+    model.load_state_dict({k: v.float() for k, v in sd.items()}, strict=False, assign=True)
     del sd
-    w = torch.load(os.path.join(d, "seed_quantizer.pt"), map_location="cpu")
+    for mod in model.modules():
+        for name, buf in list(mod.named_buffers(recurse=False)):
+            if buf.is_meta:  # the non-persistent zero k bias
+                mod.register_buffer(name, torch.zeros(buf.shape, dtype=buf.dtype), persistent=False)
+    w = torch.load(os.path.join(d, "seed_quantizer.pt"), map_location="cpu", mmap=True)
     x = pixels(args.batch)
     with torch.inference_mode():
         best, codes = common.best_of(args.repeat, lambda: encode(model, w, x))

@@ -92,7 +92,9 @@ def bench(args):
     with open(os.path.join(d, "config.json")) as f:
         cfg = json.load(f)
     model = SpeechTokenizer(cfg).eval()
-    model.load_state_dict(torch.load(os.path.join(d, "SpeechTokenizer.pt"), map_location="cpu"))
+    sd = torch.load(os.path.join(d, "SpeechTokenizer.pt"), map_location="cpu", mmap=True)
+    model.load_state_dict(sd)
+    del sd
     x = clip(args.seconds, cfg["sample_rate"])
     with torch.inference_mode():
         enc_s, codes = common.best_of(args.repeat, lambda: model.encode(x))

@@ -47,7 +47,7 @@ fn best_of<T>(repeat: usize, mut f: impl FnMut() -> Result<T>) -> Result<(f64, T
 fn agreement(py: &Value, codes: &[Vec<u32>], wave: &[f32]) -> Value {
     let theirs: Vec<Vec<u64>> = serde_json::from_value(py["codes"].clone()).unwrap_or_default();
     let total: usize = codes.iter().map(Vec::len).sum();
-    let mismatched: usize = codes
+    let per_layer: Vec<usize> = codes
         .iter()
         .zip(&theirs)
         .map(|(a, b)| {
@@ -56,7 +56,8 @@ fn agreement(py: &Value, codes: &[Vec<u32>], wave: &[f32]) -> Value {
                 .filter(|(x, y)| u64::from(**x) != **y)
                 .count()
         })
-        .sum();
+        .collect();
+    let mismatched: usize = per_layer.iter().sum();
     let stride = py["wave_stride"].as_u64().unwrap_or(1).max(1) as usize;
     let their_wave: Vec<f64> = serde_json::from_value(py["wave"].clone()).unwrap_or_default();
     let max_abs_diff = wave
@@ -67,6 +68,7 @@ fn agreement(py: &Value, codes: &[Vec<u32>], wave: &[f32]) -> Value {
         .fold(0.0, f64::max);
     json!({
         "codes_total": total, "codes_mismatched": mismatched,
+        "codes_mismatched_per_layer": per_layer,
         "codes_compared": theirs.len() == codes.len(),
         "wave_max_abs_diff": max_abs_diff,
         "wave_len_equal": py["wave_len"].as_u64() == Some(wave.len() as u64),
