@@ -77,7 +77,7 @@ fn agreement(py: &Value, codes: &[Vec<u32>], wave: &[f32]) -> Value {
 
 /// Runs `mio bench speech`.
 pub fn speech(common: &Common, seconds: f64, repeat: usize, pytorch: Option<&Path>) -> Result<()> {
-    if !(seconds > 0.0) || repeat == 0 {
+    if !seconds.is_finite() || seconds <= 0.0 || repeat == 0 {
         bail!("the benchmark needs a positive clip length and at least 1 repetition");
     }
     let py = sbs::read_pytorch(pytorch)?;
