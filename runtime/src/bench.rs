@@ -5,9 +5,13 @@
 
 mod bandwidth;
 mod compare;
+mod side_by_side;
+mod speech;
 
 pub use bandwidth::read_bandwidth;
 pub use compare::{compare, CompareArgs};
+pub use side_by_side::ensure_threads;
+pub use speech::speech;
 
 use std::path::PathBuf;
 
@@ -98,11 +102,17 @@ pub fn lm(
     })
 }
 
-/// Runs `mio bench image-decode`: one warm-up decode, then `repeat` timed decodes of fixed
+/// Runs `mio bench image-decode`: `warmup` untimed decodes, then `repeat` timed decodes of fixed
 /// codes; reports the best run's seconds per denoising step (one batched UNet call each),
 /// the time before the first step (decode head, embedding noising) and after the last (VAE
 /// decode, conversion), the whole decode, and the process's peak RSS.
-pub fn image_decode(common: &Common, steps: usize, repeat: usize) -> Result<()> {
+pub fn image_decode(
+    common: &Common,
+    runs: &DecodeRuns,
+    pytorch: Option<&std::path::Path>,
+) -> Result<()> {
+    let (steps, repeat) = (runs.steps, runs.repeat);
+    let py = side_by_side::read_pytorch(pytorch)?;
     if steps == 0 || repeat == 0 {
         bail!("the benchmark needs at least 1 step and 1 repetition");
     }
@@ -118,7 +128,9 @@ pub fn image_decode(common: &Common, steps: usize, repeat: usize) -> Result<()> 
         noise: None,
         preview_every: 0,
     };
-    worker.run(request())?.wait(|_| {})?;
+    for _ in 0..runs.warmup {
+        worker.run(request())?.wait(|_| {})?;
+    }
     let mut best: Option<DecodeRun> = None;
     for _ in 0..repeat {
         let t0 = std::time::Instant::now();
@@ -166,6 +178,9 @@ pub fn image_decode(common: &Common, steps: usize, repeat: usize) -> Result<()> 
         "vae_and_output_s": r.after_last_step_s, "total_s": r.total_s,
         "peak_rss_bytes": peak,
     });
+    if let Some(py) = &py {
+        return image_decode_table(common, value, &r, steps, py);
+    }
     print(common, value, || {
         format!(
             "load {load_s:.2} s | {}×{} picture, {} UNet calls (batch 2): {:.4} s/step | VAE {:.4} s | total {:.3} s | peak RSS {}",
@@ -178,6 +193,81 @@ pub fn image_decode(common: &Common, steps: usize, repeat: usize) -> Result<()> 
             peak.map_or("unknown".into(), |b| format!("{:.1} MiB", b as f64 / 1048576.0))
         )
     })
+}
+
+/// `mio bench image-decode --pytorch FILE`: ours beside diffusers.
+fn image_decode_table(
+    common: &Common,
+    mut value: serde_json::Value,
+    r: &DecodeRun,
+    steps: usize,
+    py: &serde_json::Value,
+) -> Result<()> {
+    use side_by_side::Metric;
+    let pf = |k: &str| py[k].as_f64();
+    // 20-step decode = the time before the first step + 20 steps + VAE and output.
+    let full = |step: f64, before: f64, after: f64| before + 20.0 * step + after;
+    let ours_full = full(r.per_step_s, r.before_first_step_s, r.after_last_step_s);
+    let py_full = pf("seconds_per_step").map(|s| {
+        full(
+            s,
+            pf("before_first_step_s").unwrap_or(0.0),
+            pf("vae_s").unwrap_or(0.0),
+        )
+    });
+    let peak = value["peak_rss_bytes"].as_u64().unwrap_or(0);
+    let metrics = [
+        Metric {
+            name: "s / step (UNet, batch 2)",
+            ours: r.per_step_s,
+            pytorch: pf("seconds_per_step"),
+            lower_is_better: true,
+        },
+        Metric {
+            name: "VAE decode + output s",
+            ours: r.after_last_step_s,
+            pytorch: pf("vae_s"),
+            lower_is_better: true,
+        },
+        Metric {
+            name: "20-step decode s",
+            ours: ours_full,
+            pytorch: py_full,
+            lower_is_better: true,
+        },
+        Metric {
+            name: "peak RSS GiB",
+            ours: side_by_side::gib(peak),
+            pytorch: pf("peak_rss_bytes").map(|b| b / (1u64 << 30) as f64),
+            lower_is_better: true,
+        },
+    ];
+    value["rows"] = side_by_side::json_rows(&metrics);
+    value["threads"] = side_by_side::threads().into();
+    value["load_average"] = side_by_side::load_average().into();
+    value["pytorch_threads"] = py["threads"].clone();
+    print(common, value, || {
+        format!(
+            "unCLIP decode {}: {}×{} picture, {steps} steps measured, guidance batched, {} threads (diffusers: {}), load average {:.2}\n{}",
+            common.model.display(),
+            r.size.0,
+            r.size.1,
+            side_by_side::threads(),
+            py["threads"],
+            side_by_side::load_average().unwrap_or(f64::NAN),
+            side_by_side::table(&metrics)
+        )
+    })
+}
+
+/// How many decodes `mio bench image-decode` runs.
+pub struct DecodeRuns {
+    /// Denoising steps per decode.
+    pub steps: usize,
+    /// Timed decodes (the best is reported).
+    pub repeat: usize,
+    /// Untimed decodes before them.
+    pub warmup: usize,
 }
 
 /// One timed decode.
@@ -215,7 +305,14 @@ fn synthetic_images(n: usize) -> Result<Vec<ImageInput>> {
 
 /// Runs `mio bench image-encode`: the whole path the chat uses (decode, PIL-exact resize,
 /// EVA ViT, Q-Former, quantizer) on a batch of images, best of `repeat`.
-pub fn image_encode(common: &Common, files: &[PathBuf], batch: usize, repeat: usize) -> Result<()> {
+pub fn image_encode(
+    common: &Common,
+    files: &[PathBuf],
+    batch: usize,
+    repeat: usize,
+    pytorch: Option<&std::path::Path>,
+) -> Result<()> {
+    let py = side_by_side::read_pytorch(pytorch)?;
     if repeat == 0 || (files.is_empty() && batch == 0) {
         bail!("the benchmark needs at least 1 image and 1 repetition");
     }
@@ -230,6 +327,7 @@ pub fn image_encode(common: &Common, files: &[PathBuf], batch: usize, repeat: us
     let (worker, _) = start(common, true)?;
     let load_s = load_start.elapsed().as_secs_f64();
     let mut best = f64::INFINITY;
+    let mut codes = vec![];
     for _ in 0..repeat {
         let t = std::time::Instant::now();
         let response = worker
@@ -237,10 +335,11 @@ pub fn image_encode(common: &Common, files: &[PathBuf], batch: usize, repeat: us
                 images: images.clone(),
             })?
             .wait(|_| {})?;
-        let Response::ImageCodes { .. } = response else {
+        let Response::ImageCodes { codes: c, .. } = response else {
             bail!("unexpected engine answer")
         };
         best = best.min(t.elapsed().as_secs_f64());
+        codes = c;
     }
     let n = images.len();
     let per_s = n as f64 / best.max(1e-9);
@@ -249,6 +348,54 @@ pub fn image_encode(common: &Common, files: &[PathBuf], batch: usize, repeat: us
         "model": common.model, "device": common.device.to_string(), "load_s": load_s,
         "images": n, "seconds": best, "images_per_s": per_s, "peak_rss_bytes": peak,
     });
+    if let Some(py) = &py {
+        use side_by_side::Metric;
+        let pf = |k: &str| py[k].as_f64();
+        let metrics = [
+            Metric {
+                name: "images / s",
+                ours: per_s,
+                pytorch: pf("images_per_s"),
+                lower_is_better: false,
+            },
+            Metric {
+                name: "s / image",
+                ours: best / n.max(1) as f64,
+                pytorch: pf("images_per_s").map(|r| 1.0 / r.max(1e-12)),
+                lower_is_better: true,
+            },
+            Metric {
+                name: "peak RSS GiB",
+                ours: side_by_side::gib(peak.unwrap_or(0)),
+                pytorch: pf("peak_rss_bytes").map(|b| b / (1u64 << 30) as f64),
+                lower_is_better: true,
+            },
+        ];
+        let mut value = value;
+        value["rows"] = side_by_side::json_rows(&metrics);
+        value["threads"] = side_by_side::threads().into();
+        value["load_average"] = side_by_side::load_average().into();
+        value["pytorch_threads"] = py["threads"].clone();
+        let theirs: Vec<Vec<u32>> = serde_json::from_value(py["codes"].clone()).unwrap_or_default();
+        let same = codes
+            .iter()
+            .flatten()
+            .zip(theirs.iter().flatten())
+            .filter(|(a, b)| a == b)
+            .count();
+        let total = codes.iter().map(Vec::len).sum::<usize>();
+        value["codes_equal_to_pytorch"] = json!({ "equal": same, "of": total });
+        return print(common, value, || {
+            format!(
+                "SEED encode {}: {n} images per request, {} threads (PyTorch: {}), load average {:.2}\n{}codes equal to PyTorch's: {same} of {total}",
+                common.model.display(),
+                side_by_side::threads(),
+                py["threads"],
+                side_by_side::load_average().unwrap_or(f64::NAN),
+                side_by_side::table(&metrics)
+            )
+        });
+    }
     print(common, value, || {
         format!(
             "load {load_s:.2} s | {n} images in {best:.3} s: {per_s:.1} images/s | peak RSS {}",

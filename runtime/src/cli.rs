@@ -584,9 +584,28 @@ pub enum BenchCommand {
     ImageDecode {
         #[command(flatten)]
         common: Common,
+        #[command(flatten)]
+        side: SideBySide,
         /// Denoising steps (MIO: 20).
         #[arg(long, default_value_t = 20)]
         steps: usize,
+        /// Timed repetitions after the warm-up (the best is reported).
+        #[arg(long, default_value_t = 2)]
+        repeat: usize,
+        /// Untimed warm-up decodes first (steps are timed between progress events, so
+        /// the first call's set-up is left out even without one).
+        #[arg(long, default_value_t = 1)]
+        warmup: usize,
+    },
+    /// SpeechTokenizer encode / decode real-time factor and peak memory.
+    Speech {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        side: SideBySide,
+        /// Length of the synthetic clip in seconds.
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
         /// Timed repetitions after one warm-up (the best is reported).
         #[arg(long, default_value_t = 2)]
         repeat: usize,
@@ -595,6 +614,8 @@ pub enum BenchCommand {
     ImageEncode {
         #[command(flatten)]
         common: Common,
+        #[command(flatten)]
+        side: SideBySide,
         /// Images to encode (default: synthetic 640×480 pictures).
         images: Vec<PathBuf>,
         /// Images per request when none are given.
@@ -604,6 +625,18 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 3)]
         repeat: usize,
     },
+}
+
+/// Flags of the benchmarks compared with PyTorch (`scripts/bench-pytorch/`).
+#[derive(Debug, Clone, Args)]
+pub struct SideBySide {
+    /// Compute threads (the PyTorch script's `--threads`; default: all cores).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// The JSON a `scripts/bench-pytorch/*.py bench` run wrote for the same --model folder:
+    /// printed beside ours with the ratio.
+    #[arg(long, value_name = "FILE.json")]
+    pub pytorch: Option<PathBuf>,
 }
 
 /// Flags of `mio serve`.

@@ -144,19 +144,45 @@ pub fn run(cli: Cli) -> Result<()> {
             what:
                 BenchCommand::ImageDecode {
                     common,
+                    side,
                     steps,
                     repeat,
+                    warmup,
                 },
-        } => bench::image_decode(&common, steps, repeat),
+        } => {
+            bench::ensure_threads(side.threads)?;
+            let runs = bench::DecodeRuns {
+                steps,
+                repeat,
+                warmup,
+            };
+            bench::image_decode(&common, &runs, side.pytorch.as_deref())
+        }
+        Command::Bench {
+            what:
+                BenchCommand::Speech {
+                    common,
+                    side,
+                    seconds,
+                    repeat,
+                },
+        } => {
+            bench::ensure_threads(side.threads)?;
+            bench::speech(&common, seconds, repeat, side.pytorch.as_deref())
+        }
         Command::Bench {
             what:
                 BenchCommand::ImageEncode {
                     common,
+                    side,
                     images,
                     batch,
                     repeat,
                 },
-        } => bench::image_encode(&common, &images, batch, repeat),
+        } => {
+            bench::ensure_threads(side.threads)?;
+            bench::image_encode(&common, &images, batch, repeat, side.pytorch.as_deref())
+        }
     }
 }
 

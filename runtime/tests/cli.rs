@@ -362,6 +362,28 @@ fn bench_reports_speed_and_memory() {
     assert_eq!(v["new_tokens"], 8);
 }
 
+#[test]
+fn bench_speech_reports_real_time_factor_and_memory() {
+    let v = json_of(&mio(&[
+        "bench",
+        "speech",
+        "--model",
+        &model(),
+        "--seconds",
+        "1",
+        "--repeat",
+        "1",
+        "--threads",
+        "1",
+        "--json",
+    ]));
+    assert!(v["encode_s"].as_f64().unwrap() > 0.0);
+    assert!(v["decode_s"].as_f64().unwrap() > 0.0);
+    assert_eq!(v["threads"], 1);
+    assert_eq!(v["decode_layers"], 4);
+    assert!(v["peak_rss_bytes"].as_u64().unwrap() > 0);
+}
+
 fn speech_golden(key: &str) -> Value {
     let s = golden("speech.json");
     s["inputs"]

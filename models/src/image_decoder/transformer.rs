@@ -56,10 +56,12 @@ impl Attention {
         let dim_head = inner / self.heads;
         let mut outs = Vec::with_capacity(self.heads);
         for h in 0..self.heads {
-            let qh = q.narrow(2, h * dim_head, dim_head)?.contiguous()?;
+            // The scale goes on q (n × d), not on the n × n scores: one pass less over
+            // the largest tensor of the UNet (9216² per head and image at 96×96 latents).
+            let qh = (q.narrow(2, h * dim_head, dim_head)? * self.scale)?;
             let kh = k.narrow(2, h * dim_head, dim_head)?.contiguous()?;
             let vh = v.narrow(2, h * dim_head, dim_head)?.contiguous()?;
-            let scores = (qh.matmul(&kh.t()?)? * self.scale)?;
+            let scores = qh.matmul(&kh.t()?)?;
             let probs = candle_nn::ops::softmax_last_dim(&scores)?;
             outs.push(probs.matmul(&vh)?);
         }

@@ -1,0 +1,57 @@
+"""Shared helpers of the PyTorch benchmark scripts (see README.md beside this file)."""
+
+import json
+import os
+import resource
+import sys
+import time
+
+import torch
+
+
+def peak_rss_bytes():
+    """Peak resident memory of this process (Linux ru_maxrss is in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def set_threads(n):
+    torch.set_num_threads(n)
+    torch.set_num_interop_threads(1)
+
+
+def best_of(repeat, fn):
+    """Best wall time of `repeat` calls after one warm-up, and the last result."""
+    out = fn()
+    best = float("inf")
+    for _ in range(repeat):
+        t = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t)
+    return best, out
+
+
+def write_json(path, value):
+    text = json.dumps(value, indent=1)
+    if path in (None, "-"):
+        sys.stdout.write(text + "\n")
+    else:
+        with open(path, "w") as f:
+            f.write(text)
+
+
+def load_average():
+    return os.getloadavg()
+
+
+def link_tiny_lm(out):
+    """Links the tiny fixture LM and tokenizer files into `out`, so that `out` is a whole
+    release folder (the benchmarks measure the codec / image components beside it)."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    tiny = os.path.join(root, "tests", "fixtures", "release-layout")
+    os.makedirs(out, exist_ok=True)
+    for name in os.listdir(tiny):
+        src = os.path.realpath(os.path.join(tiny, name))
+        dst = os.path.join(out, name)
+        if os.path.isfile(src) and not os.path.lexists(dst):
+            os.symlink(src, dst)
+    return tiny
