@@ -189,6 +189,7 @@ pub(crate) fn start(common: &Common, skip_lm: bool) -> Result<(EngineWorker, Eng
         skip_lm,
         backend: common.backend.into(),
         gpu_layers: common.gpu_layers,
+        remote_lm: common.remote_lm(),
     };
     let info = worker.load((opts, common.device))?;
     for note in &info.notes {
