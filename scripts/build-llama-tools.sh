@@ -27,23 +27,26 @@ if [[ ! -f "$sdist" ]] || ! echo "$sdist_sha  $sdist" | sha256sum -c --quiet - 2
 fi
 
 # The source tree: the crate's llama.cpp plus, from the sdist, the tools' sources the crate
-# leaves out (llama-bench; llama-server with its web-UI embedding script, and the sdist's
-# multimodal helper library mtmd that the server's sources are written against). The sdist has no
+# leaves out (llama-bench; llama-server with its web-UI embedding script) and the helper
+# libraries the server's sources are written against (the sdist's `common` and `mtmd`, a
+# few weeks newer than the crate's). The model code and kernels (src/, ggml/) stay the crate's. The sdist has no
 # prebuilt web UI and nothing is downloaded, so llama-server embeds an empty UI (API only).
 # Made once (stamp), so a later run that only adds a tool recompiles only that tool.
 tree="$out/src"
-stamp="$tree/.mio-tree-v3"
+stamp="$tree/.mio-tree-v4"
 if [[ ! -f "$stamp" ]]; then
   sd=llama_cpp_python-0.3.36/vendor/llama.cpp
   [[ -d "$tree" ]] || cp -r "$src/llama.cpp" "$tree"
-  tar -xzf "$sdist" -C "$out" "$sd/tools/llama-bench" "$sd/tools/server" "$sd/tools/mtmd" \
+  tar -xzf "$sdist" -C "$out" "$sd/tools/llama-bench" "$sd/tools/server" "$sd/tools/mtmd" "$sd/common" \
     "$sd/tools/ui/CMakeLists.txt" "$sd/tools/ui/ui.cpp.in" "$sd/tools/ui/ui.h.in" \
     "$sd/scripts/ui-assets.cmake"
   for t in llama-bench server mtmd; do
     rm -rf "$tree/tools/$t"
-    cp -r "$out/$sd/tools/$t" "$tree/tools/"
+    cp -rp "$out/$sd/tools/$t" "$tree/tools/"
   done
   cp "$out/$sd/tools/ui/"{CMakeLists.txt,ui.cpp.in,ui.h.in} "$tree/tools/ui/"
+  rm -rf "$tree/common"
+  cp -r "$out/$sd/common" "$tree/common"
   mkdir -p "$tree/scripts"
   cp "$out/$sd/scripts/ui-assets.cmake" "$tree/scripts/"
   printf '%s\n' 'llama_add_compile_flags()' 'add_subdirectory(llama-bench)' \
