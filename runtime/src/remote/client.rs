@@ -136,10 +136,26 @@ enum Attempt {
 
 fn classify(e: reqwest::Error) -> Attempt {
     if e.is_connect() {
-        Attempt::Retry(format!("cannot connect ({e})"))
+        Attempt::Retry(format!("cannot connect ({})", chain(&e)))
     } else if e.is_timeout() {
         Attempt::Fail(format!("no answer within {}s", REQUEST_TIMEOUT.as_secs()))
+    } else if e.is_request() {
+        // The connection broke before an answer came (server killed or restarted); every
+        // request is stateless, so sending it again is safe.
+        Attempt::Retry(format!("the connection broke ({})", chain(&e)))
     } else {
-        Attempt::Fail(format!("the request failed: {e}"))
+        Attempt::Fail(format!("the request failed: {}", chain(&e)))
     }
+}
+
+/// An error with its causes, `a: b: c`.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
 }
