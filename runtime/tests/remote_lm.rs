@@ -48,7 +48,8 @@ fn setup() -> &'static Setup {
             String::from_utf8_lossy(&out.stderr)
         );
         let bin = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        let dir = std::env::temp_dir().join(format!("mio-remote-lm-{}", std::process::id()));
+        // Overwritten by every run (one file, not one per run).
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("remote-lm");
         std::fs::create_dir_all(&dir).unwrap();
         let gguf = dir.join("tiny-f16.gguf");
         let r = mio(&[
