@@ -10,6 +10,8 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/mio-target}"
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
+# llama.cpp's llama-server (and llama-bench) for the remote-LM tests, cached in ~/.cache.
+bash scripts/build-llama-tools.sh >/dev/null
 cargo test --workspace
 
 # The real app (the debug binary `cargo test` just built), driven through tauri-driver and

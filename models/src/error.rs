@@ -102,6 +102,10 @@ pub enum Error {
     /// Generation cannot go on: the LM broke the `CausalLm` contract or no token is possible.
     #[error("generation failed: {0}")]
     Generation(String),
+    /// The remote LM server (`--lm-url`) is unreachable, failed, timed out, answered
+    /// something unexpected or serves another vocabulary.
+    #[error("remote LM: {0}")]
+    RemoteLm(String),
     /// The request was cancelled.
     #[error("cancelled")]
     Cancelled,

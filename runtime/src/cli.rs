@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::device::DeviceKind;
-use mio_models::engine::{GpuLayers, LmBackend};
+use mio_models::engine::{GpuLayers, LmBackend, RemoteLm, RemoteLmApi};
 
 /// MIO Desktop's headless command line.
 #[derive(Debug, Parser)]
@@ -46,12 +46,48 @@ pub struct Common {
     /// ~/.cache/mio].
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
+    /// Run the LM on a server at this URL (llama-server or an OpenAI-compatible completions
+    /// server serving MIO's LM); tokenizer and media codecs stay local.
+    #[arg(long, value_name = "URL")]
+    pub lm_url: Option<String>,
+    /// The API of --lm-url: llamacpp (llama-server) or openai (/v1/completions, e.g. vLLM).
+    #[arg(long, value_enum, default_value_t = LmApiArg::Llamacpp, requires = "lm_url")]
+    pub lm_api: LmApiArg,
+    /// Bearer key for --lm-url.
+    #[arg(long, value_name = "KEY", requires = "lm_url")]
+    pub lm_api_key: Option<String>,
+    /// Model name to request from an OpenAI-API --lm-url (default: the first it lists).
+    #[arg(long, value_name = "NAME", requires = "lm_url")]
+    pub lm_model: Option<String>,
+}
+
+/// `--lm-api`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LmApiArg {
+    /// llama.cpp's llama-server.
+    Llamacpp,
+    /// The OpenAI completions API with token-id prompts.
+    Openai,
 }
 
 impl Common {
     /// `--cache-dir`, or the default cache folder when one can be named.
     pub fn cache_dir(&self) -> Option<PathBuf> {
         self.cache_dir.clone().or_else(default_cache_dir)
+    }
+
+    /// The remote-LM settings of `--lm-url/--lm-api/--lm-api-key/--lm-model`.
+    pub fn remote_lm(&self) -> Option<RemoteLm> {
+        let url = self.lm_url.clone()?;
+        Some(RemoteLm {
+            url,
+            api: match self.lm_api {
+                LmApiArg::Llamacpp => RemoteLmApi::LlamaCpp,
+                LmApiArg::Openai => RemoteLmApi::OpenAi,
+            },
+            api_key: self.lm_api_key.clone(),
+            model: self.lm_model.clone(),
+        })
     }
 }
 

@@ -233,6 +233,7 @@ pub(crate) fn start(common: &Common, skip_lm: bool) -> Result<(EngineWorker, Eng
         backend: common.backend.into(),
         gpu_layers: common.gpu_layers,
         cache_dir: common.cache_dir(),
+        remote_lm: common.remote_lm(),
     };
     let info = worker.load((opts, common.device))?;
     for note in &info.notes {

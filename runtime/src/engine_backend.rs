@@ -10,6 +10,7 @@ use mio_models::text::TextTokenizer;
 
 use crate::device::DeviceKind;
 use crate::llamacpp::{load_llamacpp, LlamaCppOptions};
+use crate::remote::connect_remote_lm;
 use crate::worker::{Backend, Worker};
 
 /// [`Engine`] as a worker [`Backend`]: loads on the worker thread, on the chosen device.
@@ -28,6 +29,12 @@ impl Backend for EngineBackend {
     fn load((opts, device): Self::Load) -> Result<(Self, EngineInfo)> {
         let dev = device.open()?;
         let engine = match (opts.backend, opts.skip_lm) {
+            (_, false) if opts.remote_lm.is_some() => {
+                let tokenizer = TextTokenizer::load(&opts.model_dir)?;
+                let remote = opts.remote_lm.as_ref().context("remote LM options")?;
+                let lm = connect_remote_lm(remote, &opts.model_dir, &tokenizer)?;
+                Engine::load_with_lm(&opts, &dev, lm)?
+            }
             (LmBackend::LlamaCpp, false) => {
                 let gguf = llamacpp_file(&opts)?;
                 let vocab = TextTokenizer::load(&opts.model_dir)?.vocab().clone();

@@ -78,4 +78,12 @@ impl<L: CausalLm + ?Sized> CausalLm for Timed<'_, L> {
         self.decode += start.elapsed();
         out
     }
+
+    fn wants_allowed(&self) -> bool {
+        self.inner.wants_allowed()
+    }
+
+    fn set_allowed(&mut self, allowed: Vec<Option<Vec<bool>>>) {
+        self.inner.set_allowed(allowed);
+    }
 }

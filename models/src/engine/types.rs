@@ -78,6 +78,53 @@ pub struct LoadOptions {
     /// empty-prompt embedding, keyed by the text encoder's sha256); `None` = recompute.
     #[serde(default)]
     pub cache_dir: Option<PathBuf>,
+    /// Run the LM on a server instead of in-process (`None`: in-process, with `backend`).
+    /// When set, `backend`, `lm_file`, `precision` and `gpu_layers` are ignored for the LM;
+    /// the tokenizer, image and speech codecs still load from `model_dir` and run locally.
+    #[serde(default)]
+    pub remote_lm: Option<RemoteLm>,
+}
+
+/// The API a remote LM server speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RemoteLmApi {
+    /// llama.cpp's `llama-server` native API (`/completion`, `/tokenize`, `/props`).
+    #[default]
+    #[serde(rename = "llamacpp")]
+    LlamaCpp,
+    /// The OpenAI completions API with token-id prompts (`/v1/completions`: vLLM,
+    /// llama-server, others that accept a list of ids as `prompt`).
+    #[serde(rename = "openai")]
+    OpenAi,
+}
+
+impl RemoteLmApi {
+    /// The name users type (`--lm-api`).
+    pub fn name(self) -> &'static str {
+        match self {
+            RemoteLmApi::LlamaCpp => "llamacpp",
+            RemoteLmApi::OpenAi => "openai",
+        }
+    }
+}
+
+/// Where the LM runs when it runs on a server (`mio --lm-url URL --lm-api API`): the app's
+/// "remote LM" setting. The server must serve MIO's LM (same vocabulary: checked on load).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct RemoteLm {
+    /// Base URL of the server, e.g. `http://gpu-box:8080` (plain HTTP; no path needed:
+    /// `/completion` or `/v1/completions` is appended; a trailing `/v1` is accepted).
+    pub url: String,
+    /// The API it speaks.
+    #[serde(default)]
+    pub api: RemoteLmApi,
+    /// Sent as `Authorization: Bearer KEY` when set.
+    #[serde(default)]
+    pub api_key: Option<String>,
+    /// The model name to ask for (OpenAI API; `None`: the first one `/v1/models` lists).
+    #[serde(default)]
+    pub model: Option<String>,
 }
 
 /// What the assistant is asked to do in a chat turn.

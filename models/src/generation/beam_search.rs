@@ -58,6 +58,9 @@ pub(crate) fn beam_search<L: CausalLm + ?Sized>(
             cancelled = true;
             break;
         }
+        if let Some(c) = constraints.filter(|_| lm.wants_allowed()) {
+            hint_allowed(lm, c, &beams, step, k, cfg.max_new_tokens - step);
+        }
         let logits = beam_logits(lm, &batch, &beams, step, k)?;
         let (summed, processed) =
             score_rows(&beams, logits, cfg, constraints, cfg.max_new_tokens - step);
@@ -89,6 +92,26 @@ pub(crate) fn beam_search<L: CausalLm + ?Sized>(
     let out = assemble(best, cfg, prompt_len, cancelled, scores_out);
     stream(&out, controls);
     Ok(out)
+}
+
+/// Tells `lm` which tokens each row of the next forward may pick (at step 0 the rows are
+/// the prompts, whose `k` beams share one state).
+fn hint_allowed<L: CausalLm + ?Sized>(
+    lm: &mut L,
+    c: &ModalityConstraints,
+    beams: &Beams,
+    step: usize,
+    k: usize,
+    remaining: usize,
+) {
+    let n = lm.vocab_size();
+    let stride = if step == 0 { k } else { 1 };
+    let masks = beams.blocks.iter().step_by(stride);
+    lm.set_allowed(
+        masks
+            .map(|b| Some(c.allowed_mask(b, remaining, n)))
+            .collect(),
+    );
 }
 
 /// The logits of every beam row: at step 0 the prompts' (run once each) repeated `k`

@@ -251,6 +251,19 @@ impl ModalityConstraints {
         }
     }
 
+    /// Which of `vocab_size` tokens may follow `state` with `remaining` new tokens left
+    /// ([`Self::apply_with_budget`] as a mask).
+    pub fn allowed_mask(
+        &self,
+        state: &BlockState,
+        remaining: usize,
+        vocab_size: usize,
+    ) -> Vec<bool> {
+        let mut scores = vec![0.0f32; vocab_size];
+        self.apply_with_budget(state, remaining, &mut scores);
+        scores.iter().map(|s| s.is_finite()).collect()
+    }
+
     /// Sets the score of every token `state` forbids to `-inf`.
     pub fn apply(&self, state: &BlockState, scores: &mut [f32]) {
         let n = scores.len();

@@ -28,4 +28,17 @@ pub trait CausalLm {
     /// Reorders (and possibly duplicates) cached rows: new row `i` = old row `rows[i]`.
     /// Beam search uses it after every step; the batch size may change (1 → beams).
     fn reorder(&mut self, rows: &[usize]) -> Result<()>;
+
+    /// True for LMs that return exact scores only for their best tokens (a remote server's
+    /// top-k log-probabilities): generation then tells them, before each
+    /// [`forward`](CausalLm::forward), which tokens the modality constraints allow.
+    fn wants_allowed(&self) -> bool {
+        false
+    }
+
+    /// Which tokens may follow in each row of the next [`forward`](CausalLm::forward)
+    /// (`None`: any; `Some(mask)`: `mask[id]`, vocabulary-wide). An LM that
+    /// [`wants_allowed`](CausalLm::wants_allowed) must then score each row's best allowed
+    /// token exactly, even when it is not among its best tokens overall.
+    fn set_allowed(&mut self, _allowed: Vec<Option<Vec<bool>>>) {}
 }

@@ -44,6 +44,15 @@ pub(crate) fn greedy_or_sample<L: CausalLm + ?Sized>(
             stopped = true;
             break;
         }
+        if let Some(c) = constraints.filter(|_| lm.wants_allowed()) {
+            let remaining = cfg.max_new_tokens - step;
+            let n = lm.vocab_size();
+            lm.set_allowed(
+                rows.iter()
+                    .map(|r| Some(c.allowed_mask(&r.block, remaining, n)))
+                    .collect(),
+            );
+        }
         let logits = forward_rows(lm, &rows, step)?;
         let mut step_scores = Vec::new();
         for (r, (row, mut scores)) in rows.iter_mut().zip(logits).enumerate() {
