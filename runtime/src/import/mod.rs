@@ -2,11 +2,13 @@
 
 mod cli;
 mod hash;
+mod pace;
 mod plan;
 mod run;
 mod state;
 
 pub use cli::run as run_cli;
+pub use pace::{Pace, PaceMeter};
 pub use hash::{expected_hashes, sha256_file, ExpectedHash};
 pub use plan::{Action, ImportPlan, Step};
 pub use run::{import_release, ImportOptions, ImportProgress, ImportReport};

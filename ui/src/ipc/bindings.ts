@@ -2,9 +2,9 @@
 // Do not edit by hand.
 import { invoke, Channel } from "@tauri-apps/api/core";
 
-export type Mode = "chat" | "voice" | "guide" | "edit";
+export type Mode = "chat" | "voice" | "guide" | "edit" | "image" | "video";
 
-export type MediaKind = "image" | "audio";
+export type MediaKind = "image" | "audio" | "video";
 
 export type Segment = { "kind": "text", 
 /**
@@ -30,7 +30,7 @@ file: string,
 /**
  * Length in seconds.
  */
-duration_s: number, };
+duration_s: number, } | { "kind": "video", file: string, frames: Array<string>, times_s: Array<number>, width: number, height: number, } | { "kind": "step", index: number, text: string, file: string | null, width: number, height: number, };
 
 export type Role = "user" | "assistant";
 
@@ -108,7 +108,7 @@ segment: Segment,
  */
 name: string, };
 
-export type SendArgs = { 
+export type SendArgs = { params: GenOverrides | null, 
 /**
  * Conversation to continue; `None` starts a new one.
  */
@@ -148,7 +148,7 @@ message_id: number,
  */
 request_id: number, };
 
-export type StreamEvent = { "kind": "text", 
+export type StreamEvent = { "kind": "guide_step", segment: Segment } | { "kind": "image_preview", step: number, total: number, segment: Segment } | { "kind": "text", 
 /**
  * The text.
  */
@@ -208,7 +208,7 @@ index: number,
  */
 total: number, };
 
-export type LoadArgs = { 
+export type LoadArgs = { backend: Backend, precision: PrecisionArg, gpu_layers: number | null, lm_file: string | null, 
 /**
  * Release folder; `None` loads the bundled tiny model.
  */
@@ -270,7 +270,7 @@ code: ErrorCode,
  */
 message: string, };
 
-export type ErrorCode = "NO_MODEL" | "MODEL_LOAD" | "ENGINE" | "INVALID_INPUT" | "NOT_FOUND" | "STORAGE" | "INTERNAL";
+export type ErrorCode = "NO_MODEL" | "MODEL_LOAD" | "DEVICE" | "IMPORT" | "ENGINE" | "INVALID_INPUT" | "NOT_FOUND" | "STORAGE" | "INTERNAL";
 
 export function modelStatus(): Promise<ModelInfo | null> {
   return invoke("model_status", {});
@@ -315,3 +315,32 @@ export function exportConversation(id: number, format: ExportFormat): Promise<Ex
 export function importMedia(name: string, bytes: Uint8Array): Promise<Attachment> {
   return invoke("import_media", bytes, { headers: { "x-file-name": encodeURIComponent(name) } });
 }
+
+export type GenOverrides = { max_new_tokens: number | null, num_beams: number | null, do_sample: boolean | null, temperature: number | null, top_p: number | null, repetition_penalty: number | null, seed: number | null, };
+export type ModePreset = { mode: Mode, task: string, max_new_tokens: number, num_beams: number, do_sample: boolean, temperature: number, top_p: number, repetition_penalty: number, };
+export type Backend = "candle" | "llamacpp";
+export type PrecisionArg = "f32" | "f16" | "bf16";
+export type Quant = "q4_k_m" | "q8_0" | "f16";
+export type ImportArgs = { release_dir: string, out_dir: string | null, quant: Quant, };
+export type ImportEvent = { "kind": "progress", stage: string, file: string, bytes_done: number, bytes_total: number, rate_bytes_per_s: number, eta_s: number | null, };
+export type ImportResult = { out_dir: string, written: Array<string>, kept: Array<string>, unverified: Array<string>, seconds: number, };
+export type ComponentInfo = { name: string, format: string, bytes: number, dtypes: Array<string>, };
+export type MemoryOption = { weights: string, weight_bytes: number, kv_cache_bytes: number, total_bytes: number, };
+export type ModelFolder = { model_dir: string, components: Array<ComponentInfo>, missing: Array<string>, total_bytes: number, memory: Array<MemoryOption>, lm_files: Array<string>, imported_quant: string | null, };
+export function generationPresets(): Promise<ModePreset[]> { return invoke("generation_presets", {}); }
+export function inspectModel(modelDir: string | null): Promise<ModelFolder> { return invoke("inspect_model", { modelDir }); }
+export function importReleaseFolder(args: ImportArgs, onEvent: Channel<ImportEvent>): Promise<ImportResult> { return invoke("import_release_folder", { args, onEvent }); }
+export function cancelImport(): Promise<void> { return invoke("cancel_import", {}); }
+export function resendMessage(conversationId: number, messageId: number, text: string, onEvent: Channel<StreamEvent>): Promise<TurnStarted> { return invoke("resend_message", { conversationId, messageId, text, onEvent }); }
+export function importConversation(bytes: Uint8Array): Promise<ConversationSummary> { return invoke("import_conversation", bytes); }
+export type MicArgs = { hands_free: boolean, silence_ms: number, };
+export type MicEvent = { "kind": "level", db: number, speaking: boolean, } | { "kind": "utterance", attachment: Attachment, duration_s: number, } | { "kind": "failed", error: AppError, } | { "kind": "stopped" };
+export type MicStarted = { test_double: boolean, };
+export function micStart(args: MicArgs, onEvent: Channel<MicEvent>): Promise<MicStarted> { return invoke("mic_start", { args, onEvent }); }
+export function micStop(): Promise<void> { return invoke("mic_stop", {}); }
+export type CameraEvent = { "kind": "frame", data_url: string, width: number, height: number, } | { "kind": "failed", error: AppError, } | { "kind": "stopped" };
+export type CameraStarted = { test_double: boolean, };
+export function cameraStart(onEvent: Channel<CameraEvent>): Promise<CameraStarted> { return invoke("camera_start", { onEvent }); }
+export function cameraSnapshot(): Promise<Attachment> { return invoke("camera_snapshot", {}); }
+export function cameraClip(seconds: number): Promise<Attachment> { return invoke("camera_clip", { seconds }); }
+export function cameraStop(): Promise<void> { return invoke("camera_stop", {}); }
