@@ -143,7 +143,9 @@ pub fn run(
     sink: &mut dyn FnMut(CameraEvent),
 ) {
     let every = Duration::from_secs_f64(1.0 / PREVIEW_FPS);
-    let mut last = Instant::now() - every;
+    let mut last = Instant::now()
+        .checked_sub(every)
+        .unwrap_or_else(Instant::now);
     loop {
         match commands.try_recv() {
             Ok(CameraCmd::Snapshot(reply)) => {
@@ -200,7 +202,10 @@ mod tests {
     use super::*;
 
     fn stream() -> CaptureStream {
-        let video = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/video/cut3.mp4");
+        let video = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tests/fixtures/video/cut3.mp4"
+        );
         FileCamera::new(vec![PathBuf::from(video)], 20.0)
             .open(&OpenRequest::default())
             .unwrap()

@@ -242,7 +242,9 @@ pub async fn camera_start(
     let (tx, test_double) =
         tauri::async_runtime::spawn_blocking(move || crate::camera::start(media, sink))
             .await
-            .map_err(|e| AppError::new(ErrorCode::Internal, format!("camera task failed: {e}")))??;
+            .map_err(|e| {
+                AppError::new(ErrorCode::Internal, format!("camera task failed: {e}"))
+            })??;
     if let Ok(mut slot) = state.camera.lock() {
         *slot = Some(tx);
     }

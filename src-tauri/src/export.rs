@@ -155,7 +155,12 @@ pub fn html(view: &ConversationView, media: &MediaDir) -> AppResult<String> {
                 Segment::Step {
                     index, text, file, ..
                 } => {
-                    let _ = write!(out, "<h3>Step {}</h3><pre>{}</pre>", index + 1, escape(text));
+                    let _ = write!(
+                        out,
+                        "<h3>Step {}</h3><pre>{}</pre>",
+                        index + 1,
+                        escape(text)
+                    );
                     if let Some(file) = file {
                         let _ = write!(
                             out,

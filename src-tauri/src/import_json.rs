@@ -15,11 +15,8 @@ fn invalid(msg: impl Into<String>) -> AppError {
 
 /// Parses and checks an exported conversation.
 pub fn parse(bytes: &[u8]) -> AppResult<ConversationView> {
-    let view: ConversationView = serde_json::from_slice(bytes).map_err(|e| {
-        invalid(format!(
-            "this is not a MIO conversation export (JSON): {e}"
-        ))
-    })?;
+    let view: ConversationView = serde_json::from_slice(bytes)
+        .map_err(|e| invalid(format!("this is not a MIO conversation export (JSON): {e}")))?;
     if view.messages.is_empty() {
         return Err(invalid("the exported conversation has no messages"));
     }

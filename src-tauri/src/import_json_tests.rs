@@ -92,7 +92,10 @@ fn bad_files_are_one_clear_error_and_change_nothing() {
     let n_media = std::fs::read_dir(media.root()).unwrap().count();
     let cases: Vec<(Vec<u8>, &str)> = vec![
         (b"not json at all".to_vec(), "not a MIO conversation export"),
-        (br#"{"summary": 1}"#.to_vec(), "not a MIO conversation export"),
+        (
+            br#"{"summary": 1}"#.to_vec(),
+            "not a MIO conversation export",
+        ),
         (
             br#"{"summary":{"id":1,"title":"t","updated_ms":0,"messages":0},"messages":[]}"#
                 .to_vec(),

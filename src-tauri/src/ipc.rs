@@ -393,7 +393,12 @@ pub const COMMANDS: &[CommandSpec] = &[
         "CameraStarted",
     ),
     cmd("camera_snapshot", "", "{}", "Attachment"),
-    cmd("camera_clip", "seconds: number", "{ seconds }", "Attachment"),
+    cmd(
+        "camera_clip",
+        "seconds: number",
+        "{ seconds }",
+        "Attachment",
+    ),
     cmd("camera_stop", "", "{}", "void"),
     cmd(
         "resend_message",

@@ -71,7 +71,9 @@ pub fn record(
     sink: &mut dyn FnMut(MicEvent),
 ) -> AppResult<()> {
     let rate = source.sample_rate();
-    let rx = source.start().map_err(|e| AppError::from_chain(ErrorCode::Device, &e))?;
+    let rx = source
+        .start()
+        .map_err(|e| AppError::from_chain(ErrorCode::Device, &e))?;
     let mut vad = if args.hands_free {
         let cfg = VadConfig {
             sample_rate: rate,

@@ -95,4 +95,3 @@ pub fn close_step(segments: &mut Vec<Segment>, step: &GuideStep) -> Segment {
     );
     seg
 }
-

@@ -135,7 +135,10 @@ pub fn resend<B: ChatBackend>(
             .iter()
             .find(|m| m.view.id == message_id && m.view.role == Role::User)
             .ok_or_else(|| {
-                AppError::new(ErrorCode::NotFound, "no such message of yours in this conversation")
+                AppError::new(
+                    ErrorCode::NotFound,
+                    "no such message of yours in this conversation",
+                )
             })?;
         let mut segments = vec![];
         if !text.trim().is_empty() {
@@ -150,7 +153,10 @@ pub fn resend<B: ChatBackend>(
                 .cloned(),
         );
         if segments.is_empty() {
-            return Err(AppError::new(ErrorCode::InvalidInput, "the message is empty"));
+            return Err(AppError::new(
+                ErrorCode::InvalidInput,
+                "the message is empty",
+            ));
         }
         s.update_message(message_id, MessageStatus::Done, &segments, text, None)?;
         let mut stale = vec![];

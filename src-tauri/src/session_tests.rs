@@ -331,7 +331,15 @@ fn attachments_become_placeholders_and_empty_messages_are_refused() {
     let started = send(&worker, &history, a, sink).unwrap();
     until_end(&rx);
     let req = history
-        .with(|s| build_request(s, &history.media, started.conversation_id, Mode::Edit, &GenOverrides::default()))
+        .with(|s| {
+            build_request(
+                s,
+                &history.media,
+                started.conversation_id,
+                Mode::Edit,
+                &GenOverrides::default(),
+            )
+        })
         .unwrap();
     let Request::Chat {
         conversation,
@@ -447,7 +455,10 @@ fn closing_a_step_keeps_earlier_steps_and_speech() {
             height: 3
         }
     );
-    assert!(matches!(&segs[..], [Segment::Step { .. }, Segment::Audio { .. }]));
+    assert!(matches!(
+        &segs[..],
+        [Segment::Step { .. }, Segment::Audio { .. }]
+    ));
     segs.push(Segment::Text { text: "b".into() });
     let last = GuideStep {
         index: 1,
@@ -457,7 +468,14 @@ fn closing_a_step_keeps_earlier_steps_and_speech() {
     };
     close_step(&mut segs, &last);
     assert_eq!(segs.len(), 3);
-    assert!(matches!(&segs[2], Segment::Step { index: 1, file: None, .. }));
+    assert!(matches!(
+        &segs[2],
+        Segment::Step {
+            index: 1,
+            file: None,
+            ..
+        }
+    ));
 }
 
 #[test]
@@ -519,7 +537,15 @@ fn edit_and_resend_truncates_after_the_message_and_answers_again() {
         assert!(!history.media.resolve(&f).unwrap().exists(), "{f} kept");
     }
     let req = history
-        .with(|s| build_request(s, &history.media, first.conversation_id, Mode::Chat, &GenOverrides::default()))
+        .with(|s| {
+            build_request(
+                s,
+                &history.media,
+                first.conversation_id,
+                Mode::Chat,
+                &GenOverrides::default(),
+            )
+        })
         .unwrap();
     let Request::Chat { conversation, .. } = req else {
         panic!()
@@ -547,7 +573,10 @@ fn presets_follow_the_reference_tasks() {
     let p = presets();
     assert_eq!(p.len(), 6);
     let of = |m: Mode| p.iter().find(|x| x.mode == m).unwrap().clone();
-    assert_eq!((of(Mode::Chat).num_beams, of(Mode::Chat).do_sample), (5, false));
+    assert_eq!(
+        (of(Mode::Chat).num_beams, of(Mode::Chat).do_sample),
+        (5, false)
+    );
     assert_eq!(of(Mode::Voice).repetition_penalty, 2.0);
     assert!(of(Mode::Guide).do_sample && of(Mode::Video).do_sample);
     assert_eq!(of(Mode::Edit).task, "image generation");
@@ -598,7 +627,9 @@ fn a_video_attachment_sends_its_keyframes_after_the_pictures() {
         panic!()
     };
     assert_eq!(media.images.len(), 1 + n);
-    let frames: String = (1..=n).map(|i| format!("<image_placeholder_{i}>")).collect();
+    let frames: String = (1..=n)
+        .map(|i| format!("<image_placeholder_{i}>"))
+        .collect();
     assert_eq!(
         conversation.messages[0].content,
         format!("what happens?\n<image_placeholder_0>\n{frames}")

@@ -325,9 +325,9 @@ pub fn media_files(segments: &[Segment]) -> Vec<String> {
         .flat_map(|s| match s {
             Segment::Image { file, .. } | Segment::Audio { file, .. } => vec![file.clone()],
             Segment::Step { file, .. } => file.iter().cloned().collect(),
-            Segment::Video { file, frames, .. } => {
-                std::iter::once(file.clone()).chain(frames.iter().cloned()).collect()
-            }
+            Segment::Video { file, frames, .. } => std::iter::once(file.clone())
+                .chain(frames.iter().cloned())
+                .collect(),
             Segment::Text { .. } => vec![],
         })
         .collect()

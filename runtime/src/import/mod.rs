@@ -8,7 +8,7 @@ mod run;
 mod state;
 
 pub use cli::run as run_cli;
-pub use pace::{Pace, PaceMeter};
 pub use hash::{expected_hashes, sha256_file, ExpectedHash};
+pub use pace::{Pace, PaceMeter};
 pub use plan::{Action, ImportPlan, Step};
 pub use run::{import_release, ImportOptions, ImportProgress, ImportReport};

@@ -85,13 +85,17 @@ mod tests {
         let first = m.observe(0, 1000, t0).unwrap();
         assert_eq!(first.eta_s, None);
         // 10 ms later: thinned out.
-        assert!(m.observe(10, 1000, t0 + Duration::from_millis(10)).is_none());
+        assert!(m
+            .observe(10, 1000, t0 + Duration::from_millis(10))
+            .is_none());
         // 1 s in, 250 bytes: 250 B/s, 3 s left.
         let p = m.observe(250, 1000, t0 + Duration::from_secs(1)).unwrap();
         assert!((p.rate_bytes_per_s - 250.0).abs() < 1e-9);
         assert!((p.eta_s.unwrap() - 3.0).abs() < 1e-9);
         // The end is reported even right after another report.
-        let end = m.observe(1000, 1000, t0 + Duration::from_millis(1001)).unwrap();
+        let end = m
+            .observe(1000, 1000, t0 + Duration::from_millis(1001))
+            .unwrap();
         assert_eq!(end.eta_s, Some(0.0));
     }
 
@@ -100,9 +104,7 @@ mod tests {
         let t0 = Instant::now();
         let mut m = PaceMeter::new(Duration::ZERO);
         m.observe(500, 500, t0 + Duration::from_secs(5));
-        let p = m
-            .observe(100, 400, t0 + Duration::from_secs(6))
-            .unwrap();
+        let p = m.observe(100, 400, t0 + Duration::from_secs(6)).unwrap();
         // The second phase started at 5 s: 100 bytes in 1 s.
         assert!((p.rate_bytes_per_s - 100.0).abs() < 1e-9);
         assert!((p.eta_s.unwrap() - 3.0).abs() < 1e-9);
