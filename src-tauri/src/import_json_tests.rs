@@ -75,7 +75,8 @@ fn an_export_imports_as_a_new_conversation_with_its_own_media_copies() {
     assert!(a.iter().all(|f| !b.contains(f)));
     // Deleting the original leaves the copy's media intact.
     for f in store.delete_conversation(id).unwrap() {
-        std::fs::remove_file(media.resolve(&f).unwrap()).unwrap();
+        // (The step and the image name the same file: it goes once.)
+        let _ = std::fs::remove_file(media.resolve(&f).unwrap());
     }
     assert!(media.resolve(&b[0]).unwrap().is_file());
     assert_eq!(

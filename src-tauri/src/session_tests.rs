@@ -469,7 +469,7 @@ fn closing_a_step_keeps_earlier_steps_and_speech() {
     close_step(&mut segs, &last);
     assert_eq!(segs.len(), 3);
     assert!(matches!(
-        &segs[2],
+        &segs[1],
         Segment::Step {
             index: 1,
             file: None,
@@ -550,7 +550,7 @@ fn edit_and_resend_truncates_after_the_message_and_answers_again() {
     let Request::Chat { conversation, .. } = req else {
         panic!()
     };
-    assert_eq!(conversation.messages.len(), 1);
+    assert_eq!(conversation.messages.len(), 2);
     assert!(conversation.messages[0]
         .content
         .starts_with("first question, edited"));
