@@ -6,8 +6,6 @@ import type { Segment } from "../../ipc/bindings";
 import TextSegment from "./TextSegment.svelte";
 import ImageSegment from "./ImageSegment.svelte";
 import AudioSegment from "./AudioSegment.svelte";
-import StepSegment from "./StepSegment.svelte";
-import VideoSegment from "./VideoSegment.svelte";
 
 type Renderers = { [K in Segment["kind"]]: Component<{ segment: Extract<Segment, { kind: K }> }> };
 
@@ -15,8 +13,6 @@ export const renderers: Renderers = {
   text: TextSegment,
   image: ImageSegment,
   audio: AudioSegment,
-  step: StepSegment,
-  video: VideoSegment,
 };
 
 export function rendererFor(segment: Segment): Component<{ segment: Segment }> {
