@@ -1,6 +1,7 @@
 """Shared helpers of the PyTorch benchmark scripts (see README.md beside this file)."""
 
 import json
+import argparse
 import os
 import resource
 import sys
@@ -55,3 +56,21 @@ def link_tiny_lm(out):
         if os.path.isfile(src) and not os.path.lexists(dst):
             os.symlink(src, dst)
     return tiny
+
+
+def cli(doc, write, bench, bench_args):
+    """The scripts' command line: `write --out DIR [--seed N]` and `bench --model DIR
+    [--threads N] [--json FILE] ...` with `bench_args` = [(flag, type, default)]."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawTextHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    w = sub.add_parser("write")
+    w.add_argument("--out", required=True)
+    w.add_argument("--seed", type=int, default=0)
+    b = sub.add_parser("bench")
+    b.add_argument("--model", required=True)
+    b.add_argument("--threads", type=int, default=os.cpu_count())
+    for flag, ty, default in bench_args:
+        b.add_argument(flag, type=ty, default=default)
+    b.add_argument("--json", default="-")
+    args = p.parse_args()
+    {"write": write, "bench": bench}[args.cmd](args)

@@ -18,7 +18,6 @@ pipeline costs: one UNet call on the guidance batch (2 x 4 x 96 x 96), plus the 
 best of --steps calls after a warm-up; then one VAE decode of 1 x 4 x 96 x 96.
 """
 
-import argparse
 import json
 import os
 import shutil
@@ -120,18 +119,7 @@ def bench(args):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    sub = p.add_subparsers(dest="cmd", required=True)
-    w = sub.add_parser("write")
-    w.add_argument("--out", required=True)
-    w.add_argument("--seed", type=int, default=0)
-    b = sub.add_parser("bench")
-    b.add_argument("--model", required=True)
-    b.add_argument("--threads", type=int, default=os.cpu_count())
-    b.add_argument("--steps", type=int, default=2)
-    b.add_argument("--json", default="-")
-    args = p.parse_args()
-    {"write": write, "bench": bench}[args.cmd](args)
+    common.cli(__doc__, write, bench, [("--steps", int, 2)])
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ the same synthetic 640x480 pictures as `mio bench image-encode`, resized with PI
 (the reference transform), so the codes can be compared with ours.
 """
 
-import argparse
 import math
 import os
 import re
@@ -219,19 +218,7 @@ def bench(args):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    sub = p.add_subparsers(dest="cmd", required=True)
-    w = sub.add_parser("write")
-    w.add_argument("--out", required=True)
-    w.add_argument("--seed", type=int, default=0)
-    b = sub.add_parser("bench")
-    b.add_argument("--model", required=True)
-    b.add_argument("--threads", type=int, default=os.cpu_count())
-    b.add_argument("--batch", type=int, default=2)
-    b.add_argument("--repeat", type=int, default=1)
-    b.add_argument("--json", default="-")
-    args = p.parse_args()
-    {"write": write, "bench": bench}[args.cmd](args)
+    common.cli(__doc__, write, bench, [("--batch", int, 2), ("--repeat", int, 1)])
 
 
 if __name__ == "__main__":

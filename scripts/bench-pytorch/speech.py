@@ -16,7 +16,6 @@ after a warm-up; writes timings, peak RSS and the codes / a subsampled waveform,
 `mio bench speech --pytorch FILE` compares with ours.
 """
 
-import argparse
 import importlib.util
 import json
 import math
@@ -112,19 +111,7 @@ def bench(args):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    sub = p.add_subparsers(dest="cmd", required=True)
-    w = sub.add_parser("write")
-    w.add_argument("--out", required=True)
-    w.add_argument("--seed", type=int, default=0)
-    b = sub.add_parser("bench")
-    b.add_argument("--model", required=True)
-    b.add_argument("--threads", type=int, default=os.cpu_count())
-    b.add_argument("--seconds", type=float, default=10.0)
-    b.add_argument("--repeat", type=int, default=2)
-    b.add_argument("--json", default="-")
-    args = p.parse_args()
-    {"write": write, "bench": bench}[args.cmd](args)
+    common.cli(__doc__, write, bench, [("--seconds", float, 10.0), ("--repeat", int, 2)])
 
 
 if __name__ == "__main__":
