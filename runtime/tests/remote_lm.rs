@@ -60,6 +60,7 @@ fn setup() -> &'static Setup {
             gguf.to_str().unwrap(),
             "--type",
             "f16",
+            "--force",
         ]);
         assert!(
             r.status.success(),
