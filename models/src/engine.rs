@@ -8,6 +8,8 @@ mod runner;
 mod timed;
 mod types;
 
-pub use creator::{creator_prompt, guide_steps, EDIT_PROMPT, GUIDE_SUFFIX, IMAGE_PROMPT};
+pub use creator::{
+    chat_task, creator_prompt, guide_steps, EDIT_PROMPT, GUIDE_SUFFIX, IMAGE_PROMPT,
+};
 pub use runner::{Engine, EngineInfo, ExternalLm};
 pub use types::*;

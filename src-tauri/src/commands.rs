@@ -2,9 +2,9 @@
 //! `async` so none runs on the window's main thread.
 
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
-use mio_models::engine::{LoadOptions, Precision};
 use mio_runtime::device::DeviceKind;
 use mio_runtime::engine_backend::EngineWorker;
 use tauri::ipc::{Channel, InvokeBody, Request};
@@ -28,6 +28,12 @@ pub struct AppState {
     pub model: Mutex<Option<ModelInfo>>,
     /// The app data folder.
     pub data_dir: PathBuf,
+    /// Cancel flag of the running import, when one runs.
+    pub import_cancel: Mutex<Option<Arc<AtomicBool>>>,
+    /// Stop flag of the running recording, when one runs.
+    pub mic_stop: Mutex<Option<Arc<AtomicBool>>>,
+    /// The open camera's command channel.
+    pub camera: Mutex<Option<std::sync::mpsc::Sender<crate::camera::CameraCmd>>>,
 }
 
 /// The bundled tiny model (random weights) used when no folder is chosen.
@@ -54,6 +60,11 @@ pub async fn model_status(state: State<'_, AppState>) -> AppResult<Option<ModelI
 }
 
 #[tauri::command]
+pub async fn generation_presets() -> AppResult<Vec<crate::ipc::ModePreset>> {
+    Ok(session::presets())
+}
+
+#[tauri::command]
 pub async fn load_model(
     state: State<'_, AppState>,
     args: LoadArgs,
@@ -67,6 +78,7 @@ pub async fn load_model(
     let bundled = args.model_dir.is_none();
     let dir = args
         .model_dir
+        .clone()
         .map(PathBuf::from)
         .unwrap_or_else(bundled_model_dir);
     if !dir.join("config.json").is_file() {
@@ -79,14 +91,8 @@ pub async fn load_model(
         ));
     }
     stage(&on_event, "loading the weights on the worker thread", 2);
-    let opts = LoadOptions {
-        model_dir: dir.clone(),
-        precision: Precision::F32,
-        lm_file: None,
-        skip_lm: false,
-        cache_dir: Some(state.data_dir.join("cache")),
-        ..Default::default()
-    };
+    let mut opts = crate::models::load_options(&dir, &args);
+    opts.cache_dir = Some(state.data_dir.join("cache"));
     let worker = state.worker.clone();
     let started = std::time::Instant::now();
     let info = tauri::async_runtime::spawn_blocking(move || worker.load((opts, device)))
@@ -157,6 +163,136 @@ pub async fn regenerate(
         conversation_id,
         sink(on_event),
     )
+}
+
+#[tauri::command]
+pub async fn resend_message(
+    state: State<'_, AppState>,
+    conversation_id: i64,
+    message_id: i64,
+    text: String,
+    on_event: Channel<StreamEvent>,
+) -> AppResult<TurnStarted> {
+    require_model(&state)?;
+    session::resend(
+        &state.worker,
+        &state.history,
+        conversation_id,
+        message_id,
+        &text,
+        sink(on_event),
+    )
+}
+
+#[tauri::command]
+pub async fn import_conversation(
+    state: State<'_, AppState>,
+    request: Request<'_>,
+) -> AppResult<ConversationSummary> {
+    let InvokeBody::Raw(bytes) = request.body() else {
+        return Err(AppError::new(
+            ErrorCode::InvalidInput,
+            "send the file's bytes as the body",
+        ));
+    };
+    let media = state.history.media.clone();
+    state
+        .history
+        .with(|s| crate::import_json::import(s, &media, bytes))
+}
+
+#[tauri::command]
+pub async fn mic_start(
+    state: State<'_, AppState>,
+    args: crate::ipc::MicArgs,
+    on_event: Channel<crate::ipc::MicEvent>,
+) -> AppResult<crate::ipc::MicStarted> {
+    let stop = Arc::new(AtomicBool::new(false));
+    if let Ok(mut slot) = state.mic_stop.lock() {
+        if let Some(old) = slot.replace(stop.clone()) {
+            old.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    let sink: Box<dyn FnMut(crate::ipc::MicEvent) + Send> = Box::new(move |e| {
+        let _ = on_event.send(e);
+    });
+    let test_double = crate::mic::start(args, state.history.media.clone(), stop, sink)?;
+    Ok(crate::ipc::MicStarted { test_double })
+}
+
+#[tauri::command]
+pub async fn mic_stop(state: State<'_, AppState>) -> AppResult<()> {
+    if let Ok(mut slot) = state.mic_stop.lock() {
+        if let Some(s) = slot.take() {
+            s.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    Ok(())
+}
+
+#[tauri::command]
+pub async fn camera_start(
+    state: State<'_, AppState>,
+    on_event: Channel<crate::ipc::CameraEvent>,
+) -> AppResult<crate::ipc::CameraStarted> {
+    stop_camera(&state);
+    let sink: Box<dyn FnMut(crate::ipc::CameraEvent) + Send> = Box::new(move |e| {
+        let _ = on_event.send(e);
+    });
+    let media = state.history.media.clone();
+    let (tx, test_double) =
+        tauri::async_runtime::spawn_blocking(move || crate::camera::start(media, sink))
+            .await
+            .map_err(|e| {
+                AppError::new(ErrorCode::Internal, format!("camera task failed: {e}"))
+            })??;
+    if let Ok(mut slot) = state.camera.lock() {
+        *slot = Some(tx);
+    }
+    Ok(crate::ipc::CameraStarted { test_double })
+}
+
+/// Asks the open camera for a snapshot (`clip_s: None`) or a clip and waits for it.
+async fn camera_capture(state: &AppState, clip_s: Option<f64>) -> AppResult<Attachment> {
+    let tx = state
+        .camera
+        .lock()
+        .ok()
+        .and_then(|s| s.clone())
+        .ok_or_else(|| AppError::new(ErrorCode::Device, "open the camera first"))?;
+    let (reply, answer) = std::sync::mpsc::channel();
+    let cmd = match clip_s {
+        None => crate::camera::CameraCmd::Snapshot(reply),
+        Some(s) => crate::camera::CameraCmd::Clip(s, reply),
+    };
+    tx.send(cmd)
+        .map_err(|_| AppError::new(ErrorCode::Device, "the camera has closed"))?;
+    tauri::async_runtime::spawn_blocking(move || answer.recv())
+        .await
+        .map_err(|e| AppError::new(ErrorCode::Internal, format!("camera task failed: {e}")))?
+        .map_err(|_| AppError::new(ErrorCode::Device, "the camera has closed"))?
+}
+
+#[tauri::command]
+pub async fn camera_snapshot(state: State<'_, AppState>) -> AppResult<Attachment> {
+    camera_capture(&state, None).await
+}
+
+#[tauri::command]
+pub async fn camera_clip(state: State<'_, AppState>, seconds: f64) -> AppResult<Attachment> {
+    camera_capture(&state, Some(seconds)).await
+}
+
+fn stop_camera(state: &AppState) {
+    if let Some(tx) = state.camera.lock().ok().and_then(|mut s| s.take()) {
+        let _ = tx.send(crate::camera::CameraCmd::Stop);
+    }
+}
+
+#[tauri::command]
+pub async fn camera_stop(state: State<'_, AppState>) -> AppResult<()> {
+    stop_camera(&state);
+    Ok(())
 }
 
 #[tauri::command]

@@ -20,6 +20,10 @@ pub enum ErrorCode {
     NotFound,
     /// The history database or media folder failed (disk full, permissions).
     Storage,
+    /// A microphone or camera is missing or failed.
+    Device,
+    /// Importing a release folder failed or was cancelled.
+    Import,
     /// Anything else.
     Internal,
 }

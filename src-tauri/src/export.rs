@@ -71,6 +71,21 @@ pub fn markdown(view: &ConversationView, prefix: &str) -> String {
                 Segment::Audio { file, duration_s } => {
                     let _ = writeln!(out, "[audio, {duration_s:.1} s]({prefix}{file})\n");
                 }
+                Segment::Video { file, frames, .. } => {
+                    let _ = writeln!(out, "[video]({prefix}{file}), keyframes:\n");
+                    for f in frames {
+                        let _ = writeln!(out, "![keyframe]({prefix}{f})");
+                    }
+                    out.push('\n');
+                }
+                Segment::Step {
+                    index, text, file, ..
+                } => {
+                    let _ = writeln!(out, "{}. {text}\n", index + 1);
+                    if let Some(file) = file {
+                        let _ = writeln!(out, "   ![step {}]({prefix}{file})\n", index + 1);
+                    }
+                }
             }
         }
     }
@@ -125,6 +140,35 @@ pub fn html(view: &ConversationView, media: &MediaDir) -> AppResult<String> {
                         "<audio controls src=\"{}\"></audio>",
                         data_url(media, file)?
                     );
+                }
+                Segment::Video { frames, .. } => {
+                    out.push_str("<div>");
+                    for f in frames {
+                        let _ = write!(
+                            out,
+                            "<img alt=\"keyframe\" style=\"width:120px\" src=\"{}\">",
+                            data_url(media, f)?
+                        );
+                    }
+                    out.push_str("</div>");
+                }
+                Segment::Step {
+                    index, text, file, ..
+                } => {
+                    let _ = write!(
+                        out,
+                        "<h3>Step {}</h3><pre>{}</pre>",
+                        index + 1,
+                        escape(text)
+                    );
+                    if let Some(file) = file {
+                        let _ = write!(
+                            out,
+                            "<img alt=\"step {}\" src=\"{}\">",
+                            index + 1,
+                            data_url(media, file)?
+                        );
+                    }
                 }
             }
         }

@@ -17,6 +17,9 @@ pub const MAX_IMPORT_BYTES: usize = 64 << 20;
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// The media folder under the app data folder.
+/// Video file extensions an attachment may have.
+const VIDEO_EXTS: [&str; 6] = ["mp4", "m4v", "webm", "mkv", "mov", "avi"];
+
 #[derive(Debug, Clone)]
 pub struct MediaDir {
     root: PathBuf,
@@ -128,10 +131,13 @@ impl MediaDir {
             .and_then(|e| e.to_str())
             .unwrap_or("bin")
             .to_ascii_lowercase();
+        if VIDEO_EXTS.contains(&ext.as_str()) {
+            return self.import_video(name, bytes, &ext);
+        }
         if !["wav", "mp3", "flac", "ogg"].contains(&ext.as_str()) {
             return Err(AppError::new(
                 ErrorCode::InvalidInput,
-                format!("{name}: unsupported file (drop a PNG, JPEG, WebP, GIF or BMP picture, or WAV, MP3, FLAC or OGG audio)"),
+                format!("{name}: unsupported file (drop a PNG, JPEG, WebP, GIF or BMP picture, WAV, MP3, FLAC or OGG audio, or an MP4, WebM, MKV, MOV or AVI video)"),
             ));
         }
         let file = self.fresh_name("input", &ext);
@@ -154,6 +160,65 @@ impl MediaDir {
                         mio_runtime::commands::one_sentence(&e)
                     ),
                 ))
+            }
+        }
+    }
+
+    /// Stores a video and its keyframes (the runtime's scene-cut selection) as PNG files.
+    fn import_video(&self, name: &str, bytes: &[u8], ext: &str) -> AppResult<Attachment> {
+        let file = self.fresh_name("input", ext);
+        self.write(&file, bytes)?;
+        let opts = mio_runtime::video::KeyframeOptions::default();
+        let keyframes = mio_runtime::video::extract_keyframes(&self.root.join(&file), &opts);
+        let mut written = vec![file.clone()];
+        let result = keyframes
+            .map_err(|e| {
+                AppError::new(
+                    ErrorCode::InvalidInput,
+                    format!(
+                        "{name} is not a readable video: {}",
+                        mio_runtime::commands::one_sentence(&e)
+                    ),
+                )
+            })
+            .and_then(|kf| {
+                let (mut frames, mut times_s, mut size) = (vec![], vec![], (0, 0));
+                for k in &kf.frames {
+                    let (w, h) = k.image.dimensions();
+                    if let Segment::Image { file, .. } =
+                        self.write_png("frame", w, h, k.image.as_raw())?
+                    {
+                        written.push(file.clone());
+                        frames.push(file);
+                        times_s.push(k.time_s);
+                        size = (w, h);
+                    }
+                }
+                if frames.is_empty() {
+                    return Err(AppError::new(
+                        ErrorCode::InvalidInput,
+                        format!("{name} has no frame to show"),
+                    ));
+                }
+                Ok(Segment::Video {
+                    file: file.clone(),
+                    frames,
+                    times_s,
+                    width: size.0,
+                    height: size.1,
+                })
+            });
+        match result {
+            Ok(segment) => Ok(Attachment {
+                kind: MediaKind::Video,
+                segment,
+                name: name.to_string(),
+            }),
+            Err(e) => {
+                for f in written {
+                    let _ = std::fs::remove_file(self.root.join(f));
+                }
+                Err(e)
             }
         }
     }
@@ -198,6 +263,11 @@ pub fn mime_of(name: &str) -> &'static str {
         Some("mp3") => "audio/mpeg",
         Some("flac") => "audio/flac",
         Some("ogg") => "audio/ogg",
+        Some("mp4" | "m4v") => "video/mp4",
+        Some("webm") => "video/webm",
+        Some("mkv") => "video/x-matroska",
+        Some("mov") => "video/quicktime",
+        Some("avi") => "video/x-msvideo",
         _ => "application/octet-stream",
     }
 }
@@ -275,6 +345,42 @@ mod tests {
             m.import("bad.wav", b"RIFFjunk").unwrap_err().code,
             ErrorCode::InvalidInput
         );
+    }
+
+    fn video_fixture(name: &str) -> Vec<u8> {
+        let p = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/video/");
+        std::fs::read(format!("{p}{name}")).unwrap()
+    }
+
+    #[test]
+    fn a_video_becomes_its_keyframes_and_a_bad_one_leaves_nothing() {
+        let (_t, m) = dir();
+        let a = m.import("cut3.mp4", &video_fixture("cut3.mp4")).unwrap();
+        assert_eq!(a.kind, MediaKind::Video);
+        let Segment::Video {
+            file,
+            frames,
+            times_s,
+            width,
+            ..
+        } = &a.segment
+        else {
+            panic!("{:?}", a.segment)
+        };
+        assert!(frames.len() >= 2, "{frames:?}");
+        assert_eq!(frames.len(), times_s.len());
+        assert!(times_s.windows(2).all(|w| w[0] < w[1]));
+        assert!(*width > 0);
+        for f in std::iter::once(file).chain(frames) {
+            assert!(m.resolve(f).unwrap().is_file());
+        }
+        let before = std::fs::read_dir(m.root()).unwrap().count();
+        let err = m
+            .import("garbage.mp4", &video_fixture("garbage.mp4"))
+            .unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidInput);
+        assert!(err.message.contains("garbage.mp4"), "{}", err.message);
+        assert_eq!(std::fs::read_dir(m.root()).unwrap().count(), before);
     }
 
     #[test]

@@ -6,9 +6,10 @@ use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 
 use crate::error::AppError;
+pub use crate::models_ipc::*;
 
-/// What the user asks the assistant to do. Guide and Edit are chat turns the UI renders
-/// differently (a step list; before and after).
+/// What the user asks the assistant to do: the engine's chat modes, each with the
+/// reference's prompt and generation preset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
@@ -21,6 +22,10 @@ pub enum Mode {
     Guide,
     /// Image editing: the attached picture, changed as asked.
     Edit,
+    /// Draw a picture of the message.
+    Image,
+    /// A short video (a sequence of frames) of the message.
+    Video,
 }
 
 /// Kind of an attached or generated media file.
@@ -31,6 +36,8 @@ pub enum MediaKind {
     Image,
     /// A sound clip.
     Audio,
+    /// A video (its keyframes go to the model).
+    Video,
 }
 
 /// One ordered piece of a message. Media are files relative to the media folder, served to
@@ -58,6 +65,33 @@ pub enum Segment {
         file: String,
         /// Length in seconds.
         duration_s: f64,
+    },
+    /// A video the user attached: the file and the keyframes the runtime chose (PNG files,
+    /// in time order), shown as a strip that plays as a slideshow.
+    Video {
+        /// The video file in the media folder.
+        file: String,
+        /// Keyframe pictures in the media folder.
+        frames: Vec<String>,
+        /// Seconds into the video of each keyframe.
+        times_s: Vec<f64>,
+        /// Frame width in pixels.
+        width: u32,
+        /// Frame height in pixels.
+        height: u32,
+    },
+    /// One step of a Guide answer: its text and the picture that closes it.
+    Step {
+        /// Position in the guide (0-based).
+        index: u32,
+        /// What to do.
+        text: String,
+        /// The step's picture in the media folder (absent for a last step without one).
+        file: Option<String>,
+        /// Width of the picture in pixels (0 without one).
+        width: u32,
+        /// Height of the picture in pixels (0 without one).
+        height: u32,
     },
 }
 
@@ -157,6 +191,8 @@ pub struct SendArgs {
     pub mode: Mode,
     /// Most new tokens (default: the mode's preset).
     pub max_new_tokens: Option<u32>,
+    /// Decoding settings over the mode's preset (from the settings' presets per task).
+    pub params: Option<GenOverrides>,
 }
 
 /// What `send_message` and `regenerate` return at once (the answer streams).
@@ -194,6 +230,21 @@ pub enum StreamEvent {
         /// Which speech block.
         index: u32,
         /// The preview clip.
+        segment: Segment,
+    },
+    /// Guide mode: a step is complete; it replaces the text and picture streamed since
+    /// the previous step (other segments stay after it).
+    GuideStep {
+        /// The step (a `step` segment).
+        segment: Segment,
+    },
+    /// A low-resolution preview of the picture being drawn (a temporary file).
+    ImagePreview {
+        /// Denoising steps done.
+        step: u32,
+        /// Steps in all.
+        total: u32,
+        /// The preview picture.
         segment: Segment,
     },
     /// Progress of a long step (`stage` = "image": denoising steps).
@@ -243,6 +294,14 @@ pub struct LoadArgs {
     pub model_dir: Option<String>,
     /// Device: "cpu", "cuda:0", "metal:0".
     pub device: String,
+    /// Which implementation runs the LM.
+    pub backend: Backend,
+    /// Float precision of the LM weights.
+    pub precision: PrecisionArg,
+    /// llama.cpp: LM layers on the GPU (`None`: as many as fit).
+    pub gpu_layers: Option<u32>,
+    /// A GGUF LM file in the folder to run instead of its shards (see `inspect_model`).
+    pub lm_file: Option<String>,
 }
 
 /// The loaded model.
@@ -300,6 +359,7 @@ pub struct CommandSpec {
 /// Every command the UI may call (the capability file and build manifest list the same).
 pub const COMMANDS: &[CommandSpec] = &[
     cmd("model_status", "", "{}", "ModelInfo | null"),
+    cmd("generation_presets", "", "{}", "ModePreset[]"),
     cmd(
         "load_model",
         "args: LoadArgs, onEvent: Channel<LoadEvent>",
@@ -319,6 +379,46 @@ pub const COMMANDS: &[CommandSpec] = &[
         "TurnStarted",
     ),
     cmd("cancel", "requestId: number", "{ requestId }", "void"),
+    cmd(
+        "mic_start",
+        "args: MicArgs, onEvent: Channel<MicEvent>",
+        "{ args, onEvent }",
+        "MicStarted",
+    ),
+    cmd("mic_stop", "", "{}", "void"),
+    cmd(
+        "camera_start",
+        "onEvent: Channel<CameraEvent>",
+        "{ onEvent }",
+        "CameraStarted",
+    ),
+    cmd("camera_snapshot", "", "{}", "Attachment"),
+    cmd(
+        "camera_clip",
+        "seconds: number",
+        "{ seconds }",
+        "Attachment",
+    ),
+    cmd("camera_stop", "", "{}", "void"),
+    cmd(
+        "resend_message",
+        "conversationId: number, messageId: number, text: string, onEvent: Channel<StreamEvent>",
+        "{ conversationId, messageId, text, onEvent }",
+        "TurnStarted",
+    ),
+    cmd(
+        "inspect_model",
+        "modelDir: string | null",
+        "{ modelDir }",
+        "ModelFolder",
+    ),
+    cmd(
+        "import_release_folder",
+        "args: ImportArgs, onEvent: Channel<ImportEvent>",
+        "{ args, onEvent }",
+        "ImportResult",
+    ),
+    cmd("cancel_import", "", "{}", "void"),
     cmd("list_conversations", "", "{}", "ConversationSummary[]"),
     cmd(
         "get_conversation",
@@ -359,6 +459,9 @@ const fn cmd(
 /// number array); its name travels in the `x-file-name` header.
 pub const IMPORT_MEDIA: &str = "import_media";
 
+/// The `import_conversation` command takes an exported JSON file's bytes as the raw body.
+pub const IMPORT_CONVERSATION: &str = "import_conversation";
+
 /// The generated TypeScript bindings (`ui/src/ipc/bindings.ts`).
 pub fn bindings() -> String {
     let decls = [
@@ -372,11 +475,27 @@ pub fn bindings() -> String {
         ConversationView::decl(),
         Attachment::decl(),
         SendArgs::decl(),
+        GenOverrides::decl(),
+        ModePreset::decl(),
         TurnStarted::decl(),
         StreamEvent::decl(),
         LoadEvent::decl(),
         LoadArgs::decl(),
         ModelInfo::decl(),
+        Backend::decl(),
+        PrecisionArg::decl(),
+        Quant::decl(),
+        ImportArgs::decl(),
+        ImportEvent::decl(),
+        ImportResult::decl(),
+        ComponentInfo::decl(),
+        MemoryOption::decl(),
+        ModelFolder::decl(),
+        MicArgs::decl(),
+        MicEvent::decl(),
+        MicStarted::decl(),
+        CameraEvent::decl(),
+        CameraStarted::decl(),
         ExportFormat::decl(),
         ExportResult::decl(),
         AppError::decl(),
@@ -402,6 +521,10 @@ pub fn bindings() -> String {
             c.invoke_args
         ));
     }
+    out.push_str(&format!(
+        "export function importConversation(bytes: Uint8Array): Promise<ConversationSummary> {{\n  \
+         return invoke(\"{IMPORT_CONVERSATION}\", bytes);\n}}\n\n"
+    ));
     out.push_str(&format!(
         "export function importMedia(name: string, bytes: Uint8Array): Promise<Attachment> {{\n  \
          return invoke(\"{IMPORT_MEDIA}\", bytes, {{ headers: {{ \"x-file-name\": encodeURIComponent(name) }} }});\n}}\n"
@@ -429,6 +552,7 @@ fn camel(name: &str) -> String {
 pub fn command_names() -> Vec<&'static str> {
     let mut names: Vec<_> = COMMANDS.iter().map(|c| c.name).collect();
     names.push(IMPORT_MEDIA);
+    names.push(IMPORT_CONVERSATION);
     names
 }
 

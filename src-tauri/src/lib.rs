@@ -2,11 +2,17 @@
 //! runtime's worker thread), per-request streams over `tauri::ipc::Channel`, history in
 //! SQLite with media files beside it, served to the UI by the scoped `media:` protocol.
 
+pub mod camera;
 pub mod commands;
 pub mod error;
 pub mod export;
 pub mod files;
+pub mod import_json;
 pub mod ipc;
+pub mod mic;
+pub mod models;
+pub mod models_ipc;
+pub mod modes;
 pub mod protocol;
 pub mod session;
 pub mod store;
@@ -34,6 +40,9 @@ pub fn app_state(data_dir: PathBuf) -> anyhow::Result<AppState> {
             media,
         },
         model: Mutex::new(None),
+        import_cancel: Mutex::new(None),
+        mic_stop: Mutex::new(None),
+        camera: Mutex::new(None),
         data_dir,
     })
 }
@@ -64,10 +73,22 @@ pub fn run_app<R: Runtime>(builder: tauri::Builder<R>) -> tauri::Result<()> {
         })
         .invoke_handler(tauri::generate_handler![
             commands::model_status,
+            commands::generation_presets,
             commands::load_model,
             commands::send_message,
             commands::regenerate,
             commands::cancel,
+            commands::mic_start,
+            commands::mic_stop,
+            commands::camera_start,
+            commands::camera_snapshot,
+            commands::camera_clip,
+            commands::camera_stop,
+            commands::resend_message,
+            commands::import_conversation,
+            models::inspect_model,
+            models::import_release_folder,
+            models::cancel_import,
             commands::list_conversations,
             commands::get_conversation,
             commands::delete_conversation,

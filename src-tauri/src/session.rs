@@ -6,14 +6,17 @@
 use std::sync::{Arc, Mutex};
 
 use mio_models::engine::{
-    ChatMode, Conversation, Event, FinishReason, GenerationParams, Message, OutputSegment, Request,
-    Response, SPEECH_SAMPLE_RATE,
+    Conversation, Event, FinishReason, Message, OutputSegment, Request, Response,
+    SPEECH_SAMPLE_RATE,
 };
 use mio_runtime::worker::{Backend, RunHandle, RunMessage, Worker};
 
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::files::MediaDir;
-use crate::ipc::{MessageStatus, Mode, Role, Segment, SendArgs, StreamEvent, TurnStarted};
+use crate::ipc::{
+    GenOverrides, MessageStatus, Mode, Role, Segment, SendArgs, StreamEvent, TurnStarted,
+};
+pub use crate::modes::{chat_mode, close_step, generation_params, presets, PREVIEW_EVERY};
 use crate::store::Store;
 
 /// A backend the app can drive: the engine's request, event and response types.
@@ -78,14 +81,9 @@ pub fn send<B: ChatBackend>(
         )?;
         Ok((id, user))
     })?;
-    let mut started = start(
-        worker,
-        history,
-        conversation_id,
-        args.mode,
-        args.max_new_tokens,
-        sink,
-    )?;
+    let mut params = args.params.clone().unwrap_or_default();
+    params.max_new_tokens = params.max_new_tokens.or(args.max_new_tokens);
+    let mut started = start(worker, history, conversation_id, args.mode, &params, sink)?;
     started.user = Some(user);
     Ok(started)
 }
@@ -111,7 +109,73 @@ pub fn regenerate<B: ChatBackend>(
         Ok((last_user.view.mode, stale))
     })?;
     remove_files(&history.media, &stale);
-    start(worker, history, conversation_id, mode, None, sink)
+    start(
+        worker,
+        history,
+        conversation_id,
+        mode,
+        &GenOverrides::default(),
+        sink,
+    )
+}
+
+/// Edit-and-resend: user message `message_id` gets `text` (its media stay), every message
+/// after it is removed with its media files, and a new answer starts.
+pub fn resend<B: ChatBackend>(
+    worker: &Worker<B>,
+    history: &History,
+    conversation_id: i64,
+    message_id: i64,
+    text: &str,
+    sink: Sink,
+) -> AppResult<TurnStarted> {
+    let (mode, stale, user) = history.with(|s| {
+        let messages = s.messages(conversation_id)?;
+        let target = messages
+            .iter()
+            .find(|m| m.view.id == message_id && m.view.role == Role::User)
+            .ok_or_else(|| {
+                AppError::new(
+                    ErrorCode::NotFound,
+                    "no such message of yours in this conversation",
+                )
+            })?;
+        let mut segments = vec![];
+        if !text.trim().is_empty() {
+            segments.push(Segment::Text { text: text.into() });
+        }
+        segments.extend(
+            target
+                .view
+                .segments
+                .iter()
+                .filter(|seg| !matches!(seg, Segment::Text { .. }))
+                .cloned(),
+        );
+        if segments.is_empty() {
+            return Err(AppError::new(
+                ErrorCode::InvalidInput,
+                "the message is empty",
+            ));
+        }
+        s.update_message(message_id, MessageStatus::Done, &segments, text, None)?;
+        let mut stale = vec![];
+        for m in messages.iter().filter(|m| m.view.id > message_id) {
+            stale.extend(s.delete_message(m.view.id)?);
+        }
+        Ok((target.view.mode, stale, s.message(message_id)?.view))
+    })?;
+    remove_files(&history.media, &stale);
+    let mut started = start(
+        worker,
+        history,
+        conversation_id,
+        mode,
+        &GenOverrides::default(),
+        sink,
+    )?;
+    started.user = Some(user);
+    Ok(started)
 }
 
 fn start<B: ChatBackend>(
@@ -119,11 +183,11 @@ fn start<B: ChatBackend>(
     history: &History,
     conversation_id: i64,
     mode: Mode,
-    max_new_tokens: Option<u32>,
+    params: &GenOverrides,
     sink: Sink,
 ) -> AppResult<TurnStarted> {
-    let request = history
-        .with(|s| build_request(s, &history.media, conversation_id, mode, max_new_tokens))?;
+    let request =
+        history.with(|s| build_request(s, &history.media, conversation_id, mode, params))?;
     let message = history.with(|s| {
         s.add_message(
             conversation_id,
@@ -177,7 +241,7 @@ pub fn build_request(
     media: &MediaDir,
     conversation: i64,
     mode: Mode,
-    max_new_tokens: Option<u32>,
+    overrides: &GenOverrides,
 ) -> AppResult<Request> {
     let mut conv = Conversation {
         messages: vec![],
@@ -188,11 +252,18 @@ pub fn build_request(
         match (m.view.role, m.view.status) {
             (Role::User, _) => {
                 let (mut images, mut speech) = (vec![], vec![]);
+                let (mut frames, mut frame_counts) = (vec![], vec![]);
                 for seg in &m.view.segments {
                     match seg {
                         Segment::Image { file, .. } => images.push(media.resolve(file)?),
                         Segment::Audio { file, .. } => speech.push(media.resolve(file)?),
-                        Segment::Text { .. } => {}
+                        Segment::Video { frames: f, .. } => {
+                            frame_counts.push(f.len());
+                            for file in f {
+                                frames.push(media.resolve(file)?);
+                            }
+                        }
+                        Segment::Text { .. } | Segment::Step { .. } => {}
                     }
                 }
                 let text = mio_runtime::media::place_media(
@@ -201,6 +272,13 @@ pub fn build_request(
                     conv.images.len(),
                     images.len(),
                 );
+                // A video's keyframes follow the message's pictures, as `mio chat` places them.
+                let text = mio_runtime::video::place_video_frames(
+                    &text,
+                    conv.images.len() + images.len(),
+                    &frame_counts,
+                );
+                images.extend(frames);
                 let text = mio_runtime::media::place_media(
                     &text,
                     "speech",
@@ -227,16 +305,10 @@ pub fn build_request(
     }
     let inputs = mio_runtime::media::load_inputs(&conv, media.root())
         .map_err(|e| AppError::from_chain(ErrorCode::InvalidInput, &e))?;
-    let params = GenerationParams {
-        max_new_tokens: max_new_tokens.map(|n| n as usize),
-        ..GenerationParams::default()
-    };
+    let params = generation_params(overrides);
     Ok(Request::Chat {
         conversation: conv,
-        mode: match mode {
-            Mode::Voice => ChatMode::Voice,
-            Mode::Chat | Mode::Guide | Mode::Edit => ChatMode::Chat,
-        },
+        mode: chat_mode(mode),
         params,
         media: inputs,
     })
@@ -322,6 +394,31 @@ impl Drain {
                 }
                 (self.sink)(StreamEvent::SpeechPreview {
                     index: index as u32,
+                    segment,
+                });
+            }
+            Event::GuideStep(step) => {
+                let segment = close_step(&mut self.segments, &step);
+                self.save(MessageStatus::Streaming, "", None)?;
+                (self.sink)(StreamEvent::GuideStep { segment });
+            }
+            Event::ImagePreview {
+                step,
+                total,
+                width,
+                height,
+                rgb,
+            } => {
+                let segment = self
+                    .history
+                    .media
+                    .write_png("preview", width, height, &rgb)?;
+                if let Segment::Image { file, .. } = &segment {
+                    self.previews.push(file.clone());
+                }
+                (self.sink)(StreamEvent::ImagePreview {
+                    step: step as u32,
+                    total: total as u32,
                     segment,
                 });
             }

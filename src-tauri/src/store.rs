@@ -255,6 +255,32 @@ impl Store {
         Ok(ConversationView { summary, messages })
     }
 
+    /// A new conversation titled `title` holding `messages` (view, model text) in order,
+    /// in one transaction (an imported export).
+    pub fn import_conversation(
+        &mut self,
+        title: &str,
+        messages: &[(MessageView, String)],
+    ) -> AppResult<i64> {
+        let now = now_ms();
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "INSERT INTO conversations (title, created_ms, updated_ms) VALUES (?1, ?2, ?2)",
+            params![title_of(title), now],
+        )?;
+        let id = tx.last_insert_rowid();
+        for (m, model_text) in messages {
+            tx.execute(
+                "INSERT INTO messages (conversation_id, role, mode, status, segments, model_text, error, created_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![id, enum_str(&m.role), enum_str(&m.mode), enum_str(&m.status),
+                        to_json(&m.segments)?, model_text, m.error, m.created_ms],
+            )?;
+        }
+        tx.commit()?;
+        Ok(id)
+    }
+
     /// Deletes a conversation; returns the media files it referenced (the caller removes
     /// them once the delete is committed).
     pub fn delete_conversation(&self, id: i64) -> AppResult<Vec<String>> {
@@ -296,9 +322,13 @@ fn row_to_message(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredMessage> {
 pub fn media_files(segments: &[Segment]) -> Vec<String> {
     segments
         .iter()
-        .filter_map(|s| match s {
-            Segment::Image { file, .. } | Segment::Audio { file, .. } => Some(file.clone()),
-            Segment::Text { .. } => None,
+        .flat_map(|s| match s {
+            Segment::Image { file, .. } | Segment::Audio { file, .. } => vec![file.clone()],
+            Segment::Step { file, .. } => file.iter().cloned().collect(),
+            Segment::Video { file, frames, .. } => std::iter::once(file.clone())
+                .chain(frames.iter().cloned())
+                .collect(),
+            Segment::Text { .. } => vec![],
         })
         .collect()
 }

@@ -1,10 +1,12 @@
 // End-to-end test of the real app: drives the debug build of src-tauri through tauri-driver
 // (WebKitWebDriver underneath) with plain W3C WebDriver HTTP calls; run it under Xvfb:
 //   xvfb-run -a node ui/e2e/app.e2e.mjs PATH/TO/mio-desktop
-// It loads the bundled tiny model (random weights), sends a message and sees streamed text,
-// attaches a picture by dropping it, switches modes, cancels, and reopens the app to find the
-// conversation in the history. Screenshots of each state go to $E2E_SHOTS (default
-// ./e2e-shots).
+// It loads the bundled tiny model (random weights), sends a message and sees streamed text
+// (measuring first paint, send-to-first-token and frame times while it streams), attaches a
+// picture by dropping it, runs every mode (Edit's before/after, Guide's engine steps, Image,
+// Video's frame strip, Voice), cancels, imports the release-shaped tiny folder through the
+// model manager and loads the result, and reopens the app to find the conversation in the
+// history. Screenshots of each state go to $E2E_SHOTS (default ./e2e-shots).
 import { spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -12,15 +14,38 @@ import { join, resolve } from "node:path";
 import assert from "node:assert/strict";
 
 const app = resolve(process.argv[2] ?? "target/debug/mio-desktop");
+const release = resolve(new URL("../../tests/fixtures/release-layout", import.meta.url).pathname);
 const shots = resolve(process.env.E2E_SHOTS ?? "e2e-shots");
 const port = 4444;
 const base = `http://127.0.0.1:${port}`;
 mkdirSync(shots, { recursive: true });
 const dataDir = mkdtempSync(join(tmpdir(), "mio-e2e-"));
+
+// The microphone's test double (MIO_TEST_MIC_FILE, documented in src-tauri/src/mic.rs): a
+// 16 kHz WAV of 0.5 s silence, 0.8 s tone, 1.5 s silence, played as the microphone.
+function micFile() {
+  const rate = 16000, n = Math.round(rate * 2.8), data = Buffer.alloc(n * 2);
+  for (let i = 0; i < n; i++) {
+    const t = i / rate;
+    const v = t >= 0.5 && t < 1.3 ? Math.sin(i * 0.06) * 0.5 : 0;
+    data.writeInt16LE(Math.round(v * 32767), i * 2);
+  }
+  const h = Buffer.alloc(44);
+  h.write("RIFF", 0); h.writeUInt32LE(36 + data.length, 4); h.write("WAVEfmt ", 8);
+  h.writeUInt32LE(16, 16); h.writeUInt16LE(1, 20); h.writeUInt16LE(1, 22); h.writeUInt32LE(rate, 24);
+  h.writeUInt32LE(rate * 2, 28); h.writeUInt16LE(2, 32); h.writeUInt16LE(16, 34); h.write("data", 36);
+  h.writeUInt32LE(data.length, 40);
+  const path = join(dataDir, "mic-double.wav");
+  writeFileSync(path, Buffer.concat([h, data]));
+  return path;
+}
+const micDouble = micFile();
+const cameraDouble = resolve(new URL("../../tests/fixtures/video/scenes.mp4", import.meta.url).pathname);
 const timings = {};
 
 const driver = spawn(process.env.TAURI_DRIVER ?? "tauri-driver", ["--port", String(port)], {
-  env: { ...process.env, MIO_DATA_DIR: dataDir },
+  // The camera's test double (MIO_TEST_CAMERA_FILE, src-tauri/src/camera.rs): a video file.
+  env: { ...process.env, MIO_DATA_DIR: dataDir, MIO_TEST_MIC_FILE: micDouble, MIO_TEST_CAMERA_FILE: cameraDouble },
   stdio: ["ignore", "inherit", "inherit"],
 });
 let failed = false;
@@ -94,18 +119,44 @@ async function finished(s, ms = 120000) {
 
 // A 64×64 test picture (PNG) dropped onto the composer as a file, the way a user drops one.
 const picture = readFileSync(new URL("./fixture.png", import.meta.url)).toString("base64");
+const video = readFileSync(new URL("../../tests/fixtures/video/cut3.mp4", import.meta.url)).toString("base64");
 const DROP = `
   const bytes = Uint8Array.from(atob(arguments[0]), c => c.charCodeAt(0));
   const dt = new DataTransfer();
-  dt.items.add(new File([bytes], "sample.png", { type: "image/png" }));
+  dt.items.add(new File([bytes], arguments[1] ?? "sample.png", { type: arguments[2] ?? "image/png" }));
   document.querySelector(".composer").dispatchEvent(new DragEvent("drop", { dataTransfer: dt, bubbles: true, cancelable: true }));
   return true;`;
+
+// Frame times while something runs: requestAnimationFrame deltas and long tasks (where the
+// engine supports the PerformanceObserver "longtask" type).
+const FRAMES_START = `
+  const f = (window.__frames = { deltas: [], longTasks: [], longTaskSupported: false, stop: false });
+  let last = performance.now();
+  const tick = (t) => { f.deltas.push(t - last); last = t; if (!f.stop) requestAnimationFrame(tick); };
+  requestAnimationFrame(tick);
+  try {
+    const types = PerformanceObserver.supportedEntryTypes || [];
+    if (types.includes("longtask")) {
+      f.longTaskSupported = true;
+      new PerformanceObserver((l) => l.getEntries().forEach((e) => f.longTasks.push(e.duration))).observe({ entryTypes: ["longtask"] });
+    }
+  } catch (e) {}
+  return true;`;
+const FRAMES_STOP = `
+  const f = window.__frames; f.stop = true;
+  const d = f.deltas.slice(1).sort((a, b) => a - b);
+  const q = (p) => d.length ? +d[Math.min(d.length - 1, Math.floor(p * d.length))].toFixed(1) : null;
+  return { frames: d.length, mean_ms: d.length ? +(d.reduce((a, b) => a + b, 0) / d.length).toFixed(1) : null,
+           p50_ms: q(0.5), p95_ms: q(0.95), max_ms: d.length ? +d[d.length - 1].toFixed(1) : null,
+           over_50ms: d.filter((x) => x > 50).length, long_tasks: f.longTaskSupported ? f.longTasks.length : "unsupported" };`;
 
 async function main() {
   let s = await Session.start();
   const t0 = Date.now();
   await s.waitFor("[data-action=load]", 30000);
   timings.first_paint_ms = Date.now() - t0;
+  timings.first_paint_in_page_ms = await s.exec(
+    "const p = performance.getEntriesByType('paint').find((e) => e.name === 'first-contentful-paint') ?? performance.getEntriesByType('navigation')[0]; return p ? Math.round(p.startTime || p.domContentLoadedEventEnd) : null;");
   // The theme is remembered across runs: start from light.
   if ((await s.exec("return document.documentElement.dataset.theme;")) === "dark") await s.click("[data-action=theme]");
   await s.shot("00-start");
@@ -113,12 +164,15 @@ async function main() {
   await s.waitFor("[data-model-loaded]", 120000);
   assert.match(await s.text("[data-model-loaded]"), /random weights/);
 
-  // Chat: streamed text.
+  // Chat: streamed text; frame times while it streams.
+  await s.exec(FRAMES_START);
   const sent = Date.now();
   await send(s, "Hello, who are you?");
   await s.waitFor(".msg.assistant [data-segment=text]", 60000, "el.textContent.length > 0");
   timings.first_token_ms = Date.now() - sent;
   assert.equal(await finished(s), "done");
+  timings.generation_ms = Date.now() - sent;
+  timings.frames_during_generation = await s.exec(FRAMES_STOP);
   assert.ok((await s.text(".msg.assistant [data-segment=text]")).length > 0);
   await s.shot("chat");
 
@@ -128,14 +182,69 @@ async function main() {
   await s.waitFor("[data-attachment=image]", 20000);
   await send(s, "Make the sky purple.");
   await s.waitFor(".msg.user [data-segment=image]", 10000);
-  assert.equal(await finished(s), "done");
+  assert.equal(await finished(s, 300000), "done");
+  // The engine's Edit mode answers with a picture: before and after.
+  await s.waitFor(".msg.assistant .before-after", 5000);
   await s.shot("edit");
 
-  // Guide mode.
+  // A video dropped in Chat mode: its keyframes as a strip that plays as a slideshow.
+  await s.click("[data-mode=chat]");
+  await s.exec(DROP, video, "cut3.mp4", "video/mp4");
+  await s.waitFor("[data-attachment=video]", 30000);
+  await send(s, "What happens in this video?");
+  await s.waitFor(".msg.user [data-segment=video] [data-segment=keyframes]", 10000);
+  timings.video_keyframes = await s.exec("return +[...document.querySelectorAll('.msg.user [data-segment=keyframes]')].pop().dataset.frames;");
+  assert.equal(await finished(s, 300000), "done");
+  await s.click(".msg.user [data-segment=video] [data-action=slideshow]");
+  await s.shot("keyframes");
+
+  // Guide mode: the engine's steps, numbered, each with its picture.
   await s.click("[data-mode=guide]");
   await send(s, "How do I plant a tree?");
-  assert.equal(await finished(s), "done");
+  assert.equal(await finished(s, 300000), "done");
+  timings.guide_steps = await s.exec("const m = [...document.querySelectorAll('.msg.assistant')].pop(); return m.querySelectorAll('[data-segment=step]').length;");
   await s.shot("guide");
+
+  // Image mode: a picture (denoising previews and progress while it is drawn).
+  await s.click("[data-mode=image]");
+  await send(s, "A red apple on a table.");
+  assert.equal(await finished(s, 300000), "done");
+  await s.waitFor(".msg.assistant [data-segment=image]", 5000);
+  await s.shot("image");
+
+  // Video mode: the frames as a strip that plays as a slideshow.
+  await s.click("[data-mode=video]");
+  await send(s, "A bird flying over the sea.");
+  assert.equal(await finished(s, 300000), "done");
+  await s.waitFor(".msg.assistant [data-segment=keyframes]", 5000);
+  await s.click(".msg.assistant:last-of-type [data-action=slideshow]").catch(() => {});
+  await s.shot("video");
+
+  // Microphone (its file-backed test double), hands-free: the pause ends the recording and
+  // the utterance becomes an audio attachment.
+  await s.click("[data-field=hands-free]");
+  await s.click("[data-action=mic]");
+  await s.waitFor("[data-mic]", 5000, "el.dataset.mic !== 'off'");
+  await s.waitFor("[data-attachment=audio]", 30000);
+  await s.shot("mic");
+  // The double's file ends after 2.8 s: the recording stops by itself.
+  await s.waitFor("[data-mic]", 15000, "el.dataset.mic === 'off'");
+  await s.click("[data-attachment=audio] button");
+  await s.click("[data-field=hands-free]");
+
+  // Camera (its file-backed test double): live preview, snapshot, a 2 s clip.
+  await s.click("[data-action=camera]");
+  await s.waitFor("[data-camera-preview]", 20000);
+  await s.exec("const i = document.querySelector('input.clip-s'); i.value = '2'; i.dispatchEvent(new Event('input', { bubbles: true })); return true;");
+  await s.click("[data-action=snapshot]");
+  await s.waitFor("[data-attachment=image]", 20000);
+  await s.click("[data-action=clip]");
+  await s.waitFor("[data-attachment=video]", 30000);
+  await s.shot("camera");
+  await s.click("[data-camera] [aria-label='Close camera']");
+  await s.waitFor("body", 5000, "!document.querySelector('[data-camera]')");
+  await s.click("[data-attachment=video] button");
+  await s.click("[data-attachment=image] button");
 
   // Voice mode: the speech block of the answer (a player, or a note when it has no frames).
   await s.click("[data-mode=voice]");
@@ -150,6 +259,27 @@ async function main() {
   assert.equal(await finished(s), "cancelled");
   await s.shot("cancelled");
 
+  // Model manager: import the release-shaped tiny folder (q8_0), watch the progress, load it.
+  await s.click("[data-action=models]");
+  await s.waitFor("[data-model-manager] [data-sizes]", 20000);
+  await s.shot("models");
+  await s.type("[data-field=import-source]", release);
+  await s.exec("const q = document.querySelector('[data-field=quant]'); q.value = 'q8_0'; q.dispatchEvent(new Event('change')); return true;");
+  const imp = Date.now();
+  await s.click("[data-action=import]");
+  await s.waitFor("[data-import-progress]", 20000);
+  await s.waitFor("[data-import-progress]", 20000, "el.textContent.includes('ETA')");
+  await s.shot("models-import-progress");
+  await s.waitFor("[data-imported]", 300000);
+  timings.import_tiny_q8_0_ms = Date.now() - imp;
+  await s.waitFor("[data-sizes]", 10000, "el.textContent.includes('gguf')");
+  await s.shot("models-imported");
+  await s.click("[data-action=manager-load]");
+  await s.waitFor("[data-model-loaded]", 120000, "el.textContent.includes('release-layout-q8_0')");
+  await s.click("[data-mode=chat]");
+  await send(s, "Hello again.");
+  assert.equal(await finished(s), "done");
+
   // Dark theme.
   await s.click("[data-action=theme]");
   assert.equal(await s.exec("return document.documentElement.dataset.theme;"), "dark");
@@ -163,7 +293,7 @@ async function main() {
   await s.waitFor("[data-conversation]", 30000);
   assert.equal(await s.text(".list li .title"), title);
   await s.click(".list li .title");
-  await s.waitFor(".msg.assistant", 10000, "document.querySelectorAll('.msg').length === 10");
+  await s.waitFor(".msg.assistant", 10000, "document.querySelectorAll('.msg').length === 18");
   await s.shot("history");
   await s.close();
 }

@@ -43,6 +43,17 @@ pub(crate) struct ModePlan {
     pub primed: Vec<u32>,
 }
 
+/// The decoding preset (`infer.py` task) a chat turn in `mode` uses.
+pub fn chat_task(mode: ChatMode) -> Task {
+    match mode {
+        ChatMode::Chat => Task::Text,
+        ChatMode::Voice => Task::SpeechGeneration,
+        ChatMode::Image | ChatMode::Edit => Task::ImageGeneration,
+        ChatMode::Video => Task::VideoGeneration,
+        ChatMode::Guide => Task::Interleaved,
+    }
+}
+
 /// The plan of `mode`.
 pub(crate) fn plan(mode: ChatMode, vocab: &MioVocab) -> ModePlan {
     let (template, task, primed) = match mode {
@@ -64,6 +75,7 @@ pub(crate) fn plan(mode: ChatMode, vocab: &MioVocab) -> ModePlan {
         ),
         ChatMode::Guide => (TemplateMode::Std, Task::Interleaved, vec![]),
     };
+    debug_assert_eq!(task, chat_task(mode));
     ModePlan {
         template,
         task,

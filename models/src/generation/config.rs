@@ -47,6 +47,33 @@ pub enum Task {
     Interleaved,
 }
 
+impl Task {
+    /// The task's search from `infer.py`: (beams, sampling, repetition penalty).
+    pub fn search(self) -> (usize, bool, f32) {
+        match self {
+            Task::Text => (5, false, 1.0),
+            Task::ImageGeneration => (5, false, 1.15),
+            Task::Tts => (1, true, 1.15),
+            Task::SpeechGeneration => (5, false, 2.0),
+            Task::SpeechToSpeech => (5, false, 1.15),
+            Task::VideoGeneration | Task::Interleaved => (1, true, 1.15),
+        }
+    }
+
+    /// The task's name as `infer.py`'s docstring groups them.
+    pub fn name(self) -> &'static str {
+        match self {
+            Task::Text => "text generation",
+            Task::ImageGeneration => "image generation",
+            Task::Tts => "text to speech",
+            Task::SpeechGeneration => "speech generation",
+            Task::SpeechToSpeech => "speech to speech",
+            Task::VideoGeneration => "video generation",
+            Task::Interleaved => "interleaved generation",
+        }
+    }
+}
+
 /// Everything that controls one `generate` call.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GenerationConfig {
@@ -119,14 +146,7 @@ impl GenerationConfig {
     /// docstring. Modality constraints are on (our addition); speech tasks request the
     /// timbre layers.
     pub fn preset(task: Task, vocab: &MioVocab) -> Self {
-        let (num_beams, do_sample, repetition_penalty) = match task {
-            Task::Text => (5, false, 1.0),
-            Task::ImageGeneration => (5, false, 1.15),
-            Task::Tts => (1, true, 1.15),
-            Task::SpeechGeneration => (5, false, 2.0),
-            Task::SpeechToSpeech => (5, false, 1.15),
-            Task::VideoGeneration | Task::Interleaved => (1, true, 1.15),
-        };
+        let (num_beams, do_sample, repetition_penalty) = task.search();
         let speech_timbre = matches!(
             task,
             Task::Tts | Task::SpeechGeneration | Task::SpeechToSpeech

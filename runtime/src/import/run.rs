@@ -91,8 +91,8 @@ impl Meter<'_> {
         });
     }
 
-    /// Charges `n` written bytes to the test hook's budget; fails when cancelled.
-    fn charge(&mut self, n: u64) -> std::io::Result<()> {
+    /// Fails once the import is cancelled.
+    fn check_cancel(&self) -> std::io::Result<()> {
         if self
             .cancel
             .as_ref()
@@ -103,6 +103,12 @@ impl Meter<'_> {
                 "the import was cancelled",
             ));
         }
+        Ok(())
+    }
+
+    /// Charges `n` written bytes to the test hook's budget; fails when cancelled.
+    fn charge(&mut self, n: u64) -> std::io::Result<()> {
+        self.check_cancel()?;
         match &mut self.left {
             Some(left) if *left < n => {
                 *left = 0;
@@ -362,6 +368,7 @@ fn hash_sources(
             }
             None => sha256_file(&path, &mut |n| {
                 meter.tick("verify", name, n);
+                meter.check_cancel()?;
                 Ok(())
             })?,
         };

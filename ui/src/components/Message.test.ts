@@ -84,6 +84,46 @@ describe("Message", () => {
     expect(labels).toEqual(["Before", "After"]);
   });
 
+  it("renders the engine's guide steps numbered with their pictures", () => {
+    const body = render({
+      message: msg({
+        mode: "guide",
+        segments: [
+          { kind: "step", index: 0, text: "Dig a hole", file: "s0.png", width: 8, height: 8 },
+          { kind: "step", index: 1, text: "Water it", file: null, width: 0, height: 0 },
+        ],
+      }),
+    });
+    const steps = [...body.querySelectorAll("[data-segment=step]")];
+    expect(steps.map((s) => s.querySelector(".step-n")!.textContent)).toEqual(["1", "2"]);
+    expect(steps[0].querySelector("img")!.getAttribute("src")).toBe("media://localhost/s0.png");
+    expect(steps[1].querySelector("img")).toBeNull();
+  });
+
+  it("plays a Video answer's frames as a slideshow", async () => {
+    vi.useFakeTimers();
+    const frame = (f: string) => ({ kind: "image", file: f, width: 8, height: 8 }) as const;
+    const body = render({ message: msg({ mode: "video", segments: [frame("f0.png"), frame("f1.png"), frame("f2.png")] }) });
+    expect(body.querySelectorAll(".strip .frame")).toHaveLength(3);
+    const stage = () => body.querySelector(".keyframe-stage")!.getAttribute("src");
+    expect(stage()).toBe("media://localhost/f0.png");
+    (body.querySelector("[data-action=slideshow]") as HTMLButtonElement).click();
+    vi.advanceTimersByTime(1100);
+    flushSync();
+    expect(stage()).toBe("media://localhost/f2.png");
+    vi.useRealTimers();
+  });
+
+  it("shows an attached video's keyframes as a strip with their times", () => {
+    const body = render({
+      message: msg({ role: "user", segments: [{ kind: "video", file: "v.mp4", frames: ["k0.png", "k1.png"], times_s: [0, 1.5], width: 8, height: 8 }] }),
+    });
+    expect(body.querySelector("[data-segment=video] [data-segment=keyframes]")!.getAttribute("data-frames")).toBe("2");
+    (body.querySelectorAll(".strip .frame")[1] as HTMLButtonElement).click();
+    flushSync();
+    expect(body.querySelector(".keyframe-bar .meta")!.textContent).toContain("1.5 s");
+  });
+
   it("offers regenerate on the last finished answer and shows errors", () => {
     const onregenerate = vi.fn();
     const body = render({ message: msg({ status: "failed", error: "boom" }), last: true, onregenerate });

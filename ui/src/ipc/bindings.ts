@@ -2,9 +2,9 @@
 // Do not edit by hand.
 import { invoke, Channel } from "@tauri-apps/api/core";
 
-export type Mode = "chat" | "voice" | "guide" | "edit";
+export type Mode = "chat" | "voice" | "guide" | "edit" | "image" | "video";
 
-export type MediaKind = "image" | "audio";
+export type MediaKind = "image" | "audio" | "video";
 
 export type Segment = { "kind": "text", 
 /**
@@ -30,7 +30,47 @@ file: string,
 /**
  * Length in seconds.
  */
-duration_s: number, };
+duration_s: number, } | { "kind": "video", 
+/**
+ * The video file in the media folder.
+ */
+file: string, 
+/**
+ * Keyframe pictures in the media folder.
+ */
+frames: Array<string>, 
+/**
+ * Seconds into the video of each keyframe.
+ */
+times_s: Array<number>, 
+/**
+ * Frame width in pixels.
+ */
+width: number, 
+/**
+ * Frame height in pixels.
+ */
+height: number, } | { "kind": "step", 
+/**
+ * Position in the guide (0-based).
+ */
+index: number, 
+/**
+ * What to do.
+ */
+text: string, 
+/**
+ * The step's picture in the media folder (absent for a last step without one).
+ */
+file: string | null, 
+/**
+ * Width of the picture in pixels (0 without one).
+ */
+width: number, 
+/**
+ * Height of the picture in pixels (0 without one).
+ */
+height: number, };
 
 export type Role = "user" | "assistant";
 
@@ -128,7 +168,75 @@ mode: Mode,
 /**
  * Most new tokens (default: the mode's preset).
  */
-max_new_tokens: number | null, };
+max_new_tokens: number | null, 
+/**
+ * Decoding settings over the mode's preset (from the settings' presets per task).
+ */
+params: GenOverrides | null, };
+
+export type GenOverrides = { 
+/**
+ * Most new tokens.
+ */
+max_new_tokens: number | null, 
+/**
+ * Beams (1 = greedy or sampling).
+ */
+num_beams: number | null, 
+/**
+ * Sample instead of searching.
+ */
+do_sample: boolean | null, 
+/**
+ * Sampling temperature.
+ */
+temperature: number | null, 
+/**
+ * Nucleus sampling threshold.
+ */
+top_p: number | null, 
+/**
+ * Repetition penalty (1 = off).
+ */
+repetition_penalty: number | null, 
+/**
+ * Sampling seed.
+ */
+seed: number | null, };
+
+export type ModePreset = { 
+/**
+ * The mode.
+ */
+mode: Mode, 
+/**
+ * The `infer.py` task, in words.
+ */
+task: string, 
+/**
+ * Most new tokens.
+ */
+max_new_tokens: number, 
+/**
+ * Beams.
+ */
+num_beams: number, 
+/**
+ * Sampling.
+ */
+do_sample: boolean, 
+/**
+ * Temperature.
+ */
+temperature: number, 
+/**
+ * Top-p.
+ */
+top_p: number, 
+/**
+ * Repetition penalty.
+ */
+repetition_penalty: number, };
 
 export type TurnStarted = { 
 /**
@@ -163,6 +271,22 @@ segment: Segment, } | { "kind": "speech_preview",
 index: number, 
 /**
  * The preview clip.
+ */
+segment: Segment, } | { "kind": "guide_step", 
+/**
+ * The step (a `step` segment).
+ */
+segment: Segment, } | { "kind": "image_preview", 
+/**
+ * Denoising steps done.
+ */
+step: number, 
+/**
+ * Steps in all.
+ */
+total: number, 
+/**
+ * The preview picture.
  */
 segment: Segment, } | { "kind": "progress", 
 /**
@@ -216,7 +340,23 @@ model_dir: string | null,
 /**
  * Device: "cpu", "cuda:0", "metal:0".
  */
-device: string, };
+device: string, 
+/**
+ * Which implementation runs the LM.
+ */
+backend: Backend, 
+/**
+ * Float precision of the LM weights.
+ */
+precision: PrecisionArg, 
+/**
+ * llama.cpp: LM layers on the GPU (`None`: as many as fit).
+ */
+gpu_layers: number | null, 
+/**
+ * A GGUF LM file in the folder to run instead of its shards (see `inspect_model`).
+ */
+lm_file: string | null, };
 
 export type ModelInfo = { 
 /**
@@ -252,6 +392,202 @@ device: string,
  */
 load_s: number, };
 
+export type Backend = "candle" | "llamacpp";
+
+export type PrecisionArg = "f32" | "f16" | "bf16";
+
+export type Quant = "q4_k_m" | "q8_0" | "f16";
+
+export type ImportArgs = { 
+/**
+ * The release folder (as downloaded).
+ */
+release_dir: string, 
+/**
+ * The new model folder; `None`: `models/<release name>-<quant>` in the app data folder.
+ */
+out_dir: string | null, 
+/**
+ * Weight format of the LM.
+ */
+quant: Quant, };
+
+export type ImportEvent = { "kind": "progress", 
+/**
+ * `verify` (hashing a source), `check` (re-verifying a finished output), `write`.
+ */
+stage: string, 
+/**
+ * The file concerned (relative).
+ */
+file: string, 
+/**
+ * Bytes of work done in this phase.
+ */
+bytes_done: number, 
+/**
+ * Bytes of work in this phase.
+ */
+bytes_total: number, 
+/**
+ * Throughput so far.
+ */
+rate_bytes_per_s: number, 
+/**
+ * Seconds left at that rate (`null` before any byte).
+ */
+eta_s: number | null, };
+
+export type ImportResult = { 
+/**
+ * The model folder written (load it with `load_model`).
+ */
+out_dir: string, 
+/**
+ * Files written by this run.
+ */
+written: Array<string>, 
+/**
+ * Files an interrupted earlier run had finished (verified, kept).
+ */
+kept: Array<string>, 
+/**
+ * Sources with no published checksum (recorded, not verified).
+ */
+unverified: Array<string>, 
+/**
+ * Seconds the import took.
+ */
+seconds: number, };
+
+export type ComponentInfo = { 
+/**
+ * `lm`, `tokenizer`, `seed-tokenizer`, `speech-tokenizer`, `unclip`.
+ */
+name: string, 
+/**
+ * Storage format (`safetensors`, `pytorch-pickle`, `gguf`, …).
+ */
+format: string, 
+/**
+ * Bytes on disk.
+ */
+bytes: number, 
+/**
+ * Element types found.
+ */
+dtypes: Array<string>, };
+
+export type MemoryOption = { 
+/**
+ * `f32`, `f16`, `q8_0`, `q4_k_m`.
+ */
+weights: string, 
+/**
+ * Bytes of weights.
+ */
+weight_bytes: number, 
+/**
+ * Bytes of a full-context KV cache.
+ */
+kv_cache_bytes: number, 
+/**
+ * Their sum.
+ */
+total_bytes: number, };
+
+export type ModelFolder = { 
+/**
+ * The folder.
+ */
+model_dir: string, 
+/**
+ * Components found, with sizes.
+ */
+components: Array<ComponentInfo>, 
+/**
+ * Components missing (each disables a feature).
+ */
+missing: Array<string>, 
+/**
+ * Bytes on disk in all.
+ */
+total_bytes: number, 
+/**
+ * Memory estimates per weight format.
+ */
+memory: Array<MemoryOption>, 
+/**
+ * GGUF LM files in the folder (the quantized files `lm_file` may name).
+ */
+lm_files: Array<string>, 
+/**
+ * Weight format of an imported folder (from its manifest).
+ */
+imported_quant: string | null, };
+
+export type MicArgs = { 
+/**
+ * Hands-free (the VAD ends each utterance) instead of push-to-talk.
+ */
+hands_free: boolean, 
+/**
+ * Hands-free: silence that ends an utterance, in ms (100 to 10000).
+ */
+silence_ms: number, };
+
+export type MicEvent = { "kind": "level", 
+/**
+ * dBFS.
+ */
+db: number, 
+/**
+ * Speech is on (hands-free) or recording (push-to-talk).
+ */
+speaking: boolean, } | { "kind": "utterance", 
+/**
+ * The attachment.
+ */
+attachment: Attachment, 
+/**
+ * Its length in seconds.
+ */
+duration_s: number, } | { "kind": "failed", 
+/**
+ * The error.
+ */
+error: AppError, } | { "kind": "stopped" };
+
+export type MicStarted = { 
+/**
+ * The microphone is the file-backed test double (`MIO_TEST_MIC_FILE`).
+ */
+test_double: boolean, };
+
+export type CameraEvent = { "kind": "frame", 
+/**
+ * `data:image/jpeg;base64,…`.
+ */
+data_url: string, 
+/**
+ * Camera frame width.
+ */
+width: number, 
+/**
+ * Camera frame height.
+ */
+height: number, } | { "kind": "failed", 
+/**
+ * The error.
+ */
+error: AppError, } | { "kind": "stopped" };
+
+export type CameraStarted = { 
+/**
+ * The camera is the file-backed test double (`MIO_TEST_CAMERA_FILE`).
+ */
+test_double: boolean, };
+
 export type ExportFormat = "markdown" | "html" | "json";
 
 export type ExportResult = { 
@@ -270,10 +606,14 @@ code: ErrorCode,
  */
 message: string, };
 
-export type ErrorCode = "NO_MODEL" | "MODEL_LOAD" | "ENGINE" | "INVALID_INPUT" | "NOT_FOUND" | "STORAGE" | "INTERNAL";
+export type ErrorCode = "NO_MODEL" | "MODEL_LOAD" | "ENGINE" | "INVALID_INPUT" | "NOT_FOUND" | "STORAGE" | "DEVICE" | "IMPORT" | "INTERNAL";
 
 export function modelStatus(): Promise<ModelInfo | null> {
   return invoke("model_status", {});
+}
+
+export function generationPresets(): Promise<ModePreset[]> {
+  return invoke("generation_presets", {});
 }
 
 export function loadModel(args: LoadArgs, onEvent: Channel<LoadEvent>): Promise<ModelInfo> {
@@ -290,6 +630,46 @@ export function regenerate(conversationId: number, onEvent: Channel<StreamEvent>
 
 export function cancel(requestId: number): Promise<void> {
   return invoke("cancel", { requestId });
+}
+
+export function micStart(args: MicArgs, onEvent: Channel<MicEvent>): Promise<MicStarted> {
+  return invoke("mic_start", { args, onEvent });
+}
+
+export function micStop(): Promise<void> {
+  return invoke("mic_stop", {});
+}
+
+export function cameraStart(onEvent: Channel<CameraEvent>): Promise<CameraStarted> {
+  return invoke("camera_start", { onEvent });
+}
+
+export function cameraSnapshot(): Promise<Attachment> {
+  return invoke("camera_snapshot", {});
+}
+
+export function cameraClip(seconds: number): Promise<Attachment> {
+  return invoke("camera_clip", { seconds });
+}
+
+export function cameraStop(): Promise<void> {
+  return invoke("camera_stop", {});
+}
+
+export function resendMessage(conversationId: number, messageId: number, text: string, onEvent: Channel<StreamEvent>): Promise<TurnStarted> {
+  return invoke("resend_message", { conversationId, messageId, text, onEvent });
+}
+
+export function inspectModel(modelDir: string | null): Promise<ModelFolder> {
+  return invoke("inspect_model", { modelDir });
+}
+
+export function importReleaseFolder(args: ImportArgs, onEvent: Channel<ImportEvent>): Promise<ImportResult> {
+  return invoke("import_release_folder", { args, onEvent });
+}
+
+export function cancelImport(): Promise<void> {
+  return invoke("cancel_import", {});
 }
 
 export function listConversations(): Promise<ConversationSummary[]> {
@@ -310,6 +690,10 @@ export function searchConversations(query: string): Promise<ConversationSummary[
 
 export function exportConversation(id: number, format: ExportFormat): Promise<ExportResult> {
   return invoke("export_conversation", { id, format });
+}
+
+export function importConversation(bytes: Uint8Array): Promise<ConversationSummary> {
+  return invoke("import_conversation", bytes);
 }
 
 export function importMedia(name: string, bytes: Uint8Array): Promise<Attachment> {

@@ -3,13 +3,15 @@
 import { Channel } from "@tauri-apps/api/core";
 import * as bindings from "../ipc/bindings";
 import type {
-  Attachment, ConversationSummary, LoadEvent, Mode, ModelInfo, StreamEvent,
+  Attachment, CameraEvent, ConversationSummary, LoadArgs, LoadEvent, MicEvent, Mode, ModelInfo, StreamEvent,
 } from "../ipc/bindings";
 import { applyEvent, type LiveMessage } from "./thread";
 import { toastFrom, type Toast } from "./errors";
+import { ModelManager } from "./models.svelte";
+import { Presets } from "./presets.svelte";
 
 export type Api = typeof bindings;
-type MakeChannel = <T>(onMessage: (m: T) => void) => Channel<T>;
+export type MakeChannel = <T>(onMessage: (m: T) => void) => Channel<T>;
 
 const realChannel: MakeChannel = <T>(onMessage: (m: T) => void) => {
   const ch = new Channel<T>();
@@ -29,11 +31,18 @@ export class AppState {
   toasts = $state<Toast[]>([]);
   query = $state("");
   lastSpeed = $state<number | null>(null);
+  camera = $state({ open: false, frame: null as string | null, testDouble: false, busy: false, clipS: 3 });
+  mic = $state({ active: false, handsFree: false, silenceMs: 700, level: -100, speaking: false, testDouble: false });
+
+  models: ModelManager;
+  presets = new Presets();
 
   constructor(
     private api: Api = bindings,
     private channel: MakeChannel = realChannel,
-  ) {}
+  ) {
+    this.models = new ModelManager(this, api, channel);
+  }
 
   toast(e: unknown) {
     const t = toastFrom(e);
@@ -48,17 +57,18 @@ export class AppState {
   async init() {
     try {
       this.model = await this.api.modelStatus();
+      this.presets.reference = await this.api.generationPresets();
       await this.refreshList();
     } catch (e) {
       this.toast(e);
     }
   }
 
-  async loadModel(modelDir: string | null, device: string) {
+  async loadModel(args: LoadArgs) {
     this.loading = { stage: "starting", index: 0, total: 2 };
     try {
       const ch = this.channel<LoadEvent>((ev) => (this.loading = { ...ev }));
-      this.model = await this.api.loadModel({ model_dir: modelDir, device }, ch);
+      this.model = await this.api.loadModel(args, ch);
     } catch (e) {
       this.toast(e);
     } finally {
@@ -129,7 +139,8 @@ export class AppState {
     let deliver: (ev: StreamEvent) => void = () => {};
     try {
       const started = await this.api.sendMessage(
-        { conversation_id: this.currentId, text, attachments: this.attachments, mode: this.mode, max_new_tokens: null },
+        { conversation_id: this.currentId, text, attachments: this.attachments, mode: this.mode, max_new_tokens: null,
+          params: this.presets.forMode(this.mode) },
         ch,
       );
       this.currentId = started.conversation_id;
@@ -166,6 +177,102 @@ export class AppState {
     } catch (e) {
       this.toast(e);
     }
+  }
+
+  /** Edit-and-resend: the user message gets `text`, everything after it goes, a new answer streams. */
+  async resend(messageId: number, text: string) {
+    if (this.running || this.currentId === null) return;
+    const pending: StreamEvent[] = [];
+    let deliver: ((ev: StreamEvent) => void) | null = null;
+    const ch = this.channel<StreamEvent>((ev) => (deliver ? deliver(ev) : pending.push(ev)));
+    try {
+      const started = await this.api.resendMessage(this.currentId, messageId, text, ch);
+      const view = await this.api.getConversation(started.conversation_id);
+      this.messages = view.messages.map((m) => ({ ...m }));
+      this.running = { requestId: started.request_id, messageId: started.message_id };
+      deliver = this.handler(started.message_id);
+      pending.splice(0).forEach(deliver);
+    } catch (e) {
+      this.toast(e);
+    }
+  }
+
+  /** Imports a conversation exported as JSON and opens it. */
+  async importConversation(bytes: Uint8Array) {
+    try {
+      const summary = await this.api.importConversation(bytes);
+      await this.refreshList();
+      await this.open(summary.id);
+    } catch (e) {
+      this.toast(e);
+    }
+  }
+
+  /** Starts the microphone (push-to-talk: until `micStop`; hands-free: utterances cut by silence). */
+  async micStart() {
+    if (this.mic.active) return;
+    this.mic.active = true;
+    const ch = this.channel<MicEvent>((ev) => {
+      if (ev.kind === "level") { this.mic.level = ev.db; this.mic.speaking = ev.speaking; }
+      else if (ev.kind === "utterance") this.attachments = [...this.attachments, ev.attachment];
+      else if (ev.kind === "failed") this.toast(ev.error);
+      else if (ev.kind === "stopped") { this.mic.active = false; this.mic.speaking = false; }
+    });
+    try {
+      const started = await this.api.micStart({ hands_free: this.mic.handsFree, silence_ms: this.mic.silenceMs }, ch);
+      this.mic.testDouble = started.test_double;
+    } catch (e) {
+      this.mic.active = false;
+      this.toast(e);
+    }
+  }
+
+  async micStop() {
+    try {
+      await this.api.micStop();
+    } catch (e) {
+      this.toast(e);
+    }
+  }
+
+  /** Opens the camera: live preview frames stream in until `cameraClose`. */
+  async cameraOpen() {
+    if (this.camera.open) return;
+    this.camera.open = true;
+    const ch = this.channel<CameraEvent>((ev) => {
+      if (ev.kind === "frame") this.camera.frame = ev.data_url;
+      else if (ev.kind === "failed") this.toast(ev.error);
+      else if (ev.kind === "stopped") { this.camera.open = false; this.camera.frame = null; }
+    });
+    try {
+      this.camera.testDouble = (await this.api.cameraStart(ch)).test_double;
+    } catch (e) {
+      this.camera.open = false;
+      this.toast(e);
+    }
+  }
+
+  /** A snapshot (`clip` false) or a short clip from the open camera, as an attachment. */
+  async cameraCapture(clip: boolean) {
+    this.camera.busy = true;
+    try {
+      const a = clip ? await this.api.cameraClip(this.camera.clipS) : await this.api.cameraSnapshot();
+      this.attachments = [...this.attachments, a];
+    } catch (e) {
+      this.toast(e);
+    } finally {
+      this.camera.busy = false;
+    }
+  }
+
+  async cameraClose() {
+    try {
+      await this.api.cameraStop();
+    } catch (e) {
+      this.toast(e);
+    }
+    this.camera.open = false;
+    this.camera.frame = null;
   }
 
   async stop() {

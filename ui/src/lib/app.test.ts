@@ -3,13 +3,14 @@ import { describe, expect, it, vi } from "vitest";
 vi.mock("@tauri-apps/api/core", () => ({ convertFileSrc: (f: string) => f, invoke: vi.fn(), Channel: class {} }));
 
 import { AppState, type Api } from "./app.svelte";
-import type { StreamEvent, TurnStarted } from "../ipc/bindings";
+import type { Attachment, CameraEvent, MicEvent, StreamEvent, TurnStarted } from "../ipc/bindings";
 
 // A fake of the generated bindings (test only): records calls, streams what the test says.
 function fakeApi() {
   let onEvent: ((e: StreamEvent) => void) | null = null;
   const api = {
     modelStatus: vi.fn(async () => null),
+    generationPresets: vi.fn(async () => []),
     listConversations: vi.fn(async () => []),
     searchConversations: vi.fn(async () => []),
     sendMessage: vi.fn(async (_args: unknown, ch: { onmessage: (e: StreamEvent) => void }) => {
@@ -50,5 +51,95 @@ describe("AppState", () => {
     await app.attach("bad.png", new Uint8Array([1, 2]));
     expect(app.attachments).toEqual([]);
     expect(app.toasts[0].title).toMatch(/not a readable picture/);
+  });
+
+  it("edit-and-resend replaces the thread after the message and streams the new answer", async () => {
+    const { api, channel } = fakeApi();
+    const user = { id: 10, role: "user", mode: "chat", status: "done", segments: [{ kind: "text", text: "hi again" }], error: null, created_ms: 0 } as const;
+    const live = { id: 30, role: "assistant", mode: "chat", status: "streaming", segments: [], error: null, created_ms: 0 } as const;
+    let stream: ((e: StreamEvent) => void) | null = null;
+    Object.assign(api, {
+      resendMessage: vi.fn(async (_c: number, _m: number, _t: string, ch: { onmessage: (e: StreamEvent) => void }) => {
+        stream = ch.onmessage;
+        return { conversation_id: 5, message_id: 30, request_id: 9, user };
+      }),
+      getConversation: vi.fn(async () => ({ summary: { id: 5, title: "t", updated_ms: 0, messages: 2 }, messages: [user, live] })),
+    });
+    const app = new AppState(api as unknown as Api, channel);
+    await app.send("hi");
+    app.running = null;
+    await app.resend(10, "hi again");
+    expect((api as unknown as { resendMessage: ReturnType<typeof vi.fn> }).resendMessage.mock.calls[0].slice(0, 3)).toEqual([5, 10, "hi again"]);
+    expect(app.messages.map((m) => m.id)).toEqual([10, 30]);
+    expect(app.running).toEqual({ requestId: 9, messageId: 30 });
+    stream!({ kind: "text", text: "new" });
+    expect(app.messages[1].segments).toEqual([{ kind: "text", text: "new" }]);
+  });
+
+  it("imports a JSON export and opens it; a bad file is one toast", async () => {
+    const { api, channel } = fakeApi();
+    const summary = { id: 8, title: "t", updated_ms: 0, messages: 1 };
+    Object.assign(api, {
+      importConversation: vi.fn(async (b: Uint8Array) => {
+        if (b.length === 1) throw { code: "INVALID_INPUT", message: "this is not a MIO conversation export (JSON): x" };
+        return summary;
+      }),
+      getConversation: vi.fn(async () => ({ summary, messages: [] })),
+    });
+    const app = new AppState(api as unknown as Api, channel);
+    await app.importConversation(new Uint8Array([1, 2]));
+    expect(app.currentId).toBe(8);
+    await app.importConversation(new Uint8Array([1]));
+    expect(app.toasts.map((t) => t.title)).toEqual(["this is not a MIO conversation export (JSON): x"]);
+    expect(app.currentId).toBe(8);
+  });
+
+  it("records from the microphone into an attachment; a missing device is one toast", async () => {
+    const { api, channel } = fakeApi();
+    let ev: ((e: MicEvent) => void) | null = null;
+    const att: Attachment = { kind: "audio", name: "recording 1.wav", segment: { kind: "audio", file: "mic-1.wav", duration_s: 0.8 } };
+    Object.assign(api, {
+      micStart: vi.fn(async (_a: unknown, ch: { onmessage: (e: MicEvent) => void }) => { ev = ch.onmessage; return { test_double: true }; }),
+      micStop: vi.fn(async () => { ev!({ kind: "utterance", attachment: att, duration_s: 0.8 }); ev!({ kind: "stopped" }); }),
+    });
+    const app = new AppState(api as unknown as Api, channel);
+    app.mic.handsFree = true;
+    app.mic.silenceMs = 500;
+    await app.micStart();
+    expect((api as unknown as { micStart: ReturnType<typeof vi.fn> }).micStart.mock.calls[0][0]).toEqual({ hands_free: true, silence_ms: 500 });
+    expect(app.mic.active && app.mic.testDouble).toBe(true);
+    ev!({ kind: "level", db: -20, speaking: true });
+    expect(app.mic.speaking).toBe(true);
+    await app.micStop();
+    expect(app.attachments).toEqual([att]);
+    expect(app.mic.active).toBe(false);
+
+    Object.assign(api, { micStart: vi.fn(async () => { throw { code: "DEVICE", message: "no microphone to record from: no input device" }; }) });
+    await app.micStart();
+    expect(app.mic.active).toBe(false);
+    expect(app.toasts.map((t) => t.title)).toEqual(["no microphone to record from: no input device"]);
+  });
+
+  it("opens the camera with a live preview, takes a snapshot and a clip, closes", async () => {
+    const { api, channel } = fakeApi();
+    let ev: ((e: CameraEvent) => void) | null = null;
+    const snap: Attachment = { kind: "image", name: "camera snapshot.png", segment: { kind: "image", file: "c.png", width: 4, height: 4 } };
+    const clip: Attachment = { kind: "video", name: "camera clip 3 s", segment: { kind: "video", file: "c.gif", frames: ["f.png"], times_s: [0], width: 4, height: 4 } };
+    Object.assign(api, {
+      cameraStart: vi.fn(async (ch: { onmessage: (e: CameraEvent) => void }) => { ev = ch.onmessage; return { test_double: true }; }),
+      cameraSnapshot: vi.fn(async () => snap),
+      cameraClip: vi.fn(async () => clip),
+      cameraStop: vi.fn(async () => ev!({ kind: "stopped" })),
+    });
+    const app = new AppState(api as unknown as Api, channel);
+    await app.cameraOpen();
+    ev!({ kind: "frame", data_url: "data:image/jpeg;base64,AA", width: 4, height: 4 });
+    expect(app.camera.frame).toBe("data:image/jpeg;base64,AA");
+    await app.cameraCapture(false);
+    await app.cameraCapture(true);
+    expect(app.attachments).toEqual([snap, clip]);
+    await app.cameraClose();
+    expect(app.camera.open).toBe(false);
+    expect(app.camera.frame).toBeNull();
   });
 });

@@ -8,6 +8,8 @@ const ADVICE: Record<ErrorCode, string> = {
   INVALID_INPUT: "Check the message or the attached file.",
   NOT_FOUND: "It may have been deleted; the list is refreshed.",
   STORAGE: "Check free disk space and permissions of the app data folder.",
+  DEVICE: "Connect a microphone or camera (or check that no other app holds it) and try again.",
+  IMPORT: "Check the release folder and the free disk space; importing again resumes where it stopped.",
   INTERNAL: "Something unexpected happened; the app is still usable.",
 };
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { applyEvent, groupSteps, mediaKindOf, type LiveMessage } from "./thread";
+import { applyEvent, closeStep, groupSteps, mediaKindOf, type LiveMessage } from "./thread";
 import { asAppError, toastFrom } from "./errors";
 
 const base: LiveMessage = {
@@ -36,6 +36,22 @@ describe("applyEvent", () => {
   });
 });
 
+describe("engine guide steps and previews", () => {
+  it("a step replaces the text and picture since the previous one; previews come and go", () => {
+    const step0 = { kind: "step", index: 0, text: "Dig", file: "s0.png", width: 2, height: 2 } as const;
+    let m = { id: 1, role: "assistant", mode: "guide", status: "streaming", segments: [], error: null, created_ms: 0 } as LiveMessage;
+    m = applyEvent(m, { kind: "text", text: "Dig" });
+    m = applyEvent(m, { kind: "image_preview", step: 5, total: 20, segment: { kind: "image", file: "p.png", width: 2, height: 2 } });
+    expect(m.imagePreview?.kind).toBe("image");
+    m = applyEvent(m, { kind: "segment", segment: { kind: "image", file: "s0.png", width: 2, height: 2 } });
+    expect(m.imagePreview).toBeNull();
+    m = applyEvent(m, { kind: "guide_step", segment: step0 });
+    expect(m.segments).toEqual([step0]);
+    m = applyEvent(m, { kind: "text", text: " Water" });
+    expect(closeStep(m.segments, { kind: "step", index: 1, text: "Water", file: null, width: 0, height: 0 }).map((s) => s.kind)).toEqual(["step", "step"]);
+  });
+});
+
 describe("groupSteps", () => {
   it("starts a step at each numbered line and attaches media", () => {
     const steps = groupSteps([
@@ -53,6 +69,8 @@ describe("files and errors", () => {
     expect(mediaKindOf({ type: "image/png", name: "x" })).toBe("image");
     expect(mediaKindOf({ type: "", name: "a.WAV" })).toBe("audio");
     expect(mediaKindOf({ type: "text/plain", name: "a.txt" })).toBeNull();
+    expect(mediaKindOf({ type: "", name: "clip.MP4" })).toBe("video");
+    expect(mediaKindOf({ type: "video/webm", name: "x" })).toBe("video");
   });
   it("turns typed and untyped errors into toasts with advice", () => {
     expect(toastFrom({ code: "NO_MODEL", message: "load a model first" }).advice).toMatch(/tiny test model/);

@@ -11,6 +11,7 @@ export interface Progress {
 /** A message as shown: the stored view plus live-only state while it streams. */
 export interface LiveMessage extends MessageView {
   preview?: Segment | null;
+  imagePreview?: Segment | null;
   progress?: Progress | null;
 }
 
@@ -25,13 +26,17 @@ export function applyEvent(msg: LiveMessage, ev: StreamEvent): LiveMessage {
       return { ...msg, segments };
     }
     case "segment":
-      return { ...msg, segments: [...msg.segments, ev.segment], progress: null };
+      return { ...msg, segments: [...msg.segments, ev.segment], progress: null, imagePreview: null };
+    case "guide_step":
+      return { ...msg, segments: closeStep(msg.segments, ev.segment) };
+    case "image_preview":
+      return { ...msg, imagePreview: ev.segment };
     case "speech_preview":
       return { ...msg, preview: ev.segment };
     case "progress":
       return { ...msg, progress: { stage: ev.stage, step: ev.step, total: ev.total } };
     case "done":
-      return { ...ev.message, preview: null, progress: null };
+      return { ...ev.message, preview: null, progress: null, imagePreview: null };
     case "failed":
       return {
         ...(ev.message ?? msg),
@@ -39,8 +44,18 @@ export function applyEvent(msg: LiveMessage, ev: StreamEvent): LiveMessage {
         error: ev.error.message,
         preview: null,
         progress: null,
+        imagePreview: null,
       };
   }
+}
+
+/** The segments after a Guide step closed: the text and picture streamed since the
+ * previous step become `step` (speech stays after it), as the shell stores them. */
+export function closeStep(segments: Segment[], step: Segment): Segment[] {
+  let start = 0;
+  segments.forEach((s, i) => { if (s.kind === "step") start = i + 1; });
+  const tail = segments.slice(start);
+  return [...segments.slice(0, start), step, ...tail.filter((s) => s.kind === "audio")];
 }
 
 /** A Guide step: its words and the media that illustrate it. */
@@ -69,11 +84,18 @@ export function firstImage(segments: Segment[]): Segment | undefined {
 }
 
 /** What a dropped or pasted file is, from its type or name; `null` when unsupported. */
-export function mediaKindOf(file: { type: string; name: string }): "image" | "audio" | null {
+/** The pictures of a message (a Video answer's frames). */
+export function images(segments: Segment[]): Extract<Segment, { kind: "image" }>[] {
+  return segments.filter((s): s is Extract<Segment, { kind: "image" }> => s.kind === "image");
+}
+
+export function mediaKindOf(file: { type: string; name: string }): "image" | "audio" | "video" | null {
   if (file.type.startsWith("image/")) return "image";
   if (file.type.startsWith("audio/")) return "audio";
+  if (file.type.startsWith("video/")) return "video";
   const ext = file.name.toLowerCase().split(".").pop() ?? "";
   if (["png", "jpg", "jpeg", "webp", "gif", "bmp"].includes(ext)) return "image";
   if (["wav", "mp3", "flac", "ogg"].includes(ext)) return "audio";
+  if (["mp4", "m4v", "webm", "mkv", "mov", "avi"].includes(ext)) return "video";
   return null;
 }

@@ -6,6 +6,8 @@ import type { Segment } from "../../ipc/bindings";
 import TextSegment from "./TextSegment.svelte";
 import ImageSegment from "./ImageSegment.svelte";
 import AudioSegment from "./AudioSegment.svelte";
+import StepSegment from "./StepSegment.svelte";
+import VideoSegment from "./VideoSegment.svelte";
 
 type Renderers = { [K in Segment["kind"]]: Component<{ segment: Extract<Segment, { kind: K }> }> };
 
@@ -13,6 +15,8 @@ export const renderers: Renderers = {
   text: TextSegment,
   image: ImageSegment,
   audio: AudioSegment,
+  step: StepSegment,
+  video: VideoSegment,
 };
 
 export function rendererFor(segment: Segment): Component<{ segment: Segment }> {

@@ -1,0 +1,81 @@
+import { describe, expect, it, vi } from "vitest";
+
+vi.mock("@tauri-apps/api/core", () => ({ convertFileSrc: (f: string) => f, invoke: vi.fn(), Channel: class {} }));
+
+import { AppState, type Api } from "./app.svelte";
+import { formatBytes, formatEta } from "./format";
+import type { ImportEvent, ModelFolder } from "../ipc/bindings";
+
+const folder: ModelFolder = {
+  model_dir: "/data/models/r-q8_0", components: [{ name: "lm", format: "gguf", bytes: 2048, dtypes: [] }],
+  missing: [], total_bytes: 2048, memory: [], lm_files: ["model-q8_0.gguf"], imported_quant: "q8_0",
+};
+
+// A fake of the generated bindings (test only).
+function fakeApi() {
+  let release: (() => void) | null = null;
+  const api = {
+    modelStatus: vi.fn(async () => null),
+    generationPresets: vi.fn(async () => []),
+    listConversations: vi.fn(async () => []),
+    inspectModel: vi.fn(async () => folder),
+    loadModel: vi.fn(async (_a: unknown, _c: unknown) => ({ model_dir: "/m", label: "m", random_weights: false, layers: 2, hidden_size: 8, vocab_size: 10, device: "cpu", load_s: 0.1 })),
+    cancelImport: vi.fn(async () => release?.()),
+    importReleaseFolder: vi.fn(async (_a: unknown, ch: { onmessage: (e: ImportEvent) => void }): Promise<unknown> => {
+      ch.onmessage({ kind: "progress", stage: "write", file: "model-q8_0.gguf", bytes_done: 25, bytes_total: 100, rate_bytes_per_s: 50, eta_s: 1.5 });
+      await new Promise<void>((r) => (release = r));
+      throw { code: "IMPORT", message: "the import was cancelled; importing again resumes" };
+    }),
+  };
+  const channel = <T,>(f: (m: T) => void) => ({ onmessage: f }) as never;
+  return { api, channel };
+}
+
+describe("ModelManager", () => {
+  it("streams import progress with an ETA, cancels with one clear toast", async () => {
+    const { api, channel } = fakeApi();
+    const app = new AppState(api as unknown as Api, channel);
+    const m = app.models;
+    m.source = "/dl/MIO-7B-Instruct";
+    m.quant = "q8_0";
+    const done = m.startImport();
+    await Promise.resolve();
+    expect(api.importReleaseFolder.mock.calls[0][0]).toEqual({ release_dir: "/dl/MIO-7B-Instruct", out_dir: null, quant: "q8_0" });
+    expect(m.importing).toBe(true);
+    expect(m.progress).toEqual({ stage: "write", file: "model-q8_0.gguf", fraction: 0.25, rate: 50, eta: 1.5 });
+    await m.cancelImport();
+    await done;
+    expect(m.importing).toBe(false);
+    expect(m.progress).toBeNull();
+    expect(app.toasts.map((t) => t.title)).toEqual(["the import was cancelled; importing again resumes"]);
+  });
+
+  it("selects the imported folder and loads it with the chosen options", async () => {
+    const { api, channel } = fakeApi();
+    api.importReleaseFolder.mockImplementationOnce(async () => ({ out_dir: "/data/models/r-q8_0", written: ["a"], kept: [], unverified: [], seconds: 1 }));
+    const app = new AppState(api as unknown as Api, channel);
+    const m = app.models;
+    m.source = "/dl/r";
+    await m.startImport();
+    expect(m.folder).toBe("/data/models/r-q8_0");
+    expect(m.info?.imported_quant).toBe("q8_0");
+    m.backend = "llamacpp";
+    m.gpuLayers = 8;
+    await m.load();
+    expect(api.loadModel.mock.calls[0][0]).toEqual({
+      model_dir: "/data/models/r-q8_0", device: "cpu", backend: "llamacpp", precision: "f32", gpu_layers: 8, lm_file: null,
+    });
+    expect(app.model?.layers).toBe(2);
+  });
+});
+
+describe("format", () => {
+  it("sizes and ETAs", () => {
+    expect(formatBytes(512)).toBe("512 B");
+    expect(formatBytes(3 * 1024 ** 2)).toBe("3.0 MiB");
+    expect(formatBytes(28 * 1024 ** 3)).toBe("28.00 GiB");
+    expect(formatEta(null)).toBe("…");
+    expect(formatEta(75)).toBe("1:15");
+    expect(formatEta(3725)).toBe("1:02:05");
+  });
+});
