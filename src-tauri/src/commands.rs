@@ -34,6 +34,8 @@ pub struct AppState {
     pub mic_stop: Mutex<Option<Arc<AtomicBool>>>,
     /// The open camera's command channel.
     pub camera: Mutex<Option<std::sync::mpsc::Sender<crate::camera::CameraCmd>>>,
+    /// The OpenAI-API server over this worker, when it is switched on.
+    pub server: Mutex<Option<crate::serving::Serving>>,
 }
 
 /// The bundled tiny model (random weights) used when no folder is chosen.
@@ -91,7 +93,7 @@ pub async fn load_model(
         ));
     }
     stage(&on_event, "loading the weights on the worker thread", 2);
-    let mut opts = crate::models::load_options(&dir, &args);
+    let mut opts = crate::models::load_options(&dir, &args)?;
     opts.cache_dir = Some(state.data_dir.join("cache"));
     let worker = state.worker.clone();
     let started = std::time::Instant::now();

@@ -302,6 +302,9 @@ pub struct LoadArgs {
     pub gpu_layers: Option<u32>,
     /// A GGUF LM file in the folder to run instead of its shards (see `inspect_model`).
     pub lm_file: Option<String>,
+    /// The LM server when `backend` is `remote`.
+    #[serde(default)]
+    pub remote: Option<RemoteArgs>,
 }
 
 /// The loaded model.
@@ -418,7 +421,16 @@ pub const COMMANDS: &[CommandSpec] = &[
         "{ args, onEvent }",
         "ImportResult",
     ),
+    cmd(
+        "download_release",
+        "args: DownloadArgs, onEvent: Channel<ImportEvent>",
+        "{ args, onEvent }",
+        "DownloadResult",
+    ),
     cmd("cancel_import", "", "{}", "void"),
+    cmd("serve_start", "args: ServeArgs", "{ args }", "ServeStatus"),
+    cmd("serve_stop", "", "{}", "void"),
+    cmd("serve_status", "", "{}", "ServeStatus | null"),
     cmd("list_conversations", "", "{}", "ConversationSummary[]"),
     cmd(
         "get_conversation",
@@ -488,6 +500,12 @@ pub fn bindings() -> String {
         ImportArgs::decl(),
         ImportEvent::decl(),
         ImportResult::decl(),
+        DownloadArgs::decl(),
+        ServeArgs::decl(),
+        ServeStatus::decl(),
+        DownloadResult::decl(),
+        RemoteApiArg::decl(),
+        RemoteArgs::decl(),
         ComponentInfo::decl(),
         MemoryOption::decl(),
         ModelFolder::decl(),

@@ -6,6 +6,7 @@ pub mod camera;
 pub mod commands;
 pub mod error;
 pub mod export;
+pub mod serving;
 pub mod files;
 pub mod import_json;
 pub mod ipc;
@@ -43,6 +44,7 @@ pub fn app_state(data_dir: PathBuf) -> anyhow::Result<AppState> {
         import_cancel: Mutex::new(None),
         mic_stop: Mutex::new(None),
         camera: Mutex::new(None),
+        server: Mutex::new(None),
         data_dir,
     })
 }
@@ -88,7 +90,11 @@ pub fn run_app<R: Runtime>(builder: tauri::Builder<R>) -> tauri::Result<()> {
             commands::import_conversation,
             models::inspect_model,
             models::import_release_folder,
+            models::download_release,
             models::cancel_import,
+            serving::serve_start,
+            serving::serve_stop,
+            serving::serve_status,
             commands::list_conversations,
             commands::get_conversation,
             commands::delete_conversation,

@@ -17,6 +17,33 @@ pub enum Backend {
     Candle,
     /// llama.cpp (a GGUF LM; GPU offload by layers).
     Llamacpp,
+    /// A server runs the LM (`llama-server` or an OpenAI-compatible one, see `RemoteArgs`);
+    /// the media models stay in the app.
+    Remote,
+}
+
+/// The API a remote LM server speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RemoteApiArg {
+    /// llama.cpp's `llama-server` (exact top-64 log-probs, tokenizer checked on connect).
+    #[default]
+    Llamacpp,
+    /// The OpenAI completions API with token-id prompts (vLLM, others).
+    Openai,
+}
+
+/// Where the LM runs when the backend is `remote`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS, Default)]
+pub struct RemoteArgs {
+    /// Base URL, e.g. `http://gpu-box:8080` (plain HTTP).
+    pub url: String,
+    /// The API it speaks.
+    pub api: RemoteApiArg,
+    /// Sent as a bearer token when set.
+    pub api_key: Option<String>,
+    /// The model name to ask for (OpenAI API; `null`: the server's first).
+    pub model: Option<String>,
 }
 
 /// Float precision of the LM weights (quantized GGUF layers keep their type).
@@ -89,6 +116,58 @@ pub enum ImportEvent {
         /// Seconds left at that rate (`null` before any byte).
         eta_s: Option<f64>,
     },
+}
+
+/// Download a MIO release from Hugging Face (resumable; every file verified).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+pub struct DownloadArgs {
+    /// `owner/name`, e.g. `m-a-p/MIO-7B-Instruct`.
+    pub repo: String,
+    /// The release folder to fill; `None`: `downloads/<name>` in the app data folder.
+    pub out_dir: Option<String>,
+}
+
+/// A finished download.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+pub struct DownloadResult {
+    /// The release folder (import it next).
+    pub out_dir: String,
+    /// Files present and verified.
+    pub files: u32,
+    /// Bytes of those files.
+    #[ts(type = "number")]
+    pub bytes_total: u64,
+    /// Bytes fetched by this run (the rest was already there).
+    #[ts(type = "number")]
+    pub bytes_fetched: u64,
+    /// Files skipped (weight variants MIO does not read).
+    pub skipped: u32,
+    /// Seconds the download took.
+    pub seconds: f64,
+}
+
+/// Serve the loaded model over the OpenAI API (`mio serve`'s server in the app).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+pub struct ServeArgs {
+    /// Port (0: any free one).
+    pub port: u16,
+    /// Listen on every interface (needs `api_key`), not only this machine.
+    pub lan: bool,
+    /// Required bearer key.
+    pub api_key: Option<String>,
+}
+
+/// The running server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+pub struct ServeStatus {
+    /// Base URL clients use, e.g. `http://127.0.0.1:8080/v1`.
+    pub url: String,
+    /// The model name it answers to.
+    pub model: String,
+    /// Reachable from the network.
+    pub lan: bool,
+    /// A key is required.
+    pub api_key: bool,
 }
 
 /// A finished import.

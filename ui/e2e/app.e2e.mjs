@@ -114,7 +114,13 @@ async function send(s, text) {
 
 async function finished(s, ms = 120000) {
   await s.waitFor(".msg.assistant", ms, "el.dataset.status !== 'streaming'");
-  return s.exec("const els = document.querySelectorAll('.msg.assistant'); return els[els.length - 1].dataset.status;");
+  const status = await s.exec("const els = document.querySelectorAll('.msg.assistant'); return els[els.length - 1].dataset.status;");
+  if (status !== "done") {
+    // Say why: the message's text holds the error the app showed.
+    const why = await s.exec("const els = document.querySelectorAll('.msg.assistant'); return els[els.length - 1].textContent;");
+    console.error(`answer ended ${status}: ${why.trim().slice(0, 600)}`);
+  }
+  return status;
 }
 
 // A 64×64 test picture (PNG) dropped onto the composer as a file, the way a user drops one.

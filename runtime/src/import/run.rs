@@ -98,10 +98,8 @@ impl Meter<'_> {
             .as_ref()
             .is_some_and(|c| c.load(Ordering::Relaxed))
         {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::Interrupted,
-                "the import was cancelled",
-            ));
+            // Not `Interrupted`: `write_all` and `io::copy` retry those forever.
+            return Err(std::io::Error::other("the import was cancelled"));
         }
         Ok(())
     }
@@ -548,4 +546,39 @@ fn write_manifest(
         &serde_json::to_vec_pretty(&manifest)?,
     )?;
     Ok(manifest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cancel_ends_write_all_and_copy_instead_of_retrying_them() {
+        let cancel = Arc::new(AtomicBool::new(false));
+        let mut seen = 0;
+        let mut cb = |_: &ImportProgress| seen += 1;
+        let mut meter = Meter {
+            done: 0,
+            total: 10,
+            left: None,
+            cancel: Some(cancel.clone()),
+            cb: &mut cb,
+        };
+        let mut out = vec![];
+        let mut w = Charged {
+            inner: &mut out,
+            meter: &mut meter,
+            name: "x",
+        };
+        w.write_all(b"abc").unwrap();
+        cancel.store(true, Ordering::Relaxed);
+        // `write_all` and `io::copy` retry `Interrupted` errors: a cancel must not be one.
+        let e = w.write_all(b"def").unwrap_err();
+        assert_eq!(e.to_string(), "the import was cancelled");
+        let e = std::io::copy(&mut &b"ghi"[..], &mut w).unwrap_err();
+        assert_ne!(e.kind(), std::io::ErrorKind::Interrupted);
+        drop(w);
+        assert_eq!(out, b"abc");
+        assert_eq!(seen, 1);
+    }
 }

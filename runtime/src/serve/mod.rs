@@ -6,4 +6,4 @@ mod handlers;
 mod queue;
 mod server;
 
-pub use server::{run, ServeOptions};
+pub use server::{run, ServeOptions, Server};

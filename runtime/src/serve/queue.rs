@@ -56,10 +56,11 @@ pub struct Running {
 }
 
 impl Queue {
-    /// A queue of `waiting` places in front of `worker`.
-    pub fn new(worker: EngineWorker, waiting: usize) -> Self {
+    /// A queue of `waiting` places in front of `worker` (which may also serve others, as the
+    /// app's does: their requests wait on the worker but take no place here).
+    pub fn new(worker: Arc<EngineWorker>, waiting: usize) -> Self {
         Self {
-            worker: Arc::new(worker),
+            worker,
             in_flight: Arc::new(AtomicUsize::new(0)),
             waiting,
         }

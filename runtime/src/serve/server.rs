@@ -18,6 +18,7 @@ use super::error::ApiError;
 use super::handlers;
 use super::queue::Queue;
 use crate::cli::Common;
+use crate::engine_backend::EngineWorker;
 
 /// Flags of `mio serve` (besides the model's).
 #[derive(Debug, Clone)]
@@ -59,37 +60,14 @@ impl AppState {
 
 /// Runs `mio serve` until Ctrl-C.
 pub fn run(common: &Common, opts: &ServeOptions) -> Result<()> {
-    let addr: SocketAddr = format!("{}:{}", opts.host, opts.port)
-        .parse()
-        .or_else(|_| format!("[{}]:{}", opts.host, opts.port).parse())
-        .with_context(|| format!("{} is not an IP address to bind", opts.host))?;
-    if !addr.ip().is_loopback() && opts.api_key.is_none() {
-        eprintln!(
-            "warning: serving on {} without --api-key: anyone on the network can use the model",
-            addr.ip()
-        );
-    }
-    if opts.max_body_mb == 0 {
-        bail!("--max-body-mb must be at least 1");
-    }
+    let addr = bind_address(opts)?;
     let (worker, _) = crate::commands::start(common, false)?;
     let model_id = common
         .model
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_else(|| "mio".into());
-    let state = Arc::new(AppState {
-        queue: Queue::new(worker, opts.queue),
-        model_id,
-        created: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
-        max_body_mb: opts.max_body_mb,
-        max_tokens: opts.max_tokens,
-        api_key: opts.api_key.clone(),
-    });
-    let app = router(state, opts)?;
+    let app = router(state(Arc::new(worker), model_id, opts), opts)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -108,6 +86,148 @@ pub fn run(common: &Common, opts: &ServeOptions) -> Result<()> {
             .await
             .context("the server stopped")
     })
+}
+
+/// The address `opts` asks for, checked (a warning when it is reachable without a key).
+fn bind_address(opts: &ServeOptions) -> Result<SocketAddr> {
+    let addr: SocketAddr = format!("{}:{}", opts.host, opts.port)
+        .parse()
+        .or_else(|_| format!("[{}]:{}", opts.host, opts.port).parse())
+        .with_context(|| format!("{} is not an IP address to bind", opts.host))?;
+    if !addr.ip().is_loopback() && opts.api_key.is_none() {
+        eprintln!(
+            "warning: serving on {} without --api-key: anyone on the network can use the model",
+            addr.ip()
+        );
+    }
+    if opts.max_body_mb == 0 {
+        bail!("--max-body-mb must be at least 1");
+    }
+    Ok(addr)
+}
+
+fn state(worker: Arc<EngineWorker>, model_id: String, opts: &ServeOptions) -> Arc<AppState> {
+    Arc::new(AppState {
+        queue: Queue::new(worker, opts.queue),
+        model_id,
+        created: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+        max_body_mb: opts.max_body_mb,
+        max_tokens: opts.max_tokens,
+        api_key: opts.api_key.clone(),
+    })
+}
+
+/// A server running on its own thread over a worker someone else owns (the desktop app's,
+/// with a model already loaded); it stops when [`Server::stop`] is called or it is dropped.
+pub struct Server {
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Server {
+    /// Binds `opts`' address (port 0: any free one) and serves `worker` as `model_id`.
+    /// Binding errors (port in use, bad address) come back here, not later. Safe to call
+    /// from async code: nothing here blocks on a runtime.
+    pub fn start(worker: Arc<EngineWorker>, model_id: &str, opts: &ServeOptions) -> Result<Self> {
+        let addr = bind_address(opts)?;
+        let app = router(state(worker, model_id.to_string(), opts), opts)?;
+        let listener = std::net::TcpListener::bind(addr)
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        listener.set_nonblocking(true)?;
+        let local = listener.local_addr()?;
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<()>>();
+        let thread = std::thread::Builder::new()
+            .name("mio-serve-main".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .thread_name("mio-serve")
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(anyhow::anyhow!(
+                            "cannot start the server's async runtime: {e}"
+                        )));
+                        return;
+                    }
+                };
+                let served = rt.block_on(async move {
+                    let listener = tokio::net::TcpListener::from_std(listener)?;
+                    let _ = ready_tx.send(Ok(()));
+                    let stopping = Arc::new(tokio::sync::Notify::new());
+                    let notify = stopping.clone();
+                    let serve = std::future::IntoFuture::into_future(
+                        axum::serve(listener, app).with_graceful_shutdown(async move {
+                            let _ = rx.await;
+                            notify.notify_one();
+                        }),
+                    );
+                    // Answers in flight get a few seconds to finish; then they are dropped
+                    // (which cancels them on the worker).
+                    tokio::select! {
+                        r = serve => r,
+                        _ = async {
+                            stopping.notified().await;
+                            tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+                        } => Ok(()),
+                    }
+                });
+                if let Err(e) = served {
+                    eprintln!("mio serve: the server stopped: {e}");
+                }
+                // Streams still open are dropped here, which cancels their requests.
+                rt.shutdown_timeout(std::time::Duration::from_secs(2));
+            })
+            .context("cannot start the server thread")?;
+        let mut server = Self {
+            addr: local,
+            stop: Some(tx),
+            thread: Some(thread),
+        };
+        match ready_rx.recv() {
+            Ok(Ok(())) => Ok(server),
+            Ok(Err(e)) => {
+                server.shutdown();
+                Err(e)
+            }
+            Err(_) => {
+                server.shutdown();
+                bail!("the server thread ended before it listened")
+            }
+        }
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting, ends open streams and waits for the server thread.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
 }
 
 fn router(state: Arc<AppState>, opts: &ServeOptions) -> Result<Router> {

@@ -356,7 +356,11 @@ gpu_layers: number | null,
 /**
  * A GGUF LM file in the folder to run instead of its shards (see `inspect_model`).
  */
-lm_file: string | null, };
+lm_file: string | null, 
+/**
+ * The LM server when `backend` is `remote`.
+ */
+remote: RemoteArgs | null, };
 
 export type ModelInfo = { 
 /**
@@ -392,7 +396,7 @@ device: string,
  */
 load_s: number, };
 
-export type Backend = "candle" | "llamacpp";
+export type Backend = "candle" | "llamacpp" | "remote";
 
 export type PrecisionArg = "f32" | "f16" | "bf16";
 
@@ -459,6 +463,94 @@ unverified: Array<string>,
  * Seconds the import took.
  */
 seconds: number, };
+
+export type DownloadArgs = { 
+/**
+ * `owner/name`, e.g. `m-a-p/MIO-7B-Instruct`.
+ */
+repo: string, 
+/**
+ * The release folder to fill; `None`: `downloads/<name>` in the app data folder.
+ */
+out_dir: string | null, };
+
+export type ServeArgs = { 
+/**
+ * Port (0: any free one).
+ */
+port: number, 
+/**
+ * Listen on every interface (needs `api_key`), not only this machine.
+ */
+lan: boolean, 
+/**
+ * Required bearer key.
+ */
+api_key: string | null, };
+
+export type ServeStatus = { 
+/**
+ * Base URL clients use, e.g. `http://127.0.0.1:8080/v1`.
+ */
+url: string, 
+/**
+ * The model name it answers to.
+ */
+model: string, 
+/**
+ * Reachable from the network.
+ */
+lan: boolean, 
+/**
+ * A key is required.
+ */
+api_key: boolean, };
+
+export type DownloadResult = { 
+/**
+ * The release folder (import it next).
+ */
+out_dir: string, 
+/**
+ * Files present and verified.
+ */
+files: number, 
+/**
+ * Bytes of those files.
+ */
+bytes_total: number, 
+/**
+ * Bytes fetched by this run (the rest was already there).
+ */
+bytes_fetched: number, 
+/**
+ * Files skipped (weight variants MIO does not read).
+ */
+skipped: number, 
+/**
+ * Seconds the download took.
+ */
+seconds: number, };
+
+export type RemoteApiArg = "llamacpp" | "openai";
+
+export type RemoteArgs = { 
+/**
+ * Base URL, e.g. `http://gpu-box:8080` (plain HTTP).
+ */
+url: string, 
+/**
+ * The API it speaks.
+ */
+api: RemoteApiArg, 
+/**
+ * Sent as a bearer token when set.
+ */
+api_key: string | null, 
+/**
+ * The model name to ask for (OpenAI API; `null`: the server's first).
+ */
+model: string | null, };
 
 export type ComponentInfo = { 
 /**
@@ -668,8 +760,24 @@ export function importReleaseFolder(args: ImportArgs, onEvent: Channel<ImportEve
   return invoke("import_release_folder", { args, onEvent });
 }
 
+export function downloadRelease(args: DownloadArgs, onEvent: Channel<ImportEvent>): Promise<DownloadResult> {
+  return invoke("download_release", { args, onEvent });
+}
+
 export function cancelImport(): Promise<void> {
   return invoke("cancel_import", {});
+}
+
+export function serveStart(args: ServeArgs): Promise<ServeStatus> {
+  return invoke("serve_start", { args });
+}
+
+export function serveStop(): Promise<void> {
+  return invoke("serve_stop", {});
+}
+
+export function serveStatus(): Promise<ServeStatus | null> {
+  return invoke("serve_status", {});
 }
 
 export function listConversations(): Promise<ConversationSummary[]> {

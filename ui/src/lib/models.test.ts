@@ -63,9 +63,82 @@ describe("ModelManager", () => {
     m.gpuLayers = 8;
     await m.load();
     expect(api.loadModel.mock.calls[0][0]).toEqual({
-      model_dir: "/data/models/r-q8_0", device: "cpu", backend: "llamacpp", precision: "f32", gpu_layers: 8, lm_file: null,
+      model_dir: "/data/models/r-q8_0", device: "cpu", backend: "llamacpp", precision: "f32", gpu_layers: 8, lm_file: null, remote: null,
     });
     expect(app.model?.layers).toBe(2);
+  });
+});
+
+describe("ModelManager download and remote LM", () => {
+  it("downloads with progress, then offers the folder as the import's source", async () => {
+    const { api, channel } = fakeApi();
+    let progressSeen: unknown = null;
+    const a = api as typeof api & { downloadRelease: ReturnType<typeof vi.fn> };
+    const app = new AppState(api as unknown as Api, channel);
+    const m = app.models;
+    a.downloadRelease = vi.fn(async (_args: unknown, ch: { onmessage: (e: ImportEvent) => void }) => {
+      ch.onmessage({ kind: "progress", stage: "download", file: "pytorch_model-00001-of-00006.bin", bytes_done: 10, bytes_total: 40, rate_bytes_per_s: 5, eta_s: 6 });
+      progressSeen = { ...m.progress!, job: m.job };
+      return { out_dir: "/data/downloads/MIO-7B-Base", files: 30, bytes_total: 40, bytes_fetched: 30, skipped: 4, seconds: 8 };
+    });
+    m.repo = "m-a-p/MIO-7B-Base";
+    await m.startDownload();
+    expect(a.downloadRelease.mock.calls[0][0]).toEqual({ repo: "m-a-p/MIO-7B-Base", out_dir: null });
+    expect(progressSeen).toEqual({ stage: "download", file: "pytorch_model-00001-of-00006.bin", fraction: 0.25, rate: 5, eta: 6, job: "download" });
+    expect(m.source).toBe("/data/downloads/MIO-7B-Base");
+    expect(m.downloaded?.files).toBe(30);
+    expect(m.importing).toBe(false);
+    expect(m.job).toBeNull();
+  });
+
+  it("a failed download is one toast and leaves the source alone", async () => {
+    const { api, channel } = fakeApi();
+    const a = api as typeof api & { downloadRelease: ReturnType<typeof vi.fn> };
+    a.downloadRelease = vi.fn(async () => { throw { code: "IMPORT", message: "huggingface.co cannot be reached" }; });
+    const app = new AppState(api as unknown as Api, channel);
+    app.models.source = "/keep";
+    await app.models.startDownload();
+    expect(app.toasts.map((t) => t.title)).toEqual(["huggingface.co cannot be reached"]);
+    expect(app.models.source).toBe("/keep");
+    expect(app.models.downloaded).toBeNull();
+  });
+
+  it("serves the loaded model and stops; a refused start is one toast", async () => {
+    const { api, channel } = fakeApi();
+    const a = api as typeof api & { serveStart: ReturnType<typeof vi.fn>; serveStop: ReturnType<typeof vi.fn> };
+    a.serveStart = vi.fn(async () => ({ url: "http://127.0.0.1:8080/v1", model: "m", lan: false, api_key: false }));
+    a.serveStop = vi.fn(async () => undefined);
+    const app = new AppState(api as unknown as Api, channel);
+    const m = app.models;
+    await m.startServing();
+    expect(a.serveStart.mock.calls[0][0]).toEqual({ port: 8080, lan: false, api_key: null });
+    expect(m.serving?.url).toBe("http://127.0.0.1:8080/v1");
+    await m.stopServing();
+    expect(a.serveStop).toHaveBeenCalledTimes(1);
+    expect(m.serving).toBeNull();
+    a.serveStart.mockImplementationOnce(async () => { throw { code: "INVALID_INPUT", message: "cannot serve on port 8080: address in use (pick another port)" }; });
+    m.serveLan = true;
+    m.serveKey = " k ";
+    await m.startServing();
+    expect(a.serveStart.mock.calls[1][0]).toEqual({ port: 8080, lan: true, api_key: "k" });
+    expect(m.serving).toBeNull();
+    expect(app.toasts.map((t) => t.title)).toEqual(["cannot serve on port 8080: address in use (pick another port)"]);
+  });
+
+  it("loads with an LM server: URL, API, key and model are sent, local file options are not", async () => {
+    const { api, channel } = fakeApi();
+    const app = new AppState(api as unknown as Api, channel);
+    const m = app.models;
+    m.lmFile = "model-q8_0.gguf";
+    m.backend = "remote";
+    m.remoteUrl = " http://gpu-box:8080 ";
+    m.remoteApi = "openai";
+    m.remoteModel = "mio";
+    await m.load();
+    expect(api.loadModel.mock.calls[0][0]).toEqual({
+      model_dir: null, device: "cpu", backend: "remote", precision: "f32", gpu_layers: null, lm_file: null,
+      remote: { url: "http://gpu-box:8080", api: "openai", api_key: null, model: "mio" },
+    });
   });
 });
 
