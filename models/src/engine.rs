@@ -3,6 +3,7 @@
 //! video requests and events); the runtime never reaches past this file.
 
 mod creator;
+mod history;
 mod media;
 mod runner;
 mod timed;

@@ -80,7 +80,7 @@ pub enum Error {
     #[error("the prompt is empty")]
     EmptyPrompt,
     /// The prompt plus the requested new tokens do not fit the context.
-    #[error("the prompt has {len} tokens but the model's context holds {max}")]
+    #[error("the prompt has {len} tokens, which with the answer's new tokens does not fit the model's context of {max}: start a new conversation or ask for fewer new tokens")]
     PromptTooLong {
         /// Prompt length in tokens.
         len: usize,

@@ -323,6 +323,7 @@ pub(crate) fn params(d: &DecodeArgs) -> GenerationParams {
         constraints: d.no_constraints.then_some(false),
         image_steps: d.image_steps,
         preview_every: preview_every(d.previews.as_deref(), d.preview_every),
+        fit_context: None,
     }
 }
 

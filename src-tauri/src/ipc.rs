@@ -262,6 +262,9 @@ pub enum StreamEvent {
         message: MessageView,
         /// Generation speed (tokens per second of decode).
         tokens_per_s: f64,
+        /// What the engine noted (oldest turns left out to fit the context, incomplete
+        /// media blocks), for the UI to show.
+        warnings: Vec<String>,
     },
     /// The turn failed; what was produced is kept.
     Failed {

@@ -6,7 +6,6 @@ pub mod camera;
 pub mod commands;
 pub mod error;
 pub mod export;
-pub mod serving;
 pub mod files;
 pub mod import_json;
 pub mod ipc;
@@ -15,6 +14,7 @@ pub mod models;
 pub mod models_ipc;
 pub mod modes;
 pub mod protocol;
+pub mod serving;
 pub mod session;
 pub mod store;
 

@@ -178,7 +178,11 @@ pub fn run_import(
 
 /// The folder a download fills when none is given: `downloads/<name>` under `data_dir`.
 pub fn default_download_dir(data_dir: &Path, repo: &str) -> PathBuf {
-    let name = repo.rsplit('/').next().filter(|n| !n.is_empty()).unwrap_or("release");
+    let name = repo
+        .rsplit('/')
+        .next()
+        .filter(|n| !n.is_empty())
+        .unwrap_or("release");
     data_dir.join("downloads").join(name)
 }
 

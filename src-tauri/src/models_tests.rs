@@ -341,15 +341,27 @@ fn a_cancelled_or_impossible_download_is_one_clear_error() {
         repo: "not a repo".into(),
         out_dir: None,
     };
-    let e = run_download(data.path(), Some(hub.clone()), &bad, Arc::default(), &mut |_| {})
-        .unwrap_err();
+    let e = run_download(
+        data.path(),
+        Some(hub.clone()),
+        &bad,
+        Arc::default(),
+        &mut |_| {},
+    )
+    .unwrap_err();
     assert!(e.message.contains("owner/name"), "{}", e.message);
     let missing = DownloadArgs {
         repo: "owner/other".into(),
         out_dir: None,
     };
     // A repository the hub does not have.
-    let e = run_download(data.path(), Some(hub), &missing, Arc::default(), &mut |_| {})
-        .unwrap_err();
+    let e = run_download(
+        data.path(),
+        Some(hub),
+        &missing,
+        Arc::default(),
+        &mut |_| {},
+    )
+    .unwrap_err();
     assert_eq!(e.code, ErrorCode::Import);
 }

@@ -17,6 +17,8 @@ pub fn generation_params(o: &GenOverrides) -> GenerationParams {
         repetition_penalty: o.repetition_penalty,
         seed: o.seed,
         preview_every: Some(PREVIEW_EVERY),
+        // A long conversation keeps working: its oldest turns are left out of the prompt.
+        fit_context: Some(true),
         ..GenerationParams::default()
     }
 }

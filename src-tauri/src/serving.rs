@@ -81,7 +81,13 @@ pub fn start(state: &AppState, args: &ServeArgs) -> AppResult<ServeStatus> {
 fn model_id(label: &str) -> String {
     let id: String = label
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect();
     if id.is_empty() {
         "mio".into()

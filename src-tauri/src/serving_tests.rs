@@ -36,7 +36,10 @@ fn the_switch_serves_the_loaded_model_over_the_apps_worker_and_stops() {
     let data = tempfile::tempdir().unwrap();
     let state = crate::app_state(data.path().to_path_buf()).unwrap();
     // No model yet: one clear error.
-    assert_eq!(start(&state, &loopback(0)).unwrap_err().code, ErrorCode::NoModel);
+    assert_eq!(
+        start(&state, &loopback(0)).unwrap_err().code,
+        ErrorCode::NoModel
+    );
 
     let dir = crate::commands::bundled_model_dir();
     let opts = LoadOptions {
@@ -61,10 +64,17 @@ fn the_switch_serves_the_loaded_model_over_the_apps_worker_and_stops() {
         lan: true,
         api_key: None,
     };
-    assert_eq!(start(&state, &lan).unwrap_err().code, ErrorCode::InvalidInput);
+    assert_eq!(
+        start(&state, &lan).unwrap_err().code,
+        ErrorCode::InvalidInput
+    );
 
     let served = start(&state, &loopback(0)).unwrap();
-    assert!(served.url.starts_with("http://127.0.0.1:"), "{}", served.url);
+    assert!(
+        served.url.starts_with("http://127.0.0.1:"),
+        "{}",
+        served.url
+    );
     assert_eq!(served.model, "Tiny-test-model");
     assert_eq!(status(&state), Some(served.clone()));
     // One server at a time.
@@ -79,7 +89,8 @@ fn the_switch_serves_the_loaded_model_over_the_apps_worker_and_stops() {
     assert_eq!(code, 200, "{body}");
     assert!(body.contains("\"Tiny-test-model\""), "{body}");
     // A chat completion runs on the app's worker with the app's model.
-    let req = r#"{"model":"Tiny-test-model","messages":[{"role":"user","content":"Hi"}],"max_tokens":3}"#;
+    let req =
+        r#"{"model":"Tiny-test-model","messages":[{"role":"user","content":"Hi"}],"max_tokens":3}"#;
     let (code, body) = http(
         &host,
         &format!(

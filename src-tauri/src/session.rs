@@ -461,11 +461,12 @@ impl Drain {
 
     fn finish(mut self, result: Result<Response, String>) {
         remove_files(&self.history.media, &self.previews);
-        let (status, model_text, tps) = match result {
+        let (status, model_text, tps, warnings) = match result {
             Ok(Response::Chat {
                 answer_text,
                 finish_reason,
                 timings,
+                warnings,
                 ..
             }) => {
                 let status = if finish_reason == FinishReason::Cancelled {
@@ -474,12 +475,12 @@ impl Drain {
                     MessageStatus::Done
                 };
                 let tps = timings.new_tokens as f64 / timings.decode_s.max(1e-9);
-                (status, answer_text, tps)
+                (status, answer_text, tps, warnings)
             }
             Ok(_) => {
                 return self.fail(AppError::new(ErrorCode::Engine, "unexpected engine answer"))
             }
-            Err(e) if e == "cancelled" => (MessageStatus::Cancelled, String::new(), 0.0),
+            Err(e) if e == "cancelled" => (MessageStatus::Cancelled, String::new(), 0.0, vec![]),
             Err(e) => return self.fail(AppError::new(ErrorCode::Engine, e)),
         };
         let saved = self
@@ -489,6 +490,7 @@ impl Drain {
             Ok(m) => (self.sink)(StreamEvent::Done {
                 message: m.view,
                 tokens_per_s: tps,
+                warnings,
             }),
             Err(e) => self.fail(e),
         }

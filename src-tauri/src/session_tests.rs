@@ -91,7 +91,11 @@ impl Backend for FakeEngine {
             prompt_ids: vec![],
             new_ids: vec![],
             segments: vec![],
-            warnings: vec![],
+            warnings: if finish_reason == FinishReason::Eos {
+                vec!["the 2 oldest messages were left out".into()]
+            } else {
+                vec![]
+            },
             finish_reason,
             timings: Timings {
                 new_tokens: self.words,
@@ -226,11 +230,17 @@ fn a_turn_streams_text_then_media_and_stores_them_in_order() {
     let StreamEvent::Done {
         message,
         tokens_per_s,
+        warnings,
     } = events.last().unwrap()
     else {
         panic!()
     };
     assert_eq!(*tokens_per_s, 3.0);
+    // The engine's warnings reach the UI with the end of the turn.
+    assert_eq!(
+        warnings,
+        &["the 2 oldest messages were left out".to_string()]
+    );
     assert_eq!(message.status, MessageStatus::Done);
     assert!(matches!(
         &message.segments[..],

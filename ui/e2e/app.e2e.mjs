@@ -7,7 +7,8 @@
 // Video's frame strip, Voice), cancels, imports the release-shaped tiny folder through the
 // model manager and loads the result, and reopens the app to find the conversation in the
 // history. Screenshots of each state go to $E2E_SHOTS (default ./e2e-shots).
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
+import { createServer } from "node:net";
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -105,6 +106,21 @@ class Session {
   async close() { await this.cmd("DELETE", ""); }
 }
 
+/** Sets a model-manager field the way typing or choosing does (Svelte listens to `event`). */
+async function setField(s, field, value, event = "input") {
+  await s.exec(`const el = document.querySelector('[data-field=${field}]'); el.value = arguments[0]; el.dispatchEvent(new Event('${event}', { bubbles: true })); return true;`, value);
+}
+
+function freePort() {
+  return new Promise((ok, fail) => {
+    const srv = createServer();
+    srv.listen(0, "127.0.0.1", () => { const { port } = srv.address(); srv.close(() => ok(port)); });
+    srv.on("error", fail);
+  });
+}
+
+let llamaServer = null;
+
 async function send(s, text) {
   const before = await s.exec("return document.querySelectorAll('.msg.assistant').length;");
   await s.type("textarea", text);
@@ -115,7 +131,7 @@ async function send(s, text) {
 async function finished(s, ms = 120000) {
   await s.waitFor(".msg.assistant", ms, "el.dataset.status !== 'streaming'");
   const status = await s.exec("const els = document.querySelectorAll('.msg.assistant'); return els[els.length - 1].dataset.status;");
-  if (status !== "done") {
+  if (status === "failed") {
     // Say why: the message's text holds the error the app showed.
     const why = await s.exec("const els = document.querySelectorAll('.msg.assistant'); return els[els.length - 1].textContent;");
     console.error(`answer ended ${status}: ${why.trim().slice(0, 600)}`);
@@ -183,7 +199,7 @@ async function main() {
   await s.shot("chat");
 
   // Edit: attach a picture (drop), the user's message shows it.
-  await s.click("[data-mode=edit]");
+  await s.click("button[data-mode=edit]");
   await s.exec(DROP, picture);
   await s.waitFor("[data-attachment=image]", 20000);
   await send(s, "Make the sky purple.");
@@ -194,7 +210,7 @@ async function main() {
   await s.shot("edit");
 
   // A video dropped in Chat mode: its keyframes as a strip that plays as a slideshow.
-  await s.click("[data-mode=chat]");
+  await s.click("button[data-mode=chat]");
   await s.exec(DROP, video, "cut3.mp4", "video/mp4");
   await s.waitFor("[data-attachment=video]", 30000);
   await send(s, "What happens in this video?");
@@ -205,21 +221,21 @@ async function main() {
   await s.shot("keyframes");
 
   // Guide mode: the engine's steps, numbered, each with its picture.
-  await s.click("[data-mode=guide]");
+  await s.click("button[data-mode=guide]");
   await send(s, "How do I plant a tree?");
   assert.equal(await finished(s, 300000), "done");
   timings.guide_steps = await s.exec("const m = [...document.querySelectorAll('.msg.assistant')].pop(); return m.querySelectorAll('[data-segment=step]').length;");
   await s.shot("guide");
 
   // Image mode: a picture (denoising previews and progress while it is drawn).
-  await s.click("[data-mode=image]");
+  await s.click("button[data-mode=image]");
   await send(s, "A red apple on a table.");
   assert.equal(await finished(s, 300000), "done");
   await s.waitFor(".msg.assistant [data-segment=image]", 5000);
   await s.shot("image");
 
   // Video mode: the frames as a strip that plays as a slideshow.
-  await s.click("[data-mode=video]");
+  await s.click("button[data-mode=video]");
   await send(s, "A bird flying over the sea.");
   assert.equal(await finished(s, 300000), "done");
   await s.waitFor(".msg.assistant [data-segment=keyframes]", 5000);
@@ -253,7 +269,7 @@ async function main() {
   await s.click("[data-attachment=image] button");
 
   // Voice mode: the speech block of the answer (a player, or a note when it has no frames).
-  await s.click("[data-mode=voice]");
+  await s.click("button[data-mode=voice]");
   await send(s, "Please say hello.");
   assert.equal(await finished(s, 300000), "done");
   await s.waitFor(".msg.assistant [data-segment=audio]", 5000);
@@ -282,8 +298,64 @@ async function main() {
   await s.shot("models-imported");
   await s.click("[data-action=manager-load]");
   await s.waitFor("[data-model-loaded]", 120000, "el.textContent.includes('release-layout-q8_0')");
-  await s.click("[data-mode=chat]");
+  await s.click("button[data-mode=chat]");
   await send(s, "Hello again.");
+  assert.equal(await finished(s), "done");
+
+  // Serve the OpenAI API from the app: another program (this script) lists the model and
+  // gets an answer; stopping closes the port.
+  await s.click("[data-action=models]");
+  await s.waitFor("[data-model-manager] [data-action=serve-start]", 20000);
+  await setField(s, "serve-port", "0");
+  await s.click("[data-action=serve-start]");
+  await s.waitFor("[data-serving]", 20000);
+  const apiUrl = await s.exec("return document.querySelector('[data-serving] code').textContent;");
+  const listed = await (await fetch(`${apiUrl}/models`)).json();
+  assert.equal(listed.data.length, 1);
+  const completion = await (await fetch(`${apiUrl}/chat/completions`, {
+    method: "POST", headers: { "content-type": "application/json" },
+    body: JSON.stringify({ model: listed.data[0].id, messages: [{ role: "user", content: "Hi" }], max_tokens: 4 }),
+  })).json();
+  assert.equal(completion.object, "chat.completion");
+  await s.shot("serving");
+  await s.click("[data-action=serve-stop]");
+  await s.waitFor("[data-action=serve-start]", 20000);
+  await assert.rejects(fetch(`${apiUrl}/models`));
+
+  // The LM on a server: llama-server (built from the llama.cpp the crate vendors) runs the
+  // imported GGUF; the app sends it token ids and keeps the media models.
+  const tools = execFileSync("bash", [resolve(new URL("../../scripts/build-llama-tools.sh", import.meta.url).pathname)]).toString().trim();
+  const lmPort = await freePort();
+  const importedDir = await s.exec("return document.querySelector('[data-field=folder]').value;");
+  llamaServer = spawn(join(tools, "llama-server"), ["-m", join(importedDir, "model-q8_0.gguf"), "--host", "127.0.0.1",
+    "--port", String(lmPort), "-c", "4096", "-np", "1", "-t", "2", "--no-webui", "--log-disable"], { stdio: "ignore" });
+  for (let i = 0; i < 600; i++) {
+    const ok = await fetch(`http://127.0.0.1:${lmPort}/health`).then((r) => r.ok).catch(() => false);
+    if (ok) break;
+    await sleep(100);
+  }
+  await setField(s, "backend", "remote", "change");
+  await s.waitFor("[data-field=remote-url]", 5000);
+  await setField(s, "remote-url", `http://127.0.0.1:${lmPort}`);
+  await s.shot("models-remote");
+  await s.click("[data-action=manager-load]");
+  await s.waitFor("[data-model-loaded]", 120000, "!document.querySelector('[data-model-manager]')");
+  const remoteSent = Date.now();
+  await send(s, "Hello from a remote LM.");
+  assert.equal(await finished(s), "done");
+  timings.remote_turn_ms = Date.now() - remoteSent;
+  // The server goes away: the next turn fails with one clear error, the app stays usable.
+  llamaServer.kill();
+  await new Promise((r) => llamaServer.once("exit", r));
+  llamaServer = null;
+  await send(s, "Are you still there?");
+  assert.equal(await finished(s), "failed");
+  assert.match(await s.text(".toast strong"), /server|connect|refused/i);
+  await s.click("[data-action=models]");
+  await setField(s, "backend", "candle", "change");
+  await s.click("[data-action=manager-load]");
+  await s.waitFor("[data-model-loaded]", 120000, "!document.querySelector('[data-model-manager]')");
+  await send(s, "Back on this machine.");
   assert.equal(await finished(s), "done");
 
   // Dark theme.
@@ -292,6 +364,7 @@ async function main() {
   await s.shot("dark");
   await s.click("[data-action=theme]");
   const title = await s.text(".list li.active .title");
+  const messageCount = await s.exec("return document.querySelectorAll('.msg').length;");
   await s.close();
 
   // Reopen: the conversation is in the history with its messages.
@@ -299,7 +372,7 @@ async function main() {
   await s.waitFor("[data-conversation]", 30000);
   assert.equal(await s.text(".list li .title"), title);
   await s.click(".list li .title");
-  await s.waitFor(".msg.assistant", 10000, "document.querySelectorAll('.msg').length === 18");
+  await s.waitFor(".msg.assistant", 10000, `document.querySelectorAll('.msg').length === ${messageCount}`);
   await s.shot("history");
   await s.close();
 }
@@ -312,6 +385,7 @@ try {
   console.error(`e2e FAILED: ${e.stack ?? e}`);
 } finally {
   driver.kill();
+  llamaServer?.kill();
   rmSync(dataDir, { recursive: true, force: true });
   process.exit(failed ? 1 : 0);
 }

@@ -12,10 +12,10 @@ use std::sync::Arc;
 use candle_core::{DType, Device};
 use serde::Serialize;
 
-use super::creator;
 use super::media::{Codecs, Render, SpeechPreview};
 use super::timed::Timed;
 use super::types::*;
+use super::{creator, history};
 use crate::generation::{
     generate, CausalLm, Controls, FinishReason as GenFinish, GenerationConfig, GenerationOutput,
     IncrementalDetokenizer, Task, TokenEvent,
@@ -276,17 +276,71 @@ impl Engine {
         mode: TemplateMode,
         media: &MediaInputs,
     ) -> Result<(String, Vec<u32>)> {
-        let tpl = self
-            .tokenizer
-            .apply_chat_template(&conversation.messages, mode, true)?;
+        let (images, speech) = self.media_strings(mode, media)?;
+        self.template_with(conversation, mode, &images, &speech)
+    }
+
+    /// The token strings of `media` (speech with timbre in voice mode).
+    fn media_strings(
+        &self,
+        mode: TemplateMode,
+        media: &MediaInputs,
+    ) -> Result<(Vec<String>, Vec<String>)> {
         let timbre = mode == TemplateMode::Voice;
         let speech = self
             .codecs
             .speech_strings(self.vocab(), &media.speech, timbre)?;
         let images = self.codecs.image_strings(self.vocab(), &media.images)?;
-        let text = self.tokenizer.resolve_prompt(&tpl, &images, &speech, true);
+        Ok((images, speech))
+    }
+
+    /// [`Self::template`] with the media already encoded.
+    fn template_with(
+        &self,
+        conversation: &Conversation,
+        mode: TemplateMode,
+        images: &[String],
+        speech: &[String],
+    ) -> Result<(String, Vec<u32>)> {
+        let tpl = self
+            .tokenizer
+            .apply_chat_template(&conversation.messages, mode, true)?;
+        let text = self.tokenizer.resolve_prompt(&tpl, images, speech, true);
         let ids = self.tokenizer.encode(&text)?;
         Ok((text, ids))
+    }
+
+    /// The chat prompt's ids; with `fit`, the oldest turns are left out until the prompt and
+    /// `max_new` tokens fit the context. Returns the ids and how many messages were left out.
+    fn fitted_prompt(
+        &self,
+        conversation: &Conversation,
+        mode: ChatMode,
+        template: TemplateMode,
+        media: &MediaInputs,
+        primed: &[u32],
+        max_new: usize,
+        fit: bool,
+    ) -> Result<(Vec<u32>, usize)> {
+        let (mut images, mut speech) = self.media_strings(template, media)?;
+        let mut current = std::borrow::Cow::Borrowed(conversation);
+        let mut dropped = 0;
+        let max = self.info.context_length;
+        loop {
+            let rewritten = creator::rewrite(&current, mode)?;
+            let (_, mut ids) = self.template_with(&rewritten, template, &images, &speech)?;
+            ids.extend(primed);
+            if !fit || max == 0 || ids.len() + max_new <= max {
+                return Ok((ids, dropped));
+            }
+            let Some(s) = history::drop_oldest_turn(&current) else {
+                return Ok((ids, dropped));
+            };
+            images = s.images.iter().map(|&i| images[i].clone()).collect();
+            speech = s.speech.iter().map(|&i| speech[i].clone()).collect();
+            dropped += s.dropped;
+            current = std::borrow::Cow::Owned(s.conversation);
+        }
     }
 
     fn chat(
@@ -306,12 +360,18 @@ impl Engine {
         // the answer with `<spch>` / `<image>` (the constraints then keep the block well
         // formed).
         let plan = creator::plan(mode, self.vocab());
-        let conversation = &creator::rewrite(conversation, mode)?;
-        let (_, mut prompt_ids) = self.template(conversation, plan.template, media)?;
         let primed = plan.primed;
-        prompt_ids.extend(&primed);
         let cfg = self.generation_config(params, Some(plan.task))?;
         creator::check_budget(&primed, self.vocab(), cfg.max_new_tokens)?;
+        let (prompt_ids, left_out) = self.fitted_prompt(
+            conversation,
+            mode,
+            plan.template,
+            media,
+            &primed,
+            cfg.max_new_tokens,
+            params.fit_context.unwrap_or(false),
+        )?;
         let guide =
             std::cell::RefCell::new((mode == ChatMode::Guide).then(creator::GuideStream::default));
         let mut emit_all = |e: Event| {
@@ -351,7 +411,16 @@ impl Engine {
         if let Some(step) = last_step {
             emit(Event::GuideStep(step));
         }
-        let warnings = detok.warnings.iter().map(|w| w.to_string()).collect();
+        let mut warnings: Vec<String> = detok.warnings.iter().map(|w| w.to_string()).collect();
+        if left_out > 0 {
+            warnings.insert(
+                0,
+                format!(
+                    "the {left_out} oldest messages were left out: the whole conversation does not fit the model's context ({} tokens)",
+                    self.info.context_length
+                ),
+            );
+        }
         Ok(Response::Chat {
             answer_text,
             prompt_ids,

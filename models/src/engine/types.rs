@@ -194,6 +194,11 @@ pub struct GenerationParams {
     /// Send an [`Event::ImagePreview`] every this many denoising steps (default: none).
     #[serde(default)]
     pub preview_every: Option<usize>,
+    /// Chat: when the conversation and the new tokens do not fit the context, leave out the
+    /// oldest turns (and the media only they name) instead of failing, with a warning in the
+    /// response (default off: an error, as the OpenAI API answers).
+    #[serde(default)]
+    pub fit_context: Option<bool>,
 }
 
 /// Decoded audio handed to the engine (the runtime decodes files and devices).

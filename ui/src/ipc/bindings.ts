@@ -308,7 +308,12 @@ message: MessageView,
 /**
  * Generation speed (tokens per second of decode).
  */
-tokens_per_s: number, } | { "kind": "failed", 
+tokens_per_s: number, 
+/**
+ * What the engine noted (oldest turns left out to fit the context, incomplete
+ * media blocks), for the UI to show.
+ */
+warnings: Array<string>, } | { "kind": "failed", 
 /**
  * The error.
  */

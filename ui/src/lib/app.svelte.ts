@@ -6,7 +6,7 @@ import type {
   Attachment, CameraEvent, ConversationSummary, LoadArgs, LoadEvent, MicEvent, Mode, ModelInfo, StreamEvent,
 } from "../ipc/bindings";
 import { applyEvent, type LiveMessage } from "./thread";
-import { toastFrom, type Toast } from "./errors";
+import { noteToast, toastFrom, type Toast } from "./errors";
 import { ModelManager } from "./models.svelte";
 import { Presets } from "./presets.svelte";
 
@@ -45,7 +45,15 @@ export class AppState {
   }
 
   toast(e: unknown) {
-    const t = toastFrom(e);
+    this.show(toastFrom(e));
+  }
+
+  /** A note that is not an error. */
+  note(title: string, advice = "") {
+    this.show(noteToast(title, advice));
+  }
+
+  private show(t: Toast) {
     this.toasts = [...this.toasts, t];
     setTimeout(() => this.dismiss(t.id), 8000);
   }
@@ -121,7 +129,11 @@ export class AppState {
     return (ev: StreamEvent) => {
       this.messages = this.messages.map((m) => (m.id === messageId ? applyEvent(m, ev) : m));
       if (ev.kind === "done" || ev.kind === "failed") {
-        if (ev.kind === "done") this.lastSpeed = ev.tokens_per_s;
+        if (ev.kind === "done") {
+          this.lastSpeed = ev.tokens_per_s;
+          for (const w of ev.warnings)
+            this.note(w, w.includes("left out") ? "The model no longer sees the start of this conversation; start a new one (Ctrl+N) when it matters." : "");
+        }
         if (ev.kind === "failed") this.toast(ev.error);
         if (this.running?.messageId === messageId) this.running = null;
         this.refreshList().catch((e) => this.toast(e));

@@ -40,9 +40,12 @@ describe("AppState", () => {
     expect(app.messages[1].segments).toEqual([{ kind: "text", text: "early world" }]);
     await app.stop();
     expect(api.cancel).toHaveBeenCalledWith(3);
-    emit({ kind: "done", message: { ...app.messages[1], status: "cancelled" }, tokens_per_s: 2 });
+    emit({ kind: "done", message: { ...app.messages[1], status: "cancelled" }, tokens_per_s: 2, warnings: ["the 2 oldest messages were left out: the whole conversation does not fit"] });
     expect(app.running).toBeNull();
     expect(app.messages[1].status).toBe("cancelled");
+    // The engine's note is shown as a note, not an error.
+    expect(app.toasts.map((t) => [t.title.slice(0, 33), t.info])).toEqual([["the 2 oldest messages were left o", true]]);
+    expect(app.toasts[0].advice).toMatch(/start a new one/);
   });
 
   it("turns a refused attachment into a toast and stays usable", async () => {

@@ -13,13 +13,21 @@ const ADVICE: Record<ErrorCode, string> = {
   INTERNAL: "Something unexpected happened; the app is still usable.",
 };
 
+let next = 1;
+
 export interface Toast {
   id: number;
   title: string;
   advice: string;
+  /** A note, not an error (e.g. the engine left old turns out of the prompt). */
+  info?: boolean;
 }
 
-let next = 1;
+/** A note toast. */
+export function noteToast(title: string, advice: string): Toast {
+  return { id: next++, title, advice, info: true };
+}
+
 
 /** A toast from anything thrown by a command (typed `AppError` or not). */
 export function toastFrom(e: unknown): Toast {

@@ -23,7 +23,7 @@ describe("applyEvent", () => {
     let m = applyEvent(base, { kind: "speech_preview", index: 0, segment: { kind: "audio", file: "p.wav", duration_s: 1 } });
     expect(m.preview?.kind).toBe("audio");
     const final = { ...base, status: "done" as const, segments: [{ kind: "audio" as const, file: "s.wav", duration_s: 1 }] };
-    m = applyEvent(m, { kind: "done", message: final, tokens_per_s: 10 });
+    m = applyEvent(m, { kind: "done", message: final, tokens_per_s: 10, warnings: [] });
     expect(m.preview).toBeNull();
     expect(m.status).toBe("done");
   });
