@@ -355,8 +355,10 @@ async function main() {
   await setField(s, "backend", "candle", "change");
   await s.click("[data-action=manager-load]");
   await s.waitFor("[data-model-loaded]", 120000, "!document.querySelector('[data-model-manager]')");
+  const localSent = Date.now();
   await send(s, "Back on this machine.");
   assert.equal(await finished(s), "done");
+  timings.local_turn_after_remote_ms = Date.now() - localSent;
 
   // Dark theme.
   await s.click("[data-action=theme]");
