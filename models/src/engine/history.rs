@@ -115,6 +115,7 @@ fn renumber(text: &str, kind: &str, order: &[usize]) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::text::Message;

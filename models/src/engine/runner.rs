@@ -316,12 +316,12 @@ impl Engine {
         &self,
         conversation: &Conversation,
         mode: ChatMode,
-        template: TemplateMode,
+        plan: &creator::ModePlan,
         media: &MediaInputs,
-        primed: &[u32],
         max_new: usize,
         fit: bool,
     ) -> Result<(Vec<u32>, usize)> {
+        let (template, primed) = (plan.template, &plan.primed);
         let (mut images, mut speech) = self.media_strings(template, media)?;
         let mut current = std::borrow::Cow::Borrowed(conversation);
         let mut dropped = 0;
@@ -360,18 +360,17 @@ impl Engine {
         // the answer with `<spch>` / `<image>` (the constraints then keep the block well
         // formed).
         let plan = creator::plan(mode, self.vocab());
-        let primed = plan.primed;
         let cfg = self.generation_config(params, Some(plan.task))?;
-        creator::check_budget(&primed, self.vocab(), cfg.max_new_tokens)?;
+        creator::check_budget(&plan.primed, self.vocab(), cfg.max_new_tokens)?;
         let (prompt_ids, left_out) = self.fitted_prompt(
             conversation,
             mode,
-            plan.template,
+            &plan,
             media,
-            &primed,
             cfg.max_new_tokens,
             params.fit_context.unwrap_or(false),
         )?;
+        let primed = plan.primed;
         let guide =
             std::cell::RefCell::new((mode == ChatMode::Guide).then(creator::GuideStream::default));
         let mut emit_all = |e: Event| {

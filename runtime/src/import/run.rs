@@ -549,6 +549,7 @@ fn write_manifest(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -565,19 +566,20 @@ mod tests {
             cb: &mut cb,
         };
         let mut out = vec![];
-        let mut w = Charged {
-            inner: &mut out,
-            meter: &mut meter,
-            name: "x",
-        };
-        w.write_all(b"abc").unwrap();
-        cancel.store(true, Ordering::Relaxed);
-        // `write_all` and `io::copy` retry `Interrupted` errors: a cancel must not be one.
-        let e = w.write_all(b"def").unwrap_err();
-        assert_eq!(e.to_string(), "the import was cancelled");
-        let e = std::io::copy(&mut &b"ghi"[..], &mut w).unwrap_err();
-        assert_ne!(e.kind(), std::io::ErrorKind::Interrupted);
-        drop(w);
+        {
+            let mut w = Charged {
+                inner: &mut out,
+                meter: &mut meter,
+                name: "x",
+            };
+            w.write_all(b"abc").unwrap();
+            cancel.store(true, Ordering::Relaxed);
+            // `write_all` and `io::copy` retry `Interrupted` errors: a cancel must not be one.
+            let e = w.write_all(b"def").unwrap_err();
+            assert_eq!(e.to_string(), "the import was cancelled");
+            let e = std::io::copy(&mut &b"ghi"[..], &mut w).unwrap_err();
+            assert_ne!(e.kind(), std::io::ErrorKind::Interrupted);
+        }
         assert_eq!(out, b"abc");
         assert_eq!(seen, 1);
     }
