@@ -252,14 +252,25 @@ fn unreachable_or_foreign_servers_are_one_clear_error() {
         "{err}"
     );
 
-    let out = generate(&[
-        "--max-new-tokens",
-        "2",
-        "--lm-url",
-        "https://example.invalid",
-    ]);
+    // https is spoken (rustls): to a port that only speaks plain HTTP, the handshake fails
+    // with one clear error instead of a hang.
+    let plain = TcpListener::bind("127.0.0.1:0").unwrap();
+    let https_url = format!("https://{}", plain.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for mut stream in plain.incoming().flatten() {
+            let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+        }
+    });
+    let out = generate(&["--max-new-tokens", "2", "--lm-url", &https_url]);
+    assert!(!out.status.success());
+    let err = stderr_of(&out);
     assert!(
-        stderr_of(&out).contains("https is not supported"),
+        err.contains(&https_url) && err.contains("remote LM"),
+        "{err}"
+    );
+    let out = generate(&["--max-new-tokens", "2", "--lm-url", "ftp://gpu-box:8080"]);
+    assert!(
+        stderr_of(&out).contains("not an http:// or https:// URL"),
         "{}",
         stderr_of(&out)
     );

@@ -16,7 +16,10 @@ pub fn respond(media: &MediaDir, path: &str, range: Option<&str>) -> Response<Ve
     let builder = Response::builder()
         .header(header::CONTENT_TYPE, mime_of(&name))
         .header(header::ACCEPT_RANGES, "bytes")
-        .header(header::CACHE_CONTROL, "no-store");
+        .header(header::CACHE_CONTROL, "no-store")
+        // The page fetches audio into a blob (WebKitGTK's media player cannot read custom
+        // schemes), and a fetch from the app's origin to `media:` is cross-origin.
+        .header(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*");
     let len = bytes.len();
     let Some((start, end)) = range.and_then(|r| parse_range(r, len)) else {
         return builder
@@ -65,6 +68,7 @@ mod tests {
         let r = respond(&media, "/a.wav", None);
         assert_eq!(r.status(), StatusCode::OK);
         assert_eq!(r.headers()[header::CONTENT_TYPE], "audio/wav");
+        assert_eq!(r.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN], "*");
         let r = respond(&media, "/a.wav", Some("bytes=2-4"));
         assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
         assert_eq!(r.body(), b"234");

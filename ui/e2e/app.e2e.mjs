@@ -17,7 +17,10 @@ import assert from "node:assert/strict";
 const app = resolve(process.argv[2] ?? "target/debug/mio-desktop");
 const release = resolve(new URL("../../tests/fixtures/release-layout", import.meta.url).pathname);
 const shots = resolve(process.env.E2E_SHOTS ?? "e2e-shots");
-const port = 4444;
+// Free ports for tauri-driver and WebKitWebDriver: a stale driver from an earlier run (or a
+// second run at once) cannot take the session.
+const port = await freePort();
+const nativePort = await freePort();
 const base = `http://127.0.0.1:${port}`;
 mkdirSync(shots, { recursive: true });
 const dataDir = mkdtempSync(join(tmpdir(), "mio-e2e-"));
@@ -44,7 +47,7 @@ const micDouble = micFile();
 const cameraDouble = resolve(new URL("../../tests/fixtures/video/scenes.mp4", import.meta.url).pathname);
 const timings = {};
 
-const driver = spawn(process.env.TAURI_DRIVER ?? "tauri-driver", ["--port", String(port)], {
+const driver = spawn(process.env.TAURI_DRIVER ?? "tauri-driver", ["--port", String(port), "--native-port", String(nativePort)], {
   // The camera's test double (MIO_TEST_CAMERA_FILE, src-tauri/src/camera.rs): a video file.
   env: { ...process.env, MIO_DATA_DIR: dataDir, MIO_TEST_MIC_FILE: micDouble, MIO_TEST_CAMERA_FILE: cameraDouble },
   stdio: ["ignore", "inherit", "inherit"],
@@ -251,8 +254,8 @@ async function main() {
   await s.shot("mic");
   // The double's file ends after 2.8 s: the recording stops by itself.
   await s.waitFor("[data-mic]", 15000, "el.dataset.mic === 'off'");
-  await s.click("[data-attachment=audio] button");
   await s.click("[data-field=hands-free]");
+  // (The utterance stays attached: the Voice turn below sends it.)
 
   // Camera (its file-backed test double): live preview, snapshot, a 2 s clip.
   await s.click("[data-action=camera]");
@@ -268,12 +271,31 @@ async function main() {
   await s.click("[data-attachment=video] button");
   await s.click("[data-attachment=image] button");
 
-  // Voice mode: the speech block of the answer (a player, or a note when it has no frames).
+  // Voice mode: the recorded utterance goes with the text; the answer's speech block (a player,
+  // or a note when it has no frames).
   await s.click("button[data-mode=voice]");
   await send(s, "Please say hello.");
   assert.equal(await finished(s, 300000), "done");
   await s.waitFor(".msg.assistant [data-segment=audio]", 5000);
   await s.shot("voice");
+  // The player plays: the spoken message's audio element (its clip fetched into a blob)
+  // starts and its clock advances (WebKit's GStreamer pipeline; on a machine without a sound
+  // card it plays to a null sink).
+  await s.waitFor(".msg.user [data-segment=audio] audio", 10000);
+  const started = await s.exec(`const a = [...document.querySelectorAll('.msg.user audio')].pop();
+    if (!a) return 'no player';
+    window.__play = 'pending';
+    a.play().then(() => (window.__play = 'playing'), (e) => (window.__play = 'refused: ' + e));
+    return 'started';`);
+  if (started === "started") {
+    await s.waitFor("body", 10000, "window.__play !== 'pending'");
+    const play = await s.exec("return window.__play;");
+    assert.equal(play, "playing", `the audio player did not play: ${play}`);
+    await s.waitFor("body", 10000, "[...document.querySelectorAll('.msg.user audio')].pop().currentTime > 0.2");
+    timings.audio_played_s = await s.exec("const a = [...document.querySelectorAll('.msg.user audio')].pop(); a.pause(); return +a.currentTime.toFixed(2);");
+  } else {
+    assert.fail(`no audio player: ${started}`);
+  }
 
   // Cancel: stop a long voice answer right away.
   await send(s, "Tell me a long story.");

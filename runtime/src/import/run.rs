@@ -75,6 +75,10 @@ pub struct ImportReport {
 struct Meter<'a> {
     done: u64,
     total: u64,
+    /// Where the running step's work ends: its writes never count past it, and when it
+    /// finishes the count is brought exactly to it (a step's writes need not add up to its
+    /// estimated work, e.g. a GGUF is smaller than the shards it reads).
+    step_end: Option<u64>,
     left: Option<u64>,
     cancel: Option<Arc<AtomicBool>>,
     cb: &'a mut dyn FnMut(&ImportProgress),
@@ -82,7 +86,7 @@ struct Meter<'a> {
 
 impl Meter<'_> {
     fn tick(&mut self, stage: &'static str, file: &str, n: u64) {
-        self.done += n;
+        self.done = (self.done + n).min(self.step_end.unwrap_or(u64::MAX));
         (self.cb)(&ImportProgress {
             stage,
             file: file.to_string(),
@@ -157,6 +161,7 @@ pub fn import_release(
     let mut meter = Meter {
         done: 0,
         total: 0,
+        step_end: None,
         left: opts.write_limit,
         cancel: opts.cancel.clone(),
         cb: progress,
@@ -328,8 +333,13 @@ fn run_steps(
     let unverified = hash_sources(opts, plan, release, state, meter)?;
     let mut written = vec![];
     for step in todo {
+        let end = meter.done + step.work_bytes;
+        meter.step_end = Some(end);
         let file = run_step(plan, release, out, step, meter)
             .with_context(|| format!("cannot write {}", out.join(&step.output).display()))?;
+        meter.step_end = None;
+        let rest = end.saturating_sub(meter.done);
+        meter.tick("write", &step.output, rest);
         state.done.insert(step.output.clone(), file);
         state.save(out)?;
         written.push(step.output.clone());
@@ -561,6 +571,7 @@ mod tests {
         let mut meter = Meter {
             done: 0,
             total: 10,
+            step_end: None,
             left: None,
             cancel: Some(cancel.clone()),
             cb: &mut cb,

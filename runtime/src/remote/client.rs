@@ -1,7 +1,9 @@
-//! [`Client`]: blocking JSON over HTTP to the LM server, with timeouts, retries with
-//! exponential back-off on connection errors and on "server busy / loading" answers, and
-//! errors that say what failed where.
+//! [`Client`]: blocking JSON over HTTP or HTTPS (ureq with rustls, the client `mio
+//! download` uses too) to the LM server, with timeouts, retries with exponential back-off on
+//! connection errors and on "server busy / loading" answers, and errors that say what failed
+//! where.
 
+use std::io::Read;
 use std::time::Duration;
 
 use mio_models::engine::{RemoteLm as RemoteLmOptions, RemoteLmApi};
@@ -19,7 +21,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// A connection to one LM server.
 pub struct Client {
-    http: reqwest::blocking::Client,
+    agent: ureq::Agent,
     base: String,
     api: RemoteLmApi,
     api_key: Option<String>,
@@ -29,29 +31,25 @@ fn remote(msg: String) -> Error {
     Error::RemoteLm(msg)
 }
 
+/// Largest answer read (top-k log-probs of one step are a few kB).
+const MAX_ANSWER: u64 = 64 << 20;
+
 impl Client {
-    /// A client for `opts.url` (plain `http://`; a trailing `/` or `/v1` is dropped).
+    /// A client for `opts.url` (`http://` or `https://`; a trailing `/` or `/v1` is dropped).
     pub fn new(opts: &RemoteLmOptions) -> Result<Self> {
         let url = opts.url.trim().trim_end_matches('/');
         let url = url.strip_suffix("/v1").unwrap_or(url);
-        if url.starts_with("https://") {
+        if !url.starts_with("http://") && !url.starts_with("https://") {
             return Err(remote(format!(
-                "{url}: https is not supported by this build; reach the server over plain http \
-                 (e.g. an SSH tunnel: ssh -L 8080:localhost:8080 gpu-box)"
+                "{url:?} is not an http:// or https:// URL (e.g. http://127.0.0.1:8080)"
             )));
         }
-        if !url.starts_with("http://") {
-            return Err(remote(format!(
-                "{url:?} is not an http:// URL (e.g. http://127.0.0.1:8080)"
-            )));
-        }
-        let http = reqwest::blocking::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
+        let agent = ureq::AgentBuilder::new()
+            .timeout_connect(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
-            .build()
-            .map_err(|e| remote(format!("cannot create the HTTP client: {e}")))?;
+            .build();
         Ok(Client {
-            http,
+            agent,
             base: url.to_string(),
             api: opts.api,
             api_key: opts.api_key.clone(),
@@ -101,29 +99,44 @@ impl Client {
 
     fn once(&self, url: &str, body: Option<&Value>) -> std::result::Result<Value, Attempt> {
         let mut req = match body {
-            Some(b) => self.http.post(url).json(b),
-            None => self.http.get(url),
+            Some(_) => self.agent.post(url),
+            None => self.agent.get(url),
         };
         if let Some(key) = &self.api_key {
-            req = req.bearer_auth(key);
+            req = req.set("Authorization", &format!("Bearer {key}"));
         }
-        let resp = req.send().map_err(classify)?;
-        let status = resp.status();
-        let text = resp
-            .text()
+        let sent = match body {
+            Some(b) => req
+                .set("Content-Type", "application/json")
+                .send_string(&b.to_string()),
+            None => req.call(),
+        };
+        let resp = match sent {
+            Ok(r) => r,
+            Err(ureq::Error::Status(503, r)) => {
+                return Err(Attempt::Retry(format!(
+                    "server busy or loading (503): {}",
+                    text_of(r)
+                )))
+            }
+            Err(ureq::Error::Status(code, r)) => {
+                let detail: String = text_of(r).chars().take(400).collect();
+                return Err(Attempt::Fail(format!("HTTP {code}: {detail}")));
+            }
+            Err(ureq::Error::Transport(t)) => return Err(classify(&t)),
+        };
+        let mut text = String::new();
+        resp.into_reader()
+            .take(MAX_ANSWER)
+            .read_to_string(&mut text)
             .map_err(|e| Attempt::Fail(format!("the answer broke off: {e}")))?;
-        if status.as_u16() == 503 {
-            return Err(Attempt::Retry(format!(
-                "server busy or loading (503): {text}"
-            )));
-        }
-        if !status.is_success() {
-            let detail: String = text.chars().take(400).collect();
-            return Err(Attempt::Fail(format!("HTTP {status}: {detail}")));
-        }
         serde_json::from_str(&text)
             .map_err(|e| Attempt::Fail(format!("the answer is not JSON ({e})")))
     }
+}
+
+fn text_of(r: ureq::Response) -> String {
+    r.into_string().unwrap_or_default()
 }
 
 /// How one attempt failed.
@@ -134,17 +147,20 @@ enum Attempt {
     Fail(String),
 }
 
-fn classify(e: reqwest::Error) -> Attempt {
-    if e.is_connect() {
-        Attempt::Retry(format!("cannot connect ({})", chain(&e)))
-    } else if e.is_timeout() {
-        Attempt::Fail(format!("no answer within {}s", REQUEST_TIMEOUT.as_secs()))
-    } else if e.is_request() {
+fn classify(t: &ureq::Transport) -> Attempt {
+    let msg = chain(t);
+    match t.kind() {
+        ureq::ErrorKind::ConnectionFailed => Attempt::Retry(format!("cannot connect ({msg})")),
+        ureq::ErrorKind::Dns => Attempt::Fail(format!("cannot find the host ({msg})")),
+        ureq::ErrorKind::Io if msg.contains("timed out") => {
+            Attempt::Fail(format!("no answer within {}s", REQUEST_TIMEOUT.as_secs()))
+        }
         // The connection broke before an answer came (server killed or restarted); every
         // request is stateless, so sending it again is safe.
-        Attempt::Retry(format!("the connection broke ({})", chain(&e)))
-    } else {
-        Attempt::Fail(format!("the request failed: {}", chain(&e)))
+        ureq::ErrorKind::Io | ureq::ErrorKind::BadStatus | ureq::ErrorKind::BadHeader => {
+            Attempt::Retry(format!("the connection broke ({msg})"))
+        }
+        _ => Attempt::Fail(format!("the request failed: {msg}")),
     }
 }
 

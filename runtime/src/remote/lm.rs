@@ -74,15 +74,7 @@ impl RemoteLm {
             body["logit_bias"] = json!(ban.iter().map(|&t| json!([t, false])).collect::<Vec<_>>());
         }
         let v = self.client.post("/completion", &body)?;
-        let probs = v["completion_probabilities"]
-            .get(0)
-            .ok_or_else(|| bad("the llama-server answer has no completion_probabilities"))?;
-        let picked = match (probs["id"].as_u64(), probs["logprob"].as_f64()) {
-            (Some(id), Some(lp)) => Some((id as u32, lp as f32)),
-            _ => None,
-        };
-        let top = parse_id_list(&probs["top_logprobs"])?;
-        Ok((picked, top))
+        llamacpp_step(&v, ids.len())
     }
 
     fn step_openai(&self, ids: &[u32], ban: Option<&[u32]>) -> Result<(Option<(u32, f32)>, Top)> {
@@ -160,6 +152,31 @@ impl RemoteLm {
         };
         Ok(row)
     }
+}
+
+/// One `/completion` answer of llama-server: the picked token and the top list. A token
+/// that is an incomplete UTF-8 sequence (a byte-fallback token) comes back without
+/// probabilities (the server holds back text and probabilities until the character is
+/// complete); then only the pick is known, and it is returned alone (exact for greedy; beam
+/// and sampling see no alternatives at that step).
+fn llamacpp_step(v: &Value, prompt_len: usize) -> Result<(Option<(u32, f32)>, Top)> {
+    let Some(probs) = v["completion_probabilities"].get(0) else {
+        if let Some(id) = v["tokens"].get(0).and_then(Value::as_u64) {
+            let id = id as u32;
+            return Ok((Some((id, 0.0)), vec![(id, 0.0)]));
+        }
+        let mut answer = v.to_string();
+        answer.truncate(300);
+        return Err(bad(format!(
+            "the llama-server answer to a {prompt_len}-token prompt has neither probabilities nor a token: {answer}"
+        )));
+    };
+    let picked = match (probs["id"].as_u64(), probs["logprob"].as_f64()) {
+        (Some(id), Some(lp)) => Some((id as u32, lp as f32)),
+        _ => None,
+    };
+    let top = parse_id_list(&probs["top_logprobs"])?;
+    Ok((picked, top))
 }
 
 /// `[{id, logprob}, …]`, best first.
@@ -296,6 +313,25 @@ mod tests {
         assert!((total - 1.0).abs() < 1e-4, "{total}");
         assert!(row[1] < -1.5);
         assert!(filled(&vec![(9, -0.1)], 5).is_err());
+    }
+
+    #[test]
+    fn a_byte_fallback_token_without_probabilities_is_the_pick_alone() {
+        // What llama-server answers for a token that is half a UTF-8 character.
+        let v = json!({"content": "\u{fffd}", "tokens": [231], "completion_probabilities": []});
+        assert_eq!(
+            llamacpp_step(&v, 9).unwrap(),
+            (Some((231, 0.0)), vec![(231, 0.0)])
+        );
+        let v = json!({"content": "a", "tokens": [97],
+            "completion_probabilities": [{"id": 97, "logprob": -0.2,
+                "top_logprobs": [{"id": 97, "logprob": -0.2}, {"id": 5, "logprob": -2.0}]}]});
+        assert_eq!(
+            llamacpp_step(&v, 9).unwrap(),
+            (Some((97, -0.2)), vec![(97, -0.2), (5, -2.0)])
+        );
+        let e = llamacpp_step(&json!({"content": ""}), 9).unwrap_err();
+        assert!(e.to_string().contains("9-token prompt"), "{e}");
     }
 
     #[test]

@@ -10,6 +10,16 @@ vi.mock("@tauri-apps/api/core", () => ({
 import Message from "./Message.svelte";
 import type { LiveMessage } from "../lib/thread";
 
+// Fakes of fetch and object URLs (jsdom has neither for the media: scheme).
+const fetched: string[] = [];
+vi.stubGlobal("fetch", async (url: string) => {
+  fetched.push(url);
+  const blob = Object.assign(new Blob([url]), { file: url.split("/").pop() });
+  return { ok: true, status: 200, blob: async () => blob };
+});
+URL.createObjectURL = (b: Blob) => `blob:${(b as Blob & { file?: string }).file}`;
+URL.revokeObjectURL = () => {};
+
 let comp: ReturnType<typeof mount> | null = null;
 afterEach(() => {
   if (comp) unmount(comp);
@@ -28,7 +38,7 @@ const msg = (over: Partial<LiveMessage>): LiveMessage => ({
 });
 
 describe("Message", () => {
-  it("renders segments in order with a renderer per kind", () => {
+  it("renders segments in order with a renderer per kind", async () => {
     const body = render({
       message: msg({
         segments: [
@@ -42,7 +52,9 @@ describe("Message", () => {
     expect(kinds).toEqual(["text", "image", "audio"]);
     expect(body.querySelector(".md")!.innerHTML).toContain("<strong>Hi</strong> &lt;b&gt;x&lt;/b&gt;");
     expect(body.querySelector("img")!.getAttribute("src")).toBe("media://localhost/a.png");
-    expect(body.querySelector("audio")!.getAttribute("src")).toBe("media://localhost/s.wav");
+    // The player gets the clip as a blob (WebKitGTK cannot play from the media: scheme).
+    await vi.waitFor(() => expect(body.querySelector("audio")?.getAttribute("src")).toBe("blob:s.wav"));
+    expect(fetched).toContain("media://localhost/s.wav");
   });
 
   it("labels an empty speech block instead of showing a broken player", () => {
