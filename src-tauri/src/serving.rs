@@ -54,7 +54,8 @@ pub fn start(state: &AppState, args: &ServeArgs) -> AppResult<ServeStatus> {
         cors_origin: None,
         max_tokens: None,
     };
-    let server = Server::start(state.worker.clone(), &model_id(&label), &opts).map_err(|e| {
+    let model = model_id(&label);
+    let server = Server::start(state.worker.clone(), &model, &opts).map_err(|e| {
         AppError::new(
             ErrorCode::InvalidInput,
             format!(
@@ -66,7 +67,7 @@ pub fn start(state: &AppState, args: &ServeArgs) -> AppResult<ServeStatus> {
     })?;
     let status = ServeStatus {
         url: format!("http://{}/v1", server.addr()),
-        model: model_id(&label),
+        model,
         lan: args.lan,
         api_key: api_key.is_some(),
     };
@@ -98,10 +99,14 @@ fn model_id(label: &str) -> String {
 
 /// Stops the server (open streams end; their requests are cancelled).
 pub fn stop(state: &AppState) {
-    let serving = state.server.lock().ok().and_then(|mut s| s.take());
-    if let Some(s) = serving {
+    if let Some(s) = take(state) {
         s.server.stop();
     }
+}
+
+/// The running server, no longer registered.
+fn take(state: &AppState) -> Option<Serving> {
+    state.server.lock().ok().and_then(|mut s| s.take())
 }
 
 /// What is being served, if anything.
@@ -120,8 +125,8 @@ pub async fn serve_start(state: State<'_, AppState>, args: ServeArgs) -> AppResu
 
 #[tauri::command]
 pub async fn serve_stop(state: State<'_, AppState>) -> AppResult<()> {
-    let serving = state.server.lock().ok().and_then(|mut s| s.take());
-    if let Some(s) = serving {
+    // Joining the server thread blocks: not on the async runtime.
+    if let Some(s) = take(&state) {
         tauri::async_runtime::spawn_blocking(move || s.server.stop())
             .await
             .map_err(|e| AppError::new(ErrorCode::Internal, format!("stop task failed: {e}")))?;

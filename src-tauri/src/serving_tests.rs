@@ -103,14 +103,14 @@ fn the_switch_serves_the_loaded_model_over_the_apps_worker_and_stops() {
     assert_eq!(v["object"], "chat.completion");
     assert!(v["usage"]["completion_tokens"].as_u64().unwrap() <= 3);
 
-    // The port is taken while it runs: a second app (or anything else) gets a clear error.
+    // Stop closes the port, and the same port can serve again.
     let port: u16 = host.rsplit(':').next().unwrap().parse().unwrap();
     stop(&state);
     assert_eq!(status(&state), None);
     assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
-    // The worker is still the app's: it answers after the server is gone.
     let again = start(&state, &loopback(port)).unwrap();
     assert_eq!(host_of(&again.url), host);
+    // A port something else holds is one clear error.
     let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let taken = busy.local_addr().unwrap().port();
     stop(&state);

@@ -58,34 +58,25 @@ impl AppState {
     }
 }
 
-/// Runs `mio serve` until Ctrl-C.
+/// Runs `mio serve` until Ctrl-C: the model on a worker of its own, served by [`Server`].
 pub fn run(common: &Common, opts: &ServeOptions) -> Result<()> {
-    let addr = bind_address(opts)?;
+    bind_address(opts)?;
     let (worker, _) = crate::commands::start(common, false)?;
     let model_id = common
         .model
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_else(|| "mio".into());
-    let app = router(state(Arc::new(worker), model_id, opts), opts)?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    let server = Server::start(Arc::new(worker), &model_id, opts)?;
+    println!("mio serve: listening on http://{}/v1", server.addr());
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .context("cannot start the server's async runtime")?;
-    rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot listen on {addr}"))?;
-        let local = listener.local_addr()?;
-        println!("mio serve: listening on http://{local}/v1");
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = tokio::signal::ctrl_c().await;
-            })
-            .await
-            .context("the server stopped")
-    })
+        .context("cannot start the signal handler")?;
+    rt.block_on(tokio::signal::ctrl_c())
+        .context("cannot wait for Ctrl-C")?;
+    server.stop();
+    Ok(())
 }
 
 /// The address `opts` asks for, checked (a warning when it is reachable without a key).
