@@ -26,6 +26,10 @@ function fakeApi() {
       await new Promise<void>((r) => (release = r));
       throw { code: "IMPORT", message: "the import was cancelled; importing again resumes" };
     }),
+    // Set per test.
+    downloadRelease: vi.fn(),
+    serveStart: vi.fn(),
+    serveStop: vi.fn(),
   };
   const channel = <T,>(f: (m: T) => void) => ({ onmessage: f }) as never;
   return { api, channel };
@@ -73,17 +77,16 @@ describe("ModelManager download and remote LM", () => {
   it("downloads with progress, then offers the folder as the import's source", async () => {
     const { api, channel } = fakeApi();
     let progressSeen: unknown = null;
-    const a = api as typeof api & { downloadRelease: ReturnType<typeof vi.fn> };
     const app = new AppState(api as unknown as Api, channel);
     const m = app.models;
-    a.downloadRelease = vi.fn(async (_args: unknown, ch: { onmessage: (e: ImportEvent) => void }) => {
+    api.downloadRelease.mockImplementation(async (_args: unknown, ch: { onmessage: (e: ImportEvent) => void }) => {
       ch.onmessage({ kind: "progress", stage: "download", file: "pytorch_model-00001-of-00006.bin", bytes_done: 10, bytes_total: 40, rate_bytes_per_s: 5, eta_s: 6 });
       progressSeen = { ...m.progress!, job: m.job };
       return { out_dir: "/data/downloads/MIO-7B-Base", files: 30, bytes_total: 40, bytes_fetched: 30, skipped: 4, seconds: 8 };
     });
     m.repo = "m-a-p/MIO-7B-Base";
     await m.startDownload();
-    expect(a.downloadRelease.mock.calls[0][0]).toEqual({ repo: "m-a-p/MIO-7B-Base", out_dir: null });
+    expect(api.downloadRelease.mock.calls[0][0]).toEqual({ repo: "m-a-p/MIO-7B-Base", out_dir: null });
     expect(progressSeen).toEqual({ stage: "download", file: "pytorch_model-00001-of-00006.bin", fraction: 0.25, rate: 5, eta: 6, job: "download" });
     expect(m.source).toBe("/data/downloads/MIO-7B-Base");
     expect(m.downloaded?.files).toBe(30);
@@ -93,8 +96,7 @@ describe("ModelManager download and remote LM", () => {
 
   it("a failed download is one toast and leaves the source alone", async () => {
     const { api, channel } = fakeApi();
-    const a = api as typeof api & { downloadRelease: ReturnType<typeof vi.fn> };
-    a.downloadRelease = vi.fn(async () => { throw { code: "IMPORT", message: "huggingface.co cannot be reached" }; });
+    api.downloadRelease.mockImplementation(async () => { throw { code: "IMPORT", message: "huggingface.co cannot be reached" }; });
     const app = new AppState(api as unknown as Api, channel);
     app.models.source = "/keep";
     await app.models.startDownload();
@@ -105,22 +107,21 @@ describe("ModelManager download and remote LM", () => {
 
   it("serves the loaded model and stops; a refused start is one toast", async () => {
     const { api, channel } = fakeApi();
-    const a = api as typeof api & { serveStart: ReturnType<typeof vi.fn>; serveStop: ReturnType<typeof vi.fn> };
-    a.serveStart = vi.fn(async () => ({ url: "http://127.0.0.1:8080/v1", model: "m", lan: false, api_key: false }));
-    a.serveStop = vi.fn(async () => undefined);
+    api.serveStart.mockImplementation(async () => ({ url: "http://127.0.0.1:8080/v1", model: "m", lan: false, api_key: false }));
+    api.serveStop.mockImplementation(async () => undefined);
     const app = new AppState(api as unknown as Api, channel);
     const m = app.models;
     await m.startServing();
-    expect(a.serveStart.mock.calls[0][0]).toEqual({ port: 8080, lan: false, api_key: null });
+    expect(api.serveStart.mock.calls[0][0]).toEqual({ port: 8080, lan: false, api_key: null });
     expect(m.serving?.url).toBe("http://127.0.0.1:8080/v1");
     await m.stopServing();
-    expect(a.serveStop).toHaveBeenCalledTimes(1);
+    expect(api.serveStop).toHaveBeenCalledTimes(1);
     expect(m.serving).toBeNull();
-    a.serveStart.mockImplementationOnce(async () => { throw { code: "INVALID_INPUT", message: "cannot serve on port 8080: address in use (pick another port)" }; });
+    api.serveStart.mockImplementationOnce(async () => { throw { code: "INVALID_INPUT", message: "cannot serve on port 8080: address in use (pick another port)" }; });
     m.serveLan = true;
     m.serveKey = " k ";
     await m.startServing();
-    expect(a.serveStart.mock.calls[1][0]).toEqual({ port: 8080, lan: true, api_key: "k" });
+    expect(api.serveStart.mock.calls[1][0]).toEqual({ port: 8080, lan: true, api_key: "k" });
     expect(m.serving).toBeNull();
     expect(app.toasts.map((t) => t.title)).toEqual(["cannot serve on port 8080: address in use (pick another port)"]);
   });
