@@ -27,6 +27,7 @@ use super::config::{Config, MioTokenConfig};
 use super::linear::Linear;
 use super::loader::{check_shape, LoadWeights};
 use super::model::LlamaForCausalLm;
+use super::qgemv::PackedQ4K;
 use crate::{Error, Result};
 
 /// llama.cpp's name for an HF tensor name of the LM.
@@ -315,6 +316,9 @@ impl LoadWeights for GgufWeights {
         let (bytes, dtype) = self.raw(name, &[out, inp])?;
         Ok(match float_dtype(dtype) {
             Some(dt) => Linear::Dense(Tensor::from_raw_buffer(&bytes, dt, &[out, inp], &self.dev)?),
+            None if dtype == GgmlDType::Q4K && PackedQ4K::available(&self.dev) => {
+                Linear::PackedQ4K(std::sync::Arc::new(PackedQ4K::pack(&bytes, out, inp)?))
+            }
             None => {
                 let q = ggml_file::qtensor_from_ggml(dtype, &bytes, vec![out, inp], &self.dev)?;
                 Linear::Quantized(QMatMul::from_qtensor(q)?)

@@ -3,7 +3,9 @@
 //! * [`Linear`] ports `nn.Linear(bias=False)`: `(…, in) -> (…, out)`, weight `(out, in)`.
 //!   It is the one closed enum through which every projection goes, dense (any float dtype,
 //!   from safetensors or an F32/F16 GGUF) or ggml-quantized (`QMatMul`, from GGUF), so one
-//!   model file serves both (CONVENTIONS rule 7).
+//!   model file serves both (CONVENTIONS rule 7). On the CPU of an x86-64 build with AVX2,
+//!   `q4_K` weights are repacked at load time and `q6_K` weights run through our own kernels
+//!   ([`super::qgemv`]); everything else goes through `QMatMul`.
 //! * [`LlamaRmsNorm`] ports transformers 4.34 `LlamaRMSNorm`: `(…, d) -> (…, d)`, weight
 //!   `(d)`. Deviation: the weight is kept in f32 and applied before casting back to the
 //!   activation dtype (upstream multiplies after the cast); identical in f32.
@@ -11,6 +13,7 @@
 use candle_core::quantized::QMatMul;
 use candle_core::{DType, Module, Tensor};
 
+use super::qgemv::{PackedQ4K, QGemv};
 use crate::Result;
 
 /// A bias-free linear layer, dense or quantized.
@@ -20,6 +23,8 @@ pub enum Linear {
     Dense(Tensor),
     /// A ggml-quantized `(out, in)` weight; inputs are cast to f32 and back.
     Quantized(QMatMul),
+    /// A `q4_K` weight repacked for our AVX2 kernel (CPU); inputs are cast to f32 and back.
+    PackedQ4K(std::sync::Arc<PackedQ4K>),
 }
 
 impl Linear {
@@ -44,7 +49,15 @@ impl Module for Linear {
             }
             Linear::Quantized(q) => {
                 let xs = xs.to_dtype(DType::F32)?.contiguous()?;
-                q.forward(&xs)?.to_dtype(in_dtype)
+                let ys = match QGemv::for_matmul(q, xs.device()) {
+                    Some(op) => xs.apply_op1_no_bwd(&op)?,
+                    None => q.forward(&xs)?,
+                };
+                ys.to_dtype(in_dtype)
+            }
+            Linear::PackedQ4K(p) => {
+                let xs = xs.to_dtype(DType::F32)?.contiguous()?;
+                p.forward(&xs)?.to_dtype(in_dtype)
             }
         }
     }
@@ -102,6 +115,51 @@ mod tests {
         let diff = diff.to_scalar::<f32>().unwrap();
         // Q8_0 rounds weights and (inside QMatMul) activations to 8 bits per 32-block.
         assert!(diff < 0.02 * scale, "{diff} vs {scale}");
+    }
+
+    #[test]
+    fn packed_q4k_and_q6k_agree_with_candle_qmatmul_in_f16_and_f32() {
+        // On an AVX2 build the q6_K Linear runs our row kernel; the packed q4_K Linear is
+        // built here the way the GGUF loader builds it (its portable kernel elsewhere).
+        let dev = Device::Cpu;
+        let w = Tensor::randn(0f32, 1., (24, 512), &dev).unwrap();
+        for dtype in [DType::F32, DType::F16] {
+            let xs = Tensor::randn(0f32, 1., (2, 3, 512), &dev)
+                .unwrap()
+                .to_dtype(dtype)
+                .unwrap();
+            for g in [GgmlDType::Q4K, GgmlDType::Q6K] {
+                let mm = QMatMul::from_qtensor(QTensor::quantize(&w, g).unwrap()).unwrap();
+                let QMatMul::QTensor(qt) = &mm else {
+                    unreachable!("k-quants stay quantized")
+                };
+                let packed = match g {
+                    GgmlDType::Q4K => Linear::PackedQ4K(std::sync::Arc::new(
+                        PackedQ4K::pack(&qt.data().unwrap(), 24, 512).unwrap(),
+                    )),
+                    _ => Linear::Quantized(mm.clone()),
+                };
+                let ours = packed.forward(&xs).unwrap();
+                assert_eq!((ours.dims(), ours.dtype()), (&[2, 3, 24][..], dtype));
+                let theirs = mm
+                    .forward(&xs.to_dtype(DType::F32).unwrap())
+                    .unwrap()
+                    .to_dtype(dtype)
+                    .unwrap();
+                let diff = (ours.to_dtype(DType::F32).unwrap()
+                    - theirs.to_dtype(DType::F32).unwrap())
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+                // Same integer sums; f16 outputs round at 1/1024 of magnitudes up to ~60.
+                let tol = if dtype == DType::F16 { 0.1 } else { 1e-3 };
+                assert!(diff <= tol, "{g:?} {dtype:?}: {diff}");
+            }
+        }
     }
 
     #[test]

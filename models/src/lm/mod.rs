@@ -11,6 +11,7 @@ mod loader;
 mod masks;
 mod model;
 mod pth_shard;
+pub mod qgemv;
 mod rotary;
 mod safetensors_shard;
 mod session;

@@ -106,14 +106,13 @@ fn ours(args: &CompareArgs<'_>, backend: &str, gguf: &Path) -> Result<Row> {
     })
 }
 
-fn llama_bench(args: &CompareArgs<'_>, bin: &Path, gguf: &Path) -> Result<Row> {
+/// One `llama-bench` run: its JSON test list and the child's peak RSS.
+fn llama_bench_run(bin: &Path, gguf: &Path, extra: &[String]) -> Result<(Vec<Value>, Option<u64>)> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let child = Command::new(bin)
         .arg("-m")
         .arg(gguf)
-        .args(["-p", &args.prompt_tokens.to_string()])
-        .args(["-n", &args.decode_tokens.to_string()])
-        .args(["-r", &args.repeat.to_string()])
+        .args(extra)
         .args(["-t", &threads.to_string(), "-ngl", "0", "-o", "json"])
         // `-lm none`: read, not mapped, as our llama.cpp backend loads, so peak RSS is like for like
         // (a mapped file keeps its page cache and the repacked copy resident together).
@@ -130,8 +129,27 @@ fn llama_bench(args: &CompareArgs<'_>, bin: &Path, gguf: &Path) -> Result<Row> {
         );
     }
     let v: Value = serde_json::from_slice(&out.stdout).context("llama-bench JSON")?;
-    let tests = v.as_array().context("llama-bench JSON is not a list")?;
-    let rate = |key: &str| {
+    let tests = v
+        .as_array()
+        .context("llama-bench JSON is not a list")?
+        .clone();
+    Ok((tests, peak))
+}
+
+/// llama-bench measured like ours: prefill of the prompt from an empty cache, and decode
+/// *after* the prompt (`-d`, the depth our decode starts at; its plain `tg` test would decode
+/// from an empty cache, which is cheaper).
+fn llama_bench(args: &CompareArgs<'_>, bin: &Path, gguf: &Path) -> Result<Row> {
+    let (p, n, r) = (
+        args.prompt_tokens.to_string(),
+        args.decode_tokens.to_string(),
+        args.repeat.to_string(),
+    );
+    let strs = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let (pp, pp_peak) = llama_bench_run(bin, gguf, &strs(&["-p", &p, "-n", "0", "-r", &r]))?;
+    let (tg, tg_peak) =
+        llama_bench_run(bin, gguf, &strs(&["-p", "0", "-n", &n, "-d", &p, "-r", &r]))?;
+    let rate = |tests: &[Value], key: &str| {
         tests
             .iter()
             .find(|t| t[key].as_u64().unwrap_or(0) > 0)
@@ -140,9 +158,9 @@ fn llama_bench(args: &CompareArgs<'_>, bin: &Path, gguf: &Path) -> Result<Row> {
     };
     Ok(Row {
         name: "llama-bench".into(),
-        prefill_tps: rate("n_prompt"),
-        decode_tps: rate("n_gen"),
-        peak_rss: peak,
+        prefill_tps: rate(&pp, "n_prompt"),
+        decode_tps: rate(&tg, "n_gen"),
+        peak_rss: pp_peak.max(tg_peak),
     })
 }
 
