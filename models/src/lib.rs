@@ -4,6 +4,7 @@
 //! reading model files. The rest of the workspace talks to [`engine`] only.
 
 pub mod convert;
+pub mod cpu_conv;
 pub mod engine;
 pub mod error;
 pub mod generation;

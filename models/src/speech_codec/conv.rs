@@ -153,8 +153,13 @@ impl SConv1d {
 
     /// The convolution itself on already padded input.
     fn conv(&self, xs: &Tensor) -> Result<Tensor> {
-        let ys = xs.conv1d(&self.weight, 0, self.stride, self.dilation, 1)?;
-        add_bias(&ys, &self.bias)
+        crate::cpu_conv::conv1d(
+            xs,
+            &self.weight,
+            Some(&self.bias),
+            self.stride,
+            self.dilation,
+        )
     }
 
     /// One chunk `(B, C_in, n)` of a stream: the outputs whose receptive field is complete.

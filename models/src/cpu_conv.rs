@@ -1,0 +1,321 @@
+//! A 1-D convolution for f32 tensors on the CPU, used by the SpeechTokenizer's convolutions
+//! in place of candle's `conv1d` (other devices and dtypes go to candle).
+//!
+//! candle's CPU `conv1d` builds the whole im2col matrix `(B, L_out, C_in·K)` (for the first
+//! SEANet stage of a 10 s clip, 160000 × 192 floats), multiplies it with the kernel into a
+//! `(B, L_out, C_out)` result and copies that into `(B, C_out, L_out)`: two copies of the
+//! largest tensors and a product shaped so that its output is transposed. Here the output
+//! is computed in place, `(C_out, L_out)` row-major, as a sum over the kernel taps
+//! `Σ_j W[:, :, j] · X[:, j·d + s·t]`, each tap one `gemm` call reading the input through
+//! strides (no im2col; for inputs of under 16 channels, e.g. the first convolution of a
+//! mono waveform, the taps are gathered into a small im2col block instead). The output is
+//! cut into column blocks that stay in cache across the taps, the blocks are shared over
+//! candle's CPU pool, and the bias is the initial value of the output. Sums run in another
+//! order than candle's, so results agree to float rounding (tested below).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use candle_core::{CpuStorage, Device, Layout, Shape, Storage, Tensor};
+
+use crate::{Error, Result};
+
+/// Below this many input channels the taps are gathered into an im2col block.
+const MIN_TAP_CHANNELS: usize = 16;
+/// Output floats per column block (C_out × columns), about 512 KB: a block stays in L2
+/// while every tap adds into it.
+const BLOCK_FLOATS: usize = 1 << 17;
+
+/// `conv1d(xs, w) + bias` with no padding: `xs (B, C_in, L)`, `w (C_out, C_in, K)`,
+/// `bias (C_out)`, stride `s`, dilation `d` → `(B, C_out, (L - (K-1)·d - 1) / s + 1)`.
+pub fn conv1d(
+    xs: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    stride: usize,
+    dilation: usize,
+) -> Result<Tensor> {
+    let on_cpu_f32 = matches!(xs.device(), Device::Cpu)
+        && xs.dtype() == candle_core::DType::F32
+        && w.dtype() == candle_core::DType::F32;
+    if !on_cpu_f32 {
+        let ys = xs.conv1d(w, 0, stride, dilation, 1)?;
+        return Ok(match bias {
+            Some(b) => ys.broadcast_add(&b.reshape((1, (), 1))?)?,
+            None => ys,
+        });
+    }
+    let (b_sz, c_in, len) = xs.dims3()?;
+    let (c_out, w_in, k) = w.dims3()?;
+    if w_in != c_in || stride == 0 || dilation == 0 || k == 0 {
+        return Err(Error::InvalidArgument(format!(
+            "conv1d of input {:?} with kernel {:?}, stride {stride}, dilation {dilation}",
+            xs.dims(),
+            w.dims()
+        )));
+    }
+    let span = (k - 1) * dilation + 1;
+    if len < span {
+        return Err(Error::InvalidArgument(format!(
+            "conv1d input of {len} samples is shorter than the kernel's span {span}"
+        )));
+    }
+    let l_out = (len - span) / stride + 1;
+    let xs = xs.contiguous()?;
+    let w = w.contiguous()?;
+    let bias = bias
+        .map(|b| b.to_dtype(candle_core::DType::F32))
+        .transpose()?;
+    let bias = bias
+        .map(|b| b.flatten_all()?.to_vec1::<f32>())
+        .transpose()?;
+    if bias.as_ref().is_some_and(|b| b.len() != c_out) {
+        return Err(Error::InvalidArgument(format!(
+            "conv1d bias does not have the kernel's {c_out} output channels"
+        )));
+    }
+    let mut out = vec![0f32; b_sz * c_out * l_out];
+    if let Some(b) = &bias {
+        for (row, &v) in out.chunks_exact_mut(l_out.max(1)).zip(b.iter().cycle()) {
+            row.fill(v);
+        }
+    }
+    {
+        let (xs_store, xs_layout) = xs.storage_and_layout();
+        let (w_store, w_layout) = w.storage_and_layout();
+        let x = cpu_f32(&xs_store, xs_layout)?;
+        let wv = cpu_f32(&w_store, w_layout)?;
+        let geo = Geometry {
+            c_in,
+            c_out,
+            len,
+            k,
+            stride,
+            dilation,
+            l_out,
+        };
+        run(&geo, b_sz, x, wv, &mut out);
+    }
+    Ok(Tensor::from_vec(out, (b_sz, c_out, l_out), &Device::Cpu)?)
+}
+
+fn cpu_f32<'a>(storage: &'a Storage, layout: &Layout) -> Result<&'a [f32]> {
+    match (storage, layout.contiguous_offsets()) {
+        (Storage::Cpu(CpuStorage::F32(v)), Some((a, b))) => Ok(&v[a..b]),
+        _ => Err(Error::InvalidArgument(
+            "conv1d: a contiguous f32 CPU tensor expected".into(),
+        )),
+    }
+}
+
+/// Sizes of one convolution.
+struct Geometry {
+    c_in: usize,
+    c_out: usize,
+    len: usize,
+    k: usize,
+    stride: usize,
+    dilation: usize,
+    l_out: usize,
+}
+
+/// Splits every batch row's output columns into blocks and runs them over candle's pool.
+fn run(g: &Geometry, b_sz: usize, x: &[f32], w: &[f32], out: &mut [f32]) {
+    let cols = (BLOCK_FLOATS / g.c_out.max(1))
+        .clamp(64, 4096)
+        .min(g.l_out.max(1));
+    let per_row = g.l_out.div_ceil(cols);
+    let jobs = b_sz * per_row;
+    let next = AtomicUsize::new(0);
+    let out_ptr = SendPtr(out.as_mut_ptr());
+    let out_len = out.len();
+    let pool = candle_core::utils::barrier_pool();
+    pool.execute(|_| {
+        let mut scratch = Vec::new();
+        loop {
+            let job = next.fetch_add(1, Ordering::Relaxed);
+            if job >= jobs {
+                break;
+            }
+            let (b, blk) = (job / per_row, job % per_row);
+            let t0 = blk * cols;
+            let n = cols.min(g.l_out - t0);
+            let xb = &x[b * g.c_in * g.len..(b + 1) * g.c_in * g.len];
+            let dst_off = b * g.c_out * g.l_out + t0;
+            // Block (b, blk) owns columns t0..t0+n of the C_out rows of batch row b: no other
+            // job writes them.
+            block(g, xb, w, out_ptr, out_len, dst_off, t0, n, &mut scratch);
+        }
+    });
+}
+
+/// The output pointer, shared by the pool's threads (each writes its own blocks).
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+// SAFETY: the pointer is only written through in disjoint column blocks (see `run`).
+#[allow(unsafe_code)]
+unsafe impl Send for SendPtr {}
+// SAFETY: as above.
+#[allow(unsafe_code)]
+unsafe impl Sync for SendPtr {}
+
+/// Adds every tap's product into output columns `t0..t0+n` of one batch row.
+#[allow(clippy::too_many_arguments)]
+#[allow(unsafe_code)]
+fn block(
+    g: &Geometry,
+    x: &[f32],
+    w: &[f32],
+    out: SendPtr,
+    out_len: usize,
+    dst_off: usize,
+    t0: usize,
+    n: usize,
+    scratch: &mut Vec<f32>,
+) {
+    let (s, d) = (g.stride as isize, g.dilation);
+    // Last output element this block touches, and the last input element read.
+    debug_assert!(dst_off + (g.c_out - 1) * g.l_out + n <= out_len);
+    debug_assert!((g.c_in - 1) * g.len + (t0 + n - 1) * g.stride + (g.k - 1) * d < x.len());
+    let _ = out_len;
+    if g.c_in < MIN_TAP_CHANNELS {
+        // Gather the C_in·K tap rows of these columns, then one product.
+        let rows = g.c_in * g.k;
+        scratch.clear();
+        scratch.resize(rows * n, 0.0);
+        for ci in 0..g.c_in {
+            for j in 0..g.k {
+                let row = &mut scratch[(ci * g.k + j) * n..(ci * g.k + j + 1) * n];
+                let base = ci * g.len + t0 * g.stride + j * d;
+                for (t, v) in row.iter_mut().enumerate() {
+                    *v = x[base + t * g.stride];
+                }
+            }
+        }
+        // SAFETY: dst rows are `l_out` apart, `n` columns from `dst_off` (in bounds: the
+        // debug assertion above, and `t0 + n <= l_out`); lhs is `w` as (C_out, C_in·K)
+        // row-major; rhs is `scratch` as (C_in·K, n) row-major. Only this job writes them.
+        unsafe {
+            gemm::gemm(
+                g.c_out,
+                n,
+                rows,
+                out.0.add(dst_off),
+                1,
+                g.l_out as isize,
+                true,
+                w.as_ptr(),
+                1,
+                rows as isize,
+                scratch.as_ptr(),
+                1,
+                n as isize,
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            );
+        }
+        return;
+    }
+    for j in 0..g.k {
+        // SAFETY: lhs = W[:, :, j]: rows C_in·K apart, columns K apart, from offset j (< K);
+        // rhs = X[:, j·d + s·t] for t in t0..t0+n: rows `len` apart, columns `s` apart, the
+        // last read in bounds (debug assertion above: `(t0+n-1)·s + (K-1)·d < len`, which
+        // holds because `t0 + n <= l_out`); dst as above.
+        unsafe {
+            gemm::gemm(
+                g.c_out,
+                n,
+                g.c_in,
+                out.0.add(dst_off),
+                1,
+                g.l_out as isize,
+                true,
+                w.as_ptr().add(j),
+                g.k as isize,
+                (g.c_in * g.k) as isize,
+                x.as_ptr().add(t0 * g.stride + j * d),
+                s,
+                g.len as isize,
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn check(b: usize, c_in: usize, c_out: usize, len: usize, k: usize, s: usize, d: usize) {
+        let dev = Device::Cpu;
+        let xs = Tensor::randn(0f32, 1., (b, c_in, len), &dev).unwrap();
+        let w = Tensor::randn(0f32, 0.3, (c_out, c_in, k), &dev).unwrap();
+        let bias = Tensor::randn(0f32, 1., c_out, &dev).unwrap();
+        let ours = conv1d(&xs, &w, Some(&bias), s, d).unwrap();
+        let theirs = xs
+            .conv1d(&w, 0, s, d, 1)
+            .unwrap()
+            .broadcast_add(&bias.reshape((1, (), 1)).unwrap())
+            .unwrap();
+        assert_eq!(
+            ours.dims(),
+            theirs.dims(),
+            "{b} {c_in} {c_out} {len} {k} {s} {d}"
+        );
+        let diff = (ours - theirs)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(diff < 1e-4, "{b} {c_in} {c_out} {len} {k} {s} {d}: {diff}");
+    }
+
+    #[test]
+    fn matches_candle_conv1d() {
+        // Mono input (im2col block), the SEANet shapes (k 7 / 3 with dilation / 1, strided
+        // down-sampling k = 2s), many column blocks, batch rows, a non-contiguous input.
+        check(1, 1, 8, 300, 7, 1, 1);
+        check(2, 20, 24, 257, 3, 1, 3);
+        check(1, 32, 16, 5000, 1, 1, 1);
+        check(2, 16, 32, 1003, 8, 4, 1);
+        check(1, 64, 128, 9000, 4, 2, 1);
+        check(1, 3, 5, 40, 5, 3, 2);
+        let dev = Device::Cpu;
+        let xs = Tensor::randn(0f32, 1., (1, 40, 24), &dev)
+            .unwrap()
+            .transpose(1, 2)
+            .unwrap();
+        let w = Tensor::randn(0f32, 1., (6, 24, 3), &dev).unwrap();
+        let ours = conv1d(&xs, &w, None, 1, 1).unwrap();
+        let theirs = xs.conv1d(&w, 0, 1, 1, 1).unwrap();
+        let diff = (ours - theirs).unwrap().abs().unwrap().max_all().unwrap();
+        assert!(diff.to_scalar::<f32>().unwrap() < 1e-4);
+    }
+
+    #[test]
+    fn bad_shapes_are_errors() {
+        let dev = Device::Cpu;
+        let xs = Tensor::zeros((1, 4, 10), candle_core::DType::F32, &dev).unwrap();
+        let w = Tensor::zeros((2, 3, 3), candle_core::DType::F32, &dev).unwrap();
+        assert!(conv1d(&xs, &w, None, 1, 1).is_err());
+        let w = Tensor::zeros((2, 4, 11), candle_core::DType::F32, &dev).unwrap();
+        let err = conv1d(&xs, &w, None, 1, 1).unwrap_err().to_string();
+        assert!(err.contains("shorter than the kernel"), "{err}");
+        let w = Tensor::zeros((2, 4, 3), candle_core::DType::F32, &dev).unwrap();
+        assert!(conv1d(&xs, &w, None, 0, 1).is_err());
+        let bias = Tensor::zeros(5, candle_core::DType::F32, &dev).unwrap();
+        assert!(conv1d(&xs, &w, Some(&bias), 1, 1).is_err());
+    }
+}
