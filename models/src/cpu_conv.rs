@@ -15,7 +15,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use candle_core::{CpuStorage, Device, Layout, Shape, Storage, Tensor};
+use candle_core::{CpuStorage, Device, Layout, Storage, Tensor};
 
 use crate::{Error, Result};
 

@@ -9,18 +9,39 @@
 //! SEANet encoder). The unidirectional one (SEANet decoder) also streams: [`SLSTM::step`]
 //! carries `(h, c)` of every layer in an [`SLSTMState`].
 
-use candle_core::{Tensor, D};
+use std::sync::Mutex;
+
+use candle_core::{CpuStorage, Device, Storage, Tensor, D};
 use candle_nn::VarBuilder;
 
 use crate::{Error, Result};
+
+/// `1 / (1 + e^{-x})`, as candle's `sigmoid`.
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// A dot product in 32 independent lanes (vectorised by the compiler).
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 32];
+    let (ca, cb) = (a.chunks_exact(32), b.chunks_exact(32));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for i in 0..32 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    let tail: f32 = ra.iter().zip(rb).map(|(x, y)| x * y).sum();
+    acc.iter().sum::<f32>() + tail
+}
 
 /// One direction of one LSTM layer.
 #[derive(Debug, Clone)]
 struct LstmCell {
     /// `(In, 4H)`.
     w_ih_t: Tensor,
-    /// `(H, 4H)`.
-    w_hh_t: Tensor,
+    /// `(4H, H)`, as stored (rows: gates i, f, g, o).
+    w_hh: Tensor,
     b_ih: Tensor,
     b_hh: Tensor,
     hidden: usize,
@@ -34,9 +55,8 @@ impl LstmCell {
                 .get((g, in_dim), &format!("weight_ih_{suffix}"))?
                 .t()?
                 .contiguous()?,
-            w_hh_t: vb
+            w_hh: vb
                 .get((g, hidden), &format!("weight_hh_{suffix}"))?
-                .t()?
                 .contiguous()?,
             b_ih: vb.get(g, &format!("bias_ih_{suffix}"))?,
             b_hh: vb.get(g, &format!("bias_hh_{suffix}"))?,
@@ -52,21 +72,35 @@ impl LstmCell {
         reverse: bool,
         state: Option<(Tensor, Tensor)>,
     ) -> Result<(Tensor, (Tensor, Tensor))> {
-        let (b_sz, seq_len, _) = xs.dims3()?;
         let proj = xs
             .broadcast_matmul(&self.w_ih_t)?
             .broadcast_add(&self.b_ih)?;
+        if matches!(xs.device(), Device::Cpu) && xs.dtype() == candle_core::DType::F32 {
+            return self.run_cpu(&proj, reverse, state);
+        }
+        self.run_tensors(&proj, reverse, state)
+    }
+
+    /// The recurrence over `proj = xs · W_ihᵀ + b_ih` `(B, T, 4H)` with tensor ops (any
+    /// device and dtype).
+    fn run_tensors(
+        &self,
+        proj: &Tensor,
+        reverse: bool,
+        state: Option<(Tensor, Tensor)>,
+    ) -> Result<(Tensor, (Tensor, Tensor))> {
+        let (b_sz, seq_len, _) = proj.dims3()?;
         let (mut h, mut c) = match state {
             Some(s) => s,
             None => {
-                let z = Tensor::zeros((b_sz, self.hidden), xs.dtype(), xs.device())?;
+                let z = Tensor::zeros((b_sz, self.hidden), proj.dtype(), proj.device())?;
                 (z.clone(), z)
             }
         };
         let mut outs = Vec::with_capacity(seq_len);
         for i in 0..seq_len {
             let t = if reverse { seq_len - 1 - i } else { i };
-            let hh = h.matmul(&self.w_hh_t)?.broadcast_add(&self.b_hh)?;
+            let hh = h.matmul(&self.w_hh.t()?)?.broadcast_add(&self.b_hh)?;
             let gates = (proj.narrow(1, t, 1)?.squeeze(1)? + hh)?;
             let chunk = |k: usize| gates.narrow(D::Minus1, k * self.hidden, self.hidden);
             let ig = candle_nn::ops::sigmoid(&chunk(0)?)?;
@@ -81,6 +115,94 @@ impl LstmCell {
             outs.reverse();
         }
         Ok((Tensor::stack(&outs, 1)?, (h, c)))
+    }
+
+    /// [`LstmCell::run`] for f32 on the CPU, one fused loop per step instead of a dozen
+    /// tensor ops: the recurrent product `W_hh · h` as row dot products over candle's CPU
+    /// pool (candle's `h · W_hhᵀ` with one row runs as a column-major GEMV that rewrites its
+    /// output once per input element), then the gates in place. Same formulas and order of
+    /// the element-wise steps as the tensor path.
+    fn run_cpu(
+        &self,
+        proj: &Tensor,
+        reverse: bool,
+        state: Option<(Tensor, Tensor)>,
+    ) -> Result<(Tensor, (Tensor, Tensor))> {
+        let (b_sz, seq_len, g4) = proj.dims3()?;
+        let hd = self.hidden;
+        let proj = proj.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+        let b_hh = self
+            .b_hh
+            .to_dtype(candle_core::DType::F32)?
+            .to_vec1::<f32>()?;
+        let (mut h, mut c) = match state {
+            Some((h, c)) => (
+                h.flatten_all()?.to_vec1::<f32>()?,
+                c.flatten_all()?.to_vec1::<f32>()?,
+            ),
+            None => (vec![0f32; b_sz * hd], vec![0f32; b_sz * hd]),
+        };
+        if g4 != 4 * hd || h.len() != b_sz * hd || c.len() != b_sz * hd {
+            return Err(Error::InvalidArgument(format!(
+                "LSTM state of {} values for a batch of {b_sz} and hidden size {hd}",
+                h.len()
+            )));
+        }
+        let (w_store, w_layout) = self.w_hh.storage_and_layout();
+        let w = match (&*w_store, w_layout.contiguous_offsets()) {
+            (Storage::Cpu(CpuStorage::F32(v)), Some((a, b))) => &v[a..b],
+            _ => {
+                return Err(Error::InvalidArgument(
+                    "LSTM weights are not f32 on the CPU".into(),
+                ))
+            }
+        };
+        let pool = candle_core::utils::barrier_pool();
+        let threads = pool.n_workers() + 1;
+        let rows_per = g4.div_ceil(threads).max(1);
+        let mut out = vec![0f32; b_sz * seq_len * hd];
+        let mut gates = vec![0f32; g4];
+        for b in 0..b_sz {
+            let (hb, cb) = (&mut h[b * hd..(b + 1) * hd], &mut c[b * hd..(b + 1) * hd]);
+            for i in 0..seq_len {
+                let t = if reverse { seq_len - 1 - i } else { i };
+                {
+                    let chunks: Vec<Mutex<&mut [f32]>> =
+                        gates.chunks_mut(rows_per).map(Mutex::new).collect();
+                    let hb: &[f32] = hb;
+                    pool.execute(|tid| {
+                        let Some(chunk) = chunks.get(tid) else { return };
+                        let mut chunk = chunk.lock().unwrap_or_else(|e| e.into_inner());
+                        let r0 = tid * rows_per;
+                        for (r, g) in chunk.iter_mut().enumerate() {
+                            let row = r0 + r;
+                            *g = dot(&w[row * hd..(row + 1) * hd], hb);
+                        }
+                    });
+                }
+                let p = &proj[(b * seq_len + t) * g4..(b * seq_len + t + 1) * g4];
+                for ((g, &pv), &bv) in gates.iter_mut().zip(p).zip(&b_hh) {
+                    *g = pv + (*g + bv);
+                }
+                for j in 0..hd {
+                    let ig = sigmoid(gates[j]);
+                    let fg = sigmoid(gates[hd + j]);
+                    let gg = gates[2 * hd + j].tanh();
+                    let og = sigmoid(gates[3 * hd + j]);
+                    cb[j] = fg * cb[j] + ig * gg;
+                    hb[j] = og * cb[j].tanh();
+                }
+                out[(b * seq_len + t) * hd..(b * seq_len + t + 1) * hd].copy_from_slice(hb);
+            }
+        }
+        let dev = Device::Cpu;
+        Ok((
+            Tensor::from_vec(out, (b_sz, seq_len, hd), &dev)?,
+            (
+                Tensor::from_vec(h, (b_sz, hd), &dev)?,
+                Tensor::from_vec(c, (b_sz, hd), &dev)?,
+            ),
+        ))
     }
 }
 
@@ -160,5 +282,72 @@ impl SLSTM {
             ys = out;
         }
         Ok((ys + input)?.transpose(1, 2)?.contiguous()?)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use candle_core::DType;
+    use std::collections::HashMap;
+
+    #[test]
+    fn the_cpu_loop_matches_the_tensor_ops() {
+        let dev = Device::Cpu;
+        let (in_dim, hd) = (24, 40);
+        let mut ts = HashMap::new();
+        ts.insert(
+            "weight_ih_l0".to_string(),
+            Tensor::randn(0f32, 0.3, (4 * hd, in_dim), &dev).unwrap(),
+        );
+        ts.insert(
+            "weight_hh_l0".to_string(),
+            Tensor::randn(0f32, 0.3, (4 * hd, hd), &dev).unwrap(),
+        );
+        ts.insert(
+            "bias_ih_l0".to_string(),
+            Tensor::randn(0f32, 0.3, 4 * hd, &dev).unwrap(),
+        );
+        ts.insert(
+            "bias_hh_l0".to_string(),
+            Tensor::randn(0f32, 0.3, 4 * hd, &dev).unwrap(),
+        );
+        let vb = VarBuilder::from_tensors(ts, DType::F32, &dev);
+        let cell = LstmCell::new(in_dim, hd, "l0", &vb).unwrap();
+        let xs = Tensor::randn(0f32, 1., (2, 7, in_dim), &dev).unwrap();
+        let proj = xs
+            .broadcast_matmul(&cell.w_ih_t)
+            .unwrap()
+            .broadcast_add(&cell.b_ih)
+            .unwrap();
+        let h0 = Tensor::randn(0f32, 0.5, (2, hd), &dev).unwrap();
+        let c0 = Tensor::randn(0f32, 0.5, (2, hd), &dev).unwrap();
+        let max_diff = |a: &Tensor, b: &Tensor| {
+            (a - b)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .max(0)
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+        };
+        for reverse in [false, true] {
+            for state in [None, Some((h0.clone(), c0.clone()))] {
+                let (ya, (ha, ca)) = cell.run_cpu(&proj, reverse, state.clone()).unwrap();
+                let (yb, (hb, cb)) = cell.run_tensors(&proj, reverse, state).unwrap();
+                assert_eq!(ya.dims(), &[2, 7, hd]);
+                assert!(max_diff(&ya, &yb) < 1e-5);
+                assert!(max_diff(&ha, &hb) < 1e-5);
+                assert!(max_diff(&ca, &cb) < 1e-5);
+            }
+        }
+        // Through `run`: the dispatch on the CPU takes the loop.
+        let (y, _) = cell.run(&xs, false, None).unwrap();
+        let (yb, _) = cell.run_tensors(&proj, false, None).unwrap();
+        assert!(max_diff(&y, &yb) < 1e-5);
     }
 }
