@@ -151,6 +151,13 @@ fn run(g: &Geometry, b_sz: usize, x: &[f32], w: &[f32], out: &mut [f32]) {
 /// The output pointer, shared by the pool's threads (each writes its own blocks).
 #[derive(Clone, Copy)]
 struct SendPtr(*mut f32);
+
+impl SendPtr {
+    /// The pointer (a method, so closures capture the `Sync` wrapper, not the field).
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
 // SAFETY: the pointer is only written through in disjoint column blocks (see `run`).
 #[allow(unsafe_code)]
 unsafe impl Send for SendPtr {}
@@ -199,7 +206,7 @@ fn block(
                 g.c_out,
                 n,
                 rows,
-                out.0.add(dst_off),
+                out.get().add(dst_off),
                 1,
                 g.l_out as isize,
                 true,
@@ -229,7 +236,7 @@ fn block(
                 g.c_out,
                 n,
                 g.c_in,
-                out.0.add(dst_off),
+                out.get().add(dst_off),
                 1,
                 g.l_out as isize,
                 true,
@@ -248,6 +255,94 @@ fn block(
             );
         }
     }
+}
+
+/// The full output of a transposed 1-D convolution without bias, f32 on the CPU:
+/// `xs (B, C_in, T)`, `w_rows (C_out·K, C_in)` (row `o·K + j` = tap `j` of output channel
+/// `o`), stride `s` → `(B, C_out, (T - 1)·s + K)` with `out[o, t·s + j] = Σ_ci w[o·K + j, ci] ·
+/// x[ci, t]`. Each tap is one `gemm` that adds straight into every `s`-th output column (no
+/// `(C_out·K, T)` frames tensor, no overlap-add copies); the output channels are split over
+/// candle's pool. `None` when the inputs are not f32 on the CPU (use tensor ops).
+pub fn conv_transpose1d_full(
+    xs: &Tensor,
+    w_rows: &Tensor,
+    c_out: usize,
+    k: usize,
+    stride: usize,
+) -> Result<Option<Tensor>> {
+    if !matches!(xs.device(), Device::Cpu)
+        || xs.dtype() != candle_core::DType::F32
+        || w_rows.dtype() != candle_core::DType::F32
+    {
+        return Ok(None);
+    }
+    let (b_sz, c_in, t_len) = xs.dims3()?;
+    if w_rows.dims2()? != (c_out * k, c_in) || stride == 0 || k == 0 || t_len == 0 {
+        return Err(Error::InvalidArgument(format!(
+            "transposed conv1d of input {:?} with weight rows {:?} for {c_out} channels, kernel {k}, stride {stride}",
+            xs.dims(),
+            w_rows.dims()
+        )));
+    }
+    let l_full = (t_len - 1) * stride + k;
+    let xs = xs.contiguous()?;
+    let w_rows = w_rows.contiguous()?;
+    let mut out = vec![0f32; b_sz * c_out * l_full];
+    {
+        let (xs_store, xs_layout) = xs.storage_and_layout();
+        let (w_store, w_layout) = w_rows.storage_and_layout();
+        let x = cpu_f32(&xs_store, xs_layout)?;
+        let w = cpu_f32(&w_store, w_layout)?;
+        let pool = candle_core::utils::barrier_pool();
+        let threads = pool.n_workers() + 1;
+        let per = c_out.div_ceil(threads).max(1);
+        let out_ptr = SendPtr(out.as_mut_ptr());
+        pool.execute(|tid| {
+            let o0 = tid * per;
+            if o0 >= c_out {
+                return;
+            }
+            let rows = per.min(c_out - o0);
+            for b in 0..b_sz {
+                for j in 0..k {
+                    // SAFETY: this thread alone writes output rows o0..o0+rows of batch row
+                    // b. dst: rows `l_full` apart, columns `stride` apart from column j: the
+                    // last, (t_len-1)·s + j < l_full. lhs: rows o0.. of tap j, `K·C_in`
+                    // apart, columns 1 apart (C_in of them). rhs: x of batch row b,
+                    // (C_in, T) row-major.
+                    #[allow(unsafe_code)]
+                    unsafe {
+                        gemm::gemm(
+                            rows,
+                            t_len,
+                            c_in,
+                            out_ptr.get().add((b * c_out + o0) * l_full + j),
+                            stride as isize,
+                            l_full as isize,
+                            true,
+                            w.as_ptr().add((o0 * k + j) * c_in),
+                            1,
+                            (k * c_in) as isize,
+                            x.as_ptr().add(b * c_in * t_len),
+                            1,
+                            t_len as isize,
+                            1.0,
+                            1.0,
+                            false,
+                            false,
+                            false,
+                            gemm::Parallelism::None,
+                        );
+                    }
+                }
+            }
+        });
+    }
+    Ok(Some(Tensor::from_vec(
+        out,
+        (b_sz, c_out, l_full),
+        &Device::Cpu,
+    )?))
 }
 
 #[cfg(test)]
@@ -302,6 +397,57 @@ mod tests {
         let theirs = xs.conv1d(&w, 0, 1, 1, 1).unwrap();
         let diff = (ours - theirs).unwrap().abs().unwrap().max_all().unwrap();
         assert!(diff.to_scalar::<f32>().unwrap() < 1e-4);
+    }
+
+    #[test]
+    fn transposed_matches_candle_conv_transpose1d() {
+        let dev = Device::Cpu;
+        for &(b, c_in, c_out, t, k, s) in &[
+            (1, 8, 4, 30, 16, 8),
+            (2, 6, 4, 17, 10, 5),
+            (2, 6, 5, 17, 1, 1),
+            (2, 6, 5, 17, 10, 5),
+            (1, 3, 2, 1, 4, 2),
+            (1, 16, 8, 40, 3, 1),
+        ] {
+            let xs = Tensor::randn(0f32, 1., (b, c_in, t), &dev).unwrap();
+            let w = Tensor::randn(0f32, 0.3, (c_in, c_out, k), &dev).unwrap();
+            // candle one batch row at a time: its CPU conv_transpose1d (0.11) gives other
+            // results for B = 2 than for the same rows run one by one (seen here; our
+            // SConvTranspose1d never used it).
+            let per_row: Vec<Tensor> = (0..b)
+                .map(|i| {
+                    xs.narrow(0, i, 1)
+                        .unwrap()
+                        .conv_transpose1d(&w, 0, 0, s, 1, 1)
+                        .unwrap()
+                })
+                .collect();
+            let theirs = Tensor::cat(&per_row, 0).unwrap();
+            let rows = w
+                .reshape((c_in, c_out * k))
+                .unwrap()
+                .t()
+                .unwrap()
+                .contiguous()
+                .unwrap();
+            let ours = conv_transpose1d_full(&xs, &rows, c_out, k, s)
+                .unwrap()
+                .unwrap();
+            assert_eq!(ours.dims(), theirs.dims());
+            let diff = (ours - theirs).unwrap().abs().unwrap().max_all().unwrap();
+            assert!(
+                diff.to_scalar::<f32>().unwrap() < 1e-4,
+                "{b} {c_in} {c_out} {t} {k} {s}"
+            );
+        }
+        let xs = Tensor::zeros((1, 3, 5), candle_core::DType::F32, &dev).unwrap();
+        let rows = Tensor::zeros((7, 3), candle_core::DType::F32, &dev).unwrap();
+        assert!(conv_transpose1d_full(&xs, &rows, 2, 4, 2).is_err());
+        let f16 = xs.to_dtype(candle_core::DType::F16).unwrap();
+        assert!(conv_transpose1d_full(&f16, &rows, 2, 4, 2)
+            .unwrap()
+            .is_none());
     }
 
     #[test]

@@ -284,6 +284,15 @@ impl SConvTranspose1d {
 
     /// Full `ConvTranspose1d` output without bias: `(B, C_out, (T + m - 1)·s)`, `m = k / s`.
     fn overlap_add(&self, xs: &Tensor) -> Result<Tensor> {
+        if let Some(full) = crate::cpu_conv::conv_transpose1d_full(
+            xs,
+            &self.weight,
+            self.out_c,
+            self.kernel_size,
+            self.stride,
+        )? {
+            return Ok(full);
+        }
         let (b_sz, _, seq_len) = xs.dims3()?;
         let (s, m) = (self.stride, self.kernel_size / self.stride);
         let frames = self
