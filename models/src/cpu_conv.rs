@@ -345,6 +345,129 @@ pub fn conv_transpose1d_full(
     )?))
 }
 
+/// `conv2d(xs, w, padding) + bias` with stride 1, f32 on the CPU: `xs (B, C_in, H, W)`,
+/// `w (C_out, C_in, KH, KW)` → `(B, C_out, H + 2p - KH + 1, W + 2p - KW + 1)`. `None` when
+/// the inputs are not f32 on the CPU (use candle's `conv2d`).
+///
+/// The zero-padded input `(C_in, Hp, Wp)` is read as a `(C_in, Hp·Wp)` matrix: output
+/// position `(y, x)` at "wide" column `y·Wp + x` is then `Σ_taps W[:, :, dy, dx] · X[:, c +
+/// dy·Wp + dx]`, every tap one `gemm` over shifted columns of the same matrix (no im2col
+/// matrix of `C_in·KH·KW` rows), computing `KW - 1` columns per row that are thrown away
+/// when the valid `W_out` columns are copied out. Column blocks go over candle's pool.
+pub fn conv2d_s1(
+    xs: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    padding: usize,
+) -> Result<Option<Tensor>> {
+    if !matches!(xs.device(), Device::Cpu)
+        || xs.dtype() != candle_core::DType::F32
+        || w.dtype() != candle_core::DType::F32
+    {
+        return Ok(None);
+    }
+    let (b_sz, c_in, h, wd) = xs.dims4()?;
+    let (c_out, w_in, kh, kw) = w.dims4()?;
+    let (hp, wp) = (h + 2 * padding, wd + 2 * padding);
+    if w_in != c_in || kh == 0 || kw == 0 || hp < kh || wp < kw {
+        return Err(Error::InvalidArgument(format!(
+            "conv2d of input {:?} with kernel {:?}, padding {padding}",
+            xs.dims(),
+            w.dims()
+        )));
+    }
+    let (ho, wo) = (hp - kh + 1, wp - kw + 1);
+    let xs = if padding > 0 {
+        xs.pad_with_zeros(2, padding, padding)?
+            .pad_with_zeros(3, padding, padding)?
+    } else {
+        xs.contiguous()?
+    };
+    // Weight as (C_out, KH·KW, C_in): tap t's (C_out, C_in) block has unit column stride.
+    let w_taps = w.permute((0, 2, 3, 1))?.contiguous()?;
+    let bias = bias
+        .map(|b| b.to_dtype(candle_core::DType::F32)?.to_vec1::<f32>())
+        .transpose()?;
+    if bias.as_ref().is_some_and(|b| b.len() != c_out) {
+        return Err(Error::InvalidArgument(format!(
+            "conv2d bias does not have the kernel's {c_out} output channels"
+        )));
+    }
+    // Wide columns needed: up to the last valid output position.
+    let n_wide = (ho - 1) * wp + wo;
+    let plane = hp * wp;
+    let mut wide = vec![0f32; b_sz * c_out * n_wide];
+    if let Some(b) = &bias {
+        for (row, &v) in wide.chunks_exact_mut(n_wide).zip(b.iter().cycle()) {
+            row.fill(v);
+        }
+    }
+    {
+        let (xs_store, xs_layout) = xs.storage_and_layout();
+        let (w_store, w_layout) = w_taps.storage_and_layout();
+        let x = cpu_f32(&xs_store, xs_layout)?;
+        let wv = cpu_f32(&w_store, w_layout)?;
+        let taps = kh * kw;
+        let cols = (BLOCK_FLOATS / c_out.max(1)).clamp(256, 8192).min(n_wide);
+        let per_row = n_wide.div_ceil(cols);
+        let jobs = b_sz * per_row;
+        let next = AtomicUsize::new(0);
+        let out_ptr = SendPtr(wide.as_mut_ptr());
+        candle_core::utils::barrier_pool().execute(|_| loop {
+            let job = next.fetch_add(1, Ordering::Relaxed);
+            if job >= jobs {
+                break;
+            }
+            let (b, blk) = (job / per_row, job % per_row);
+            let c0 = blk * cols;
+            let n = cols.min(n_wide - c0);
+            for t in 0..taps {
+                let (dy, dx) = (t / kw, t % kw);
+                // SAFETY: job (b, blk) alone writes wide columns c0..c0+n of batch row b
+                // (rows `n_wide` apart). Reads: input column c + dy·Wp + dx ≤ (n_wide - 1) +
+                // (KH-1)·Wp + KW-1 = Hp·Wp - 1 inside each channel's plane (`plane` apart);
+                // weights: tap t's (C_out, C_in) block, rows KH·KW·C_in apart.
+                #[allow(unsafe_code)]
+                unsafe {
+                    gemm::gemm(
+                        c_out,
+                        n,
+                        c_in,
+                        out_ptr.get().add(b * c_out * n_wide + c0),
+                        1,
+                        n_wide as isize,
+                        true,
+                        wv.as_ptr().add(t * c_in),
+                        1,
+                        (taps * c_in) as isize,
+                        x.as_ptr().add(b * c_in * plane + c0 + dy * wp + dx),
+                        1,
+                        plane as isize,
+                        1.0,
+                        1.0,
+                        false,
+                        false,
+                        false,
+                        gemm::Parallelism::None,
+                    );
+                }
+            }
+        });
+    }
+    // Keep the `W_out` valid columns of every wide row.
+    let mut out = vec![0f32; b_sz * c_out * ho * wo];
+    for (dst, src) in out.chunks_exact_mut(ho * wo).zip(wide.chunks_exact(n_wide)) {
+        for y in 0..ho {
+            dst[y * wo..(y + 1) * wo].copy_from_slice(&src[y * wp..y * wp + wo]);
+        }
+    }
+    Ok(Some(Tensor::from_vec(
+        out,
+        (b_sz, c_out, ho, wo),
+        &Device::Cpu,
+    )?))
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -448,6 +571,42 @@ mod tests {
         assert!(conv_transpose1d_full(&f16, &rows, 2, 4, 2)
             .unwrap()
             .is_none());
+    }
+
+    #[test]
+    fn conv2d_matches_candle() {
+        let dev = Device::Cpu;
+        for &(b, c_in, c_out, h, w, k, p) in &[
+            (1, 4, 8, 9, 7, 3, 1),
+            (2, 20, 6, 16, 16, 3, 1),
+            (2, 12, 10, 5, 6, 1, 0),
+            (1, 3, 4, 6, 5, 3, 0),
+            (1, 8, 300, 40, 33, 3, 1),
+        ] {
+            let xs = Tensor::randn(0f32, 1., (b, c_in, h, w), &dev).unwrap();
+            let wt = Tensor::randn(0f32, 0.3, (c_out, c_in, k, k), &dev).unwrap();
+            let bias = Tensor::randn(0f32, 1., c_out, &dev).unwrap();
+            let theirs = xs
+                .conv2d(&wt, p, 1, 1, 1)
+                .unwrap()
+                .broadcast_add(&bias.reshape((1, (), 1, 1)).unwrap())
+                .unwrap();
+            let ours = conv2d_s1(&xs, &wt, Some(&bias), p).unwrap().unwrap();
+            assert_eq!(ours.dims(), theirs.dims());
+            let diff = (ours - theirs).unwrap().abs().unwrap().max_all().unwrap();
+            assert!(
+                diff.to_scalar::<f32>().unwrap() < 1e-4,
+                "{b} {c_in} {c_out} {h} {w} {k} {p}"
+            );
+        }
+        let xs = Tensor::zeros((1, 3, 2, 2), candle_core::DType::F32, &dev).unwrap();
+        let wt = Tensor::zeros((2, 3, 3, 3), candle_core::DType::F32, &dev).unwrap();
+        assert!(conv2d_s1(&xs, &wt, None, 0).is_err());
+        assert!(
+            conv2d_s1(&xs.to_dtype(candle_core::DType::F16).unwrap(), &wt, None, 1)
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@ mod noising;
 mod pipeline;
 mod preview;
 mod prompt_cache;
+mod resnet;
 mod scheduler;
 mod seed_decode_head;
 mod transformer;

@@ -15,7 +15,9 @@
 use std::path::Path;
 
 use candle_core::{DType, Device, Module, Tensor};
-use candle_nn::{conv2d, group_norm, linear, Conv2d, Conv2dConfig, GroupNorm, Linear, VarBuilder};
+use candle_nn::{group_norm, linear, GroupNorm, Linear, VarBuilder};
+
+use super::resnet::Conv2d;
 use serde::Deserialize;
 
 use super::noising::timestep_embedding;
@@ -181,10 +183,6 @@ impl UNet2DConditionModel {
             eps: cfg.norm_eps,
             cross_dim: cfg.cross_attention_dim,
         };
-        let pad1 = Conv2dConfig {
-            padding: 1,
-            ..Default::default()
-        };
         let down_blocks = Self::down_blocks(&cfg, ctx, vb.pp("down_blocks"))?;
         let heads = cfg.heads();
         let last = ch.len() - 1;
@@ -193,7 +191,7 @@ impl UNet2DConditionModel {
         Ok(Self {
             time_embedding: TimestepEmbedding::new(ch0, temb, vb.pp("time_embedding"))?,
             class_embedding: TimestepEmbedding::new(class_in, temb, vb.pp("class_embedding"))?,
-            conv_in: conv2d(cfg.in_channels, ch0, 3, pad1, vb.pp("conv_in"))?,
+            conv_in: Conv2d::new(cfg.in_channels, ch0, 3, 1, 1, vb.pp("conv_in"))?,
             down_blocks,
             mid_block,
             up_blocks,
@@ -203,7 +201,7 @@ impl UNet2DConditionModel {
                 cfg.norm_eps,
                 vb.pp("conv_norm_out"),
             )?,
-            conv_out: conv2d(ch0, cfg.out_channels, 3, pad1, vb.pp("conv_out"))?,
+            conv_out: Conv2d::new(ch0, cfg.out_channels, 3, 1, 1, vb.pp("conv_out"))?,
             cfg,
         })
     }

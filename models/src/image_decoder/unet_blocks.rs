@@ -5,12 +5,13 @@
 //! (`resnet.py`). One struct serves the plain and the cross-attention variant of a block
 //! (`attentions` empty for the plain one). Tensor prefixes: `down_blocks.{i}`,
 //! `mid_block`, `up_blocks.{i}` with `resnets.{j}`, `attentions.{j}`,
-//! `downsamplers.0.conv` / `upsamplers.0.conv`. `ResnetBlock2D` is candle-transformers'
-//! (same names, same arithmetic as diffusers' default `ResnetBlock2D`).
+//! `downsamplers.0.conv` / `upsamplers.0.conv`. `ResnetBlock2D` and `Conv2d` are ours
+//! ([`super::resnet`]).
 
 use candle_core::{Module, Tensor};
-use candle_nn::{conv2d, Conv2d, Conv2dConfig, VarBuilder};
-use candle_transformers::models::stable_diffusion::resnet::{ResnetBlock2D, ResnetBlock2DConfig};
+use candle_nn::VarBuilder;
+
+use super::resnet::{Conv2d, ResnetBlock2D};
 
 use super::transformer::Transformer2DModel;
 use crate::Result;
@@ -29,25 +30,11 @@ pub struct BlockCtx {
 }
 
 fn resnet(in_c: usize, out_c: usize, ctx: BlockCtx, vb: VarBuilder) -> Result<ResnetBlock2D> {
-    let cfg = ResnetBlock2DConfig {
-        out_channels: Some(out_c),
-        temb_channels: Some(ctx.temb_channels),
-        groups: ctx.groups,
-        groups_out: None,
-        eps: ctx.eps,
-        use_in_shortcut: None,
-        output_scale_factor: 1.0,
-    };
-    Ok(ResnetBlock2D::new(vb, in_c, cfg)?)
+    ResnetBlock2D::new(in_c, out_c, ctx.temb_channels, ctx.groups, ctx.eps, vb)
 }
 
 fn conv3(channels: usize, stride: usize, vb: VarBuilder) -> Result<Conv2d> {
-    let cfg = Conv2dConfig {
-        padding: 1,
-        stride,
-        ..Default::default()
-    };
-    Ok(conv2d(channels, channels, 3, cfg, vb)?)
+    Conv2d::new(channels, channels, 3, 1, stride, vb)
 }
 
 /// A down block: `resnets` (with `attentions` when `heads` is given), then an optional
@@ -108,7 +95,7 @@ impl DownBlock {
         let mut xs = xs.clone();
         let mut states = Vec::with_capacity(self.resnets.len() + 1);
         for (j, resnet) in self.resnets.iter().enumerate() {
-            xs = resnet.forward(&xs, Some(temb))?;
+            xs = resnet.forward(&xs, temb)?;
             if let Some(attn) = self.attentions.get(j) {
                 xs = attn.forward(&xs, context)?;
             }
@@ -148,9 +135,9 @@ impl MidBlock {
 
     /// (b × c × h × w) → same.
     pub fn forward(&self, xs: &Tensor, temb: &Tensor, context: &Tensor) -> Result<Tensor> {
-        let xs = self.resnet0.forward(xs, Some(temb))?;
+        let xs = self.resnet0.forward(xs, temb)?;
         let xs = self.attention.forward(&xs, context)?;
-        Ok(self.resnet1.forward(&xs, Some(temb))?)
+        self.resnet1.forward(&xs, temb)
     }
 }
 
@@ -230,7 +217,7 @@ impl UpBlock {
             let skip = skips
                 .pop()
                 .ok_or_else(|| crate::Error::InvalidConfig("UNet skip states ran out".into()))?;
-            xs = resnet.forward(&Tensor::cat(&[&xs, &skip], 1)?, Some(temb))?;
+            xs = resnet.forward(&Tensor::cat(&[&xs, &skip], 1)?, temb)?;
             if let Some(attn) = self.attentions.get(j) {
                 xs = attn.forward(&xs, context)?;
             }

@@ -1,0 +1,115 @@
+//! diffusers 0.20.2 `ResnetBlock2D` (`resnet.py`, default options: GroupNorm, SiLU, no
+//! up/down sampling, output scale 1) and the 2-D convolution it and the UNet use.
+//!
+//! Tensor names under the block prefix: `norm1`, `conv1`, `time_emb_proj`, `norm2`, `conv2`
+//! and, when the channel count changes, `conv_shortcut` (1 × 1). Shapes: `(B, C_in, H, W)`
+//! → `(B, C_out, H, W)`; the time embedding `(B, T)`.
+//!
+//! [`Conv2d`] runs stride-1 convolutions of f32 tensors on the CPU through
+//! [`crate::cpu_conv::conv2d_s1`] (per-tap `gemm` over the padded input, no im2col matrix:
+//! candle's CPU `conv2d` copies every input `KH·KW` times, which dominated the UNet's
+//! profile), and everything else through candle's `conv2d`.
+
+use candle_core::{Module, Tensor, D};
+use candle_nn::{group_norm, linear, GroupNorm, Linear, VarBuilder};
+
+use crate::Result;
+
+/// A 2-D convolution with bias (`weight (C_out, C_in, K, K)`, `bias (C_out)`), groups 1,
+/// dilation 1.
+#[derive(Debug, Clone)]
+pub struct Conv2d {
+    weight: Tensor,
+    bias: Tensor,
+    padding: usize,
+    stride: usize,
+}
+
+impl Conv2d {
+    /// Loads `vb.{weight,bias}` of a `(in, out, kernel)` convolution.
+    pub fn new(
+        in_c: usize,
+        out_c: usize,
+        kernel: usize,
+        padding: usize,
+        stride: usize,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        Ok(Self {
+            weight: vb.get((out_c, in_c, kernel, kernel), "weight")?,
+            bias: vb.get(out_c, "bias")?,
+            padding,
+            stride,
+        })
+    }
+}
+
+impl Module for Conv2d {
+    fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
+        if self.stride == 1 {
+            let ours = crate::cpu_conv::conv2d_s1(xs, &self.weight, Some(&self.bias), self.padding)
+                .map_err(candle_core::Error::wrap)?;
+            if let Some(ys) = ours {
+                return Ok(ys);
+            }
+        }
+        xs.conv2d(&self.weight, self.padding, self.stride, 1, 1)?
+            .broadcast_add(&self.bias.reshape((1, (), 1, 1))?)
+    }
+}
+
+/// `ResnetBlock2D` with a time embedding.
+#[derive(Debug, Clone)]
+pub struct ResnetBlock2D {
+    norm1: GroupNorm,
+    conv1: Conv2d,
+    time_emb_proj: Linear,
+    norm2: GroupNorm,
+    conv2: Conv2d,
+    conv_shortcut: Option<Conv2d>,
+}
+
+impl ResnetBlock2D {
+    /// From `in_c` to `out_c` channels; `temb` channels of the time embedding, GroupNorm
+    /// `groups` and `eps`.
+    pub fn new(
+        in_c: usize,
+        out_c: usize,
+        temb: usize,
+        groups: usize,
+        eps: f64,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        Ok(Self {
+            norm1: group_norm(groups, in_c, eps, vb.pp("norm1"))?,
+            conv1: Conv2d::new(in_c, out_c, 3, 1, 1, vb.pp("conv1"))?,
+            time_emb_proj: linear(temb, out_c, vb.pp("time_emb_proj"))?,
+            norm2: group_norm(groups, out_c, eps, vb.pp("norm2"))?,
+            conv2: Conv2d::new(out_c, out_c, 3, 1, 1, vb.pp("conv2"))?,
+            conv_shortcut: (in_c != out_c)
+                .then(|| Conv2d::new(in_c, out_c, 1, 0, 1, vb.pp("conv_shortcut")))
+                .transpose()?,
+        })
+    }
+
+    /// `shortcut(x) + conv2(silu(norm2(conv1(silu(norm1(x))) + proj(silu(temb)))))`.
+    pub fn forward(&self, xs: &Tensor, temb: &Tensor) -> Result<Tensor> {
+        let shortcut = match &self.conv_shortcut {
+            Some(c) => c.forward(xs)?,
+            None => xs.clone(),
+        };
+        let h = self
+            .conv1
+            .forward(&candle_nn::ops::silu(&self.norm1.forward(xs)?)?)?;
+        let t = self
+            .time_emb_proj
+            .forward(&candle_nn::ops::silu(temb)?)?
+            .unsqueeze(D::Minus1)?
+            .unsqueeze(D::Minus1)?;
+        let h = t.broadcast_add(&h)?;
+        let h = self
+            .conv2
+            .forward(&candle_nn::ops::silu(&self.norm2.forward(&h)?)?)?;
+        Ok((shortcut + h)?)
+    }
+}
