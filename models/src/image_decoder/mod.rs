@@ -27,6 +27,7 @@ pub use prompt_cache::{
 };
 pub use scheduler::{DdpmNoising, PndmScheduler, SchedulerConfig};
 pub use seed_decode_head::{SeedDecodeHead, SeedDecodeHeadConfig, BLOCK_HEADS};
+pub use transformer::attention_rows;
 pub use unet::{PerBlock, UNet2DConditionConfig, UNet2DConditionModel};
 pub use vae::{AutoencoderKl, AutoencoderKlConfig};
 pub use weights::{component_var_builder, component_weights, open_var_builder};
