@@ -58,24 +58,24 @@ impl Module for Conv2d {
     }
 }
 
-/// `ResnetBlock2D` with a time embedding.
+/// `ResnetBlock2D`, with a time embedding (UNet) or without (VAE).
 #[derive(Debug, Clone)]
 pub struct ResnetBlock2D {
     norm1: GroupNorm,
     conv1: Conv2d,
-    time_emb_proj: Linear,
+    time_emb_proj: Option<Linear>,
     norm2: GroupNorm,
     conv2: Conv2d,
     conv_shortcut: Option<Conv2d>,
 }
 
 impl ResnetBlock2D {
-    /// From `in_c` to `out_c` channels; `temb` channels of the time embedding, GroupNorm
-    /// `groups` and `eps`.
+    /// From `in_c` to `out_c` channels; `temb` channels of the time embedding (none for the
+    /// VAE's), GroupNorm `groups` and `eps`.
     pub fn new(
         in_c: usize,
         out_c: usize,
-        temb: usize,
+        temb: Option<usize>,
         groups: usize,
         eps: f64,
         vb: VarBuilder,
@@ -83,7 +83,9 @@ impl ResnetBlock2D {
         Ok(Self {
             norm1: group_norm(groups, in_c, eps, vb.pp("norm1"))?,
             conv1: Conv2d::new(in_c, out_c, 3, 1, 1, vb.pp("conv1"))?,
-            time_emb_proj: linear(temb, out_c, vb.pp("time_emb_proj"))?,
+            time_emb_proj: temb
+                .map(|t| linear(t, out_c, vb.pp("time_emb_proj")))
+                .transpose()?,
             norm2: group_norm(groups, out_c, eps, vb.pp("norm2"))?,
             conv2: Conv2d::new(out_c, out_c, 3, 1, 1, vb.pp("conv2"))?,
             conv_shortcut: (in_c != out_c)
@@ -92,8 +94,9 @@ impl ResnetBlock2D {
         })
     }
 
-    /// `shortcut(x) + conv2(silu(norm2(conv1(silu(norm1(x))) + proj(silu(temb)))))`.
-    pub fn forward(&self, xs: &Tensor, temb: &Tensor) -> Result<Tensor> {
+    /// `shortcut(x) + conv2(silu(norm2(conv1(silu(norm1(x))) + proj(silu(temb)))))` (no
+    /// `proj` term without a time embedding).
+    pub fn forward(&self, xs: &Tensor, temb: Option<&Tensor>) -> Result<Tensor> {
         let shortcut = match &self.conv_shortcut {
             Some(c) => c.forward(xs)?,
             None => xs.clone(),
@@ -101,12 +104,14 @@ impl ResnetBlock2D {
         let h = self
             .conv1
             .forward(&candle_nn::ops::silu(&self.norm1.forward(xs)?)?)?;
-        let t = self
-            .time_emb_proj
-            .forward(&candle_nn::ops::silu(temb)?)?
-            .unsqueeze(D::Minus1)?
-            .unsqueeze(D::Minus1)?;
-        let h = t.broadcast_add(&h)?;
+        let h = match (temb, &self.time_emb_proj) {
+            (Some(temb), Some(proj)) => proj
+                .forward(&candle_nn::ops::silu(temb)?)?
+                .unsqueeze(D::Minus1)?
+                .unsqueeze(D::Minus1)?
+                .broadcast_add(&h)?,
+            _ => h,
+        };
         let h = self
             .conv2
             .forward(&candle_nn::ops::silu(&self.norm2.forward(&h)?)?)?;

@@ -30,7 +30,14 @@ pub struct BlockCtx {
 }
 
 fn resnet(in_c: usize, out_c: usize, ctx: BlockCtx, vb: VarBuilder) -> Result<ResnetBlock2D> {
-    ResnetBlock2D::new(in_c, out_c, ctx.temb_channels, ctx.groups, ctx.eps, vb)
+    ResnetBlock2D::new(
+        in_c,
+        out_c,
+        Some(ctx.temb_channels),
+        ctx.groups,
+        ctx.eps,
+        vb,
+    )
 }
 
 fn conv3(channels: usize, stride: usize, vb: VarBuilder) -> Result<Conv2d> {
@@ -95,7 +102,7 @@ impl DownBlock {
         let mut xs = xs.clone();
         let mut states = Vec::with_capacity(self.resnets.len() + 1);
         for (j, resnet) in self.resnets.iter().enumerate() {
-            xs = resnet.forward(&xs, temb)?;
+            xs = resnet.forward(&xs, Some(temb))?;
             if let Some(attn) = self.attentions.get(j) {
                 xs = attn.forward(&xs, context)?;
             }
@@ -135,9 +142,9 @@ impl MidBlock {
 
     /// (b × c × h × w) → same.
     pub fn forward(&self, xs: &Tensor, temb: &Tensor, context: &Tensor) -> Result<Tensor> {
-        let xs = self.resnet0.forward(xs, temb)?;
+        let xs = self.resnet0.forward(xs, Some(temb))?;
         let xs = self.attention.forward(&xs, context)?;
-        self.resnet1.forward(&xs, temb)
+        self.resnet1.forward(&xs, Some(temb))
     }
 }
 
@@ -217,7 +224,7 @@ impl UpBlock {
             let skip = skips
                 .pop()
                 .ok_or_else(|| crate::Error::InvalidConfig("UNet skip states ran out".into()))?;
-            xs = resnet.forward(&Tensor::cat(&[&xs, &skip], 1)?, temb)?;
+            xs = resnet.forward(&Tensor::cat(&[&xs, &skip], 1)?, Some(temb))?;
             if let Some(attn) = self.attentions.get(j) {
                 xs = attn.forward(&xs, context)?;
             }

@@ -1,17 +1,25 @@
 //! The unCLIP VAE decoder (latents → RGB in [-1, 1]).
 //!
-//! Ports the decode path of diffusers 0.20.2 `AutoencoderKL` (`autoencoder_kl.py`) as
-//! configured by `stable-diffusion-2-1-unclip/vae/config.json`, reusing candle-transformers'
-//! `AutoEncoderKL` (diffusers tensor names: `post_quant_conv`, `decoder.*`; the encoder is
-//! built but unused). `decode` divides by `scaling_factor` first, as the pipeline does.
+//! Ports the decode path of diffusers 0.20.2 `AutoencoderKL` (`autoencoder_kl.py`, `vae.py`
+//! `Decoder`, `UNetMidBlock2D`, `UpDecoderBlock2D`, `Upsample2D`) as configured by
+//! `stable-diffusion-2-1-unclip/vae/config.json`. Tensor names: `post_quant_conv`,
+//! `decoder.{conv_in, mid_block.{resnets.{0,1}, attentions.0}, up_blocks.{i}.{resnets.{j},
+//! upsamplers.0.conv}, conv_norm_out, conv_out}`; the encoder is not loaded. Convolutions and
+//! resnets are ours ([`super::resnet`]: no im2col copies, which at 768 × 768 were gigabytes);
+//! the mid-block attention is candle-transformers' `AttentionBlock`. `decode` divides by
+//! `scaling_factor` first, as the pipeline does.
 //! Shapes: latents (b × 4 × h × w) → image (b × 3 × 8h × 8w) for four resolution levels.
 
 use std::path::Path;
 
-use candle_core::{DType, Device, Tensor};
-use candle_transformers::models::stable_diffusion::vae::{AutoEncoderKL, AutoEncoderKLConfig};
+use candle_core::{DType, Device, Module, Tensor};
+use candle_nn::{group_norm, GroupNorm, VarBuilder};
+use candle_transformers::models::stable_diffusion::attention::{
+    AttentionBlock, AttentionBlockConfig,
+};
 use serde::Deserialize;
 
+use super::resnet::{Conv2d, ResnetBlock2D};
 use super::weights::component_var_builder;
 use crate::{Error, Result};
 
@@ -55,10 +63,23 @@ impl AutoencoderKlConfig {
     }
 }
 
+/// `UpDecoderBlock2D`: resnets, then nearest ×2 and `upsamplers.0.conv` (all but the last).
+struct UpDecoderBlock {
+    resnets: Vec<ResnetBlock2D>,
+    upsample: Option<Conv2d>,
+}
+
 /// `AutoencoderKL`, decode side.
 pub struct AutoencoderKl {
     cfg: AutoencoderKlConfig,
-    inner: AutoEncoderKL,
+    post_quant_conv: Conv2d,
+    conv_in: Conv2d,
+    mid_resnet0: ResnetBlock2D,
+    mid_attention: AttentionBlock,
+    mid_resnet1: ResnetBlock2D,
+    up_blocks: Vec<UpDecoderBlock>,
+    conv_norm_out: GroupNorm,
+    conv_out: Conv2d,
 }
 
 impl std::fmt::Debug for AutoencoderKl {
@@ -74,16 +95,60 @@ impl AutoencoderKl {
     pub fn load(dir: &Path, dtype: DType, dev: &Device) -> Result<Self> {
         let cfg = AutoencoderKlConfig::load(&dir.join("config.json"))?;
         let vb = component_var_builder(dir, dtype, dev)?;
-        let inner_cfg = AutoEncoderKLConfig {
-            block_out_channels: cfg.block_out_channels.clone(),
-            layers_per_block: cfg.layers_per_block,
-            latent_channels: cfg.latent_channels,
-            norm_num_groups: cfg.norm_num_groups,
-            use_quant_conv: true,
-            use_post_quant_conv: true,
+        Self::new(cfg, vb)
+    }
+
+    fn new(cfg: AutoencoderKlConfig, vb: VarBuilder) -> Result<Self> {
+        let ch = &cfg.block_out_channels;
+        let (Some(&first), Some(&last)) = (ch.first(), ch.last()) else {
+            return Err(Error::InvalidConfig(
+                "vae/config.json: block_out_channels is empty".into(),
+            ));
         };
-        let inner = AutoEncoderKL::new(vb, cfg.in_channels, cfg.out_channels, inner_cfg)?;
-        Ok(Self { cfg, inner })
+        let (groups, eps) = (cfg.norm_num_groups, 1e-6);
+        let lat = cfg.latent_channels;
+        let post_quant_conv = Conv2d::new(lat, lat, 1, 0, 1, vb.pp("post_quant_conv"))?;
+        let vb = vb.pp("decoder");
+        let conv_in = Conv2d::new(lat, last, 3, 1, 1, vb.pp("conv_in"))?;
+        let mid = vb.pp("mid_block");
+        let resnet =
+            |i: usize, o: usize, vb: VarBuilder| ResnetBlock2D::new(i, o, None, groups, eps, vb);
+        let mid_resnet0 = resnet(last, last, mid.pp("resnets.0"))?;
+        let attn_cfg = AttentionBlockConfig {
+            num_head_channels: None,
+            num_groups: groups,
+            rescale_output_factor: 1.0,
+            eps,
+        };
+        let mid_attention = AttentionBlock::new(mid.pp("attentions.0"), last, attn_cfg)?;
+        let mid_resnet1 = resnet(last, last, mid.pp("resnets.1"))?;
+        let rev: Vec<usize> = ch.iter().rev().copied().collect();
+        let mut up_blocks = Vec::with_capacity(rev.len());
+        for (i, &out_c) in rev.iter().enumerate() {
+            let in_c = if i > 0 { rev[i - 1] } else { rev[0] };
+            let vb = vb.pp(format!("up_blocks.{i}"));
+            let resnets = (0..cfg.layers_per_block + 1)
+                .map(|j| {
+                    let c = if j == 0 { in_c } else { out_c };
+                    resnet(c, out_c, vb.pp(format!("resnets.{j}")))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let upsample = (i + 1 < rev.len())
+                .then(|| Conv2d::new(out_c, out_c, 3, 1, 1, vb.pp("upsamplers.0.conv")))
+                .transpose()?;
+            up_blocks.push(UpDecoderBlock { resnets, upsample });
+        }
+        Ok(Self {
+            conv_norm_out: group_norm(groups, first, eps, vb.pp("conv_norm_out"))?,
+            conv_out: Conv2d::new(first, cfg.out_channels, 3, 1, 1, vb.pp("conv_out"))?,
+            cfg,
+            post_quant_conv,
+            conv_in,
+            mid_resnet0,
+            mid_attention,
+            mid_resnet1,
+            up_blocks,
+        })
     }
 
     /// The config it was built from.
@@ -93,6 +158,23 @@ impl AutoencoderKl {
 
     /// `vae.decode(latents / scaling_factor).sample`.
     pub fn decode(&self, latents: &Tensor) -> Result<Tensor> {
-        Ok(self.inner.decode(&(latents / self.cfg.scaling_factor)?)?)
+        let xs = self
+            .post_quant_conv
+            .forward(&(latents / self.cfg.scaling_factor)?)?;
+        let xs = self.conv_in.forward(&xs)?;
+        let xs = self.mid_resnet0.forward(&xs, None)?;
+        let xs = self.mid_attention.forward(&xs)?;
+        let mut xs = self.mid_resnet1.forward(&xs, None)?;
+        for block in &self.up_blocks {
+            for r in &block.resnets {
+                xs = r.forward(&xs, None)?;
+            }
+            if let Some(conv) = &block.upsample {
+                let (_, _, h, w) = xs.dims4()?;
+                xs = conv.forward(&xs.upsample_nearest2d(2 * h, 2 * w)?)?;
+            }
+        }
+        let xs = candle_nn::ops::silu(&self.conv_norm_out.forward(&xs)?)?;
+        Ok(self.conv_out.forward(&xs)?)
     }
 }
