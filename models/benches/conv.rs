@@ -1,6 +1,7 @@
 //! `cargo bench -p mio-models --bench conv`: our CPU 3 × 3 convolution
 //! (`mio_models::cpu_conv::conv2d_s1`) against candle's `conv2d` at the unCLIP UNet's shapes
-//! for 96 × 96 latents with the two guidance branches batched (best of 2 runs each).
+//! for 96 × 96 latents with the two guidance branches batched, and at the VAE decoder's
+//! (best of 2 runs each); then one head of the UNet's largest self-attention.
 
 use std::time::Instant;
 
@@ -12,8 +13,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dev = Device::Cpu;
     println!("| input (B, C, H, W) | candle conv2d s | ours s | ours vs candle |");
     println!("|---|---|---|---|");
-    for (c, hw) in [(320usize, 96usize), (640, 48), (1280, 24), (1280, 12)] {
-        let xs = Tensor::randn(0f32, 1.0, (2, c, hw, hw), &dev)?;
+    // UNet (guidance batch of 2) and VAE decoder (1 image, 768 × 768 out) shapes.
+    for (bs, c, hw) in [
+        (2usize, 320usize, 96usize),
+        (2, 640, 48),
+        (2, 1280, 24),
+        (2, 1280, 12),
+        (1, 512, 192),
+        (1, 256, 384),
+        (1, 128, 768),
+    ] {
+        let xs = Tensor::randn(0f32, 1.0, (bs, c, hw, hw), &dev)?;
         let w = Tensor::randn(0f32, 0.02, (c, c, 3, 3), &dev)?;
         let b = Tensor::randn(0f32, 1.0, c, &dev)?;
         let mut best = [f64::MAX; 2];
@@ -30,7 +40,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             best[1] = best[1].min(t.elapsed().as_secs_f64());
         }
         println!(
-            "| (2, {c}, {hw}, {hw}) | {:.3} | {:.3} | {:.2}x |",
+            "| ({bs}, {c}, {hw}, {hw}) | {:.3} | {:.3} | {:.2}x |",
             best[0],
             best[1],
             best[0] / best[1]
