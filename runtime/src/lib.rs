@@ -15,6 +15,7 @@ pub mod import;
 pub mod info;
 pub mod llamacpp;
 pub mod media;
+pub mod memory;
 pub mod remote;
 pub mod replay;
 mod report;

@@ -17,6 +17,7 @@ fn main() -> ExitCode {
             .unwrap_or_else(|| "unknown failure".into());
         eprintln!("error: internal error ({msg}); please report it");
     }));
+    mio_runtime::memory::tune_allocator();
     let cli = mio_runtime::cli::Cli::parse();
     match mio_runtime::commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,

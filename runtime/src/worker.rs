@@ -185,6 +185,7 @@ fn worker_loop<B: Backend>(rx: Receiver<Command<B>>) {
                     Err(e) => Err(format!("{e:#}")),
                 };
                 let _ = reply.send(result);
+                crate::memory::release_free_memory();
             }
             Command::Run {
                 request,
@@ -203,6 +204,7 @@ fn worker_loop<B: Backend>(rx: Receiver<Command<B>>) {
                     }
                 };
                 let _ = out.send(RunMessage::Done(result));
+                crate::memory::release_free_memory();
             }
             Command::Shutdown => break,
         }

@@ -107,6 +107,7 @@ pub fn run_app<R: Runtime>(builder: tauri::Builder<R>) -> tauri::Result<()> {
 
 /// Runs the desktop app.
 pub fn run() {
+    mio_runtime::memory::tune_allocator();
     if let Err(e) = run_app(tauri::Builder::default()) {
         eprintln!("MIO Desktop could not start: {e}");
         std::process::exit(1);
