@@ -34,10 +34,7 @@ pub fn conv1d(
     stride: usize,
     dilation: usize,
 ) -> Result<Tensor> {
-    let on_cpu_f32 = matches!(xs.device(), Device::Cpu)
-        && xs.dtype() == candle_core::DType::F32
-        && w.dtype() == candle_core::DType::F32;
-    if !on_cpu_f32 {
+    if !on_cpu_f32(xs, w) {
         let ys = xs.conv1d(w, 0, stride, dilation, 1)?;
         return Ok(match bias {
             Some(b) => ys.broadcast_add(&b.reshape((1, (), 1))?)?,
@@ -62,23 +59,8 @@ pub fn conv1d(
     let l_out = (len - span) / stride + 1;
     let xs = xs.contiguous()?;
     let w = w.contiguous()?;
-    let bias = bias
-        .map(|b| b.to_dtype(candle_core::DType::F32))
-        .transpose()?;
-    let bias = bias
-        .map(|b| b.flatten_all()?.to_vec1::<f32>())
-        .transpose()?;
-    if bias.as_ref().is_some_and(|b| b.len() != c_out) {
-        return Err(Error::InvalidArgument(format!(
-            "conv1d bias does not have the kernel's {c_out} output channels"
-        )));
-    }
-    let mut out = vec![0f32; b_sz * c_out * l_out];
-    if let Some(b) = &bias {
-        for (row, &v) in out.chunks_exact_mut(l_out.max(1)).zip(b.iter().cycle()) {
-            row.fill(v);
-        }
-    }
+    let bias = bias_values(bias, c_out, "conv1d")?;
+    let mut out = output_with_bias(b_sz * c_out, l_out, bias.as_deref());
     {
         let (xs_store, xs_layout) = xs.storage_and_layout();
         let (w_store, w_layout) = w.storage_and_layout();
@@ -96,6 +78,39 @@ pub fn conv1d(
         run(&geo, b_sz, x, wv, &mut out);
     }
     Ok(Tensor::from_vec(out, (b_sz, c_out, l_out), &Device::Cpu)?)
+}
+
+/// Whether both tensors are f32 on the CPU (the kernels here); otherwise candle runs it.
+fn on_cpu_f32(xs: &Tensor, w: &Tensor) -> bool {
+    matches!(xs.device(), Device::Cpu)
+        && xs.dtype() == candle_core::DType::F32
+        && w.dtype() == candle_core::DType::F32
+}
+
+/// The bias as f32 values, checked to have `c_out` of them.
+fn bias_values(bias: Option<&Tensor>, c_out: usize, op: &str) -> Result<Option<Vec<f32>>> {
+    let Some(bias) = bias else { return Ok(None) };
+    let v = bias
+        .to_dtype(candle_core::DType::F32)?
+        .flatten_all()?
+        .to_vec1::<f32>()?;
+    if v.len() != c_out {
+        return Err(Error::InvalidArgument(format!(
+            "{op} bias does not have the kernel's {c_out} output channels"
+        )));
+    }
+    Ok(Some(v))
+}
+
+/// A zeroed `(rows, row_len)` output, row `r` set to `bias[r % C_out]` when there is one.
+fn output_with_bias(rows: usize, row_len: usize, bias: Option<&[f32]>) -> Vec<f32> {
+    let mut out = vec![0f32; rows * row_len];
+    if let Some(b) = bias {
+        for (row, &v) in out.chunks_exact_mut(row_len.max(1)).zip(b.iter().cycle()) {
+            row.fill(v);
+        }
+    }
+    out
 }
 
 fn cpu_f32<'a>(storage: &'a Storage, layout: &Layout) -> Result<&'a [f32]> {
@@ -270,10 +285,7 @@ pub fn conv_transpose1d_full(
     k: usize,
     stride: usize,
 ) -> Result<Option<Tensor>> {
-    if !matches!(xs.device(), Device::Cpu)
-        || xs.dtype() != candle_core::DType::F32
-        || w_rows.dtype() != candle_core::DType::F32
-    {
+    if !on_cpu_f32(xs, w_rows) {
         return Ok(None);
     }
     let (b_sz, c_in, t_len) = xs.dims3()?;
@@ -360,10 +372,7 @@ pub fn conv2d_s1(
     bias: Option<&Tensor>,
     padding: usize,
 ) -> Result<Option<Tensor>> {
-    if !matches!(xs.device(), Device::Cpu)
-        || xs.dtype() != candle_core::DType::F32
-        || w.dtype() != candle_core::DType::F32
-    {
+    if !on_cpu_f32(xs, w) {
         return Ok(None);
     }
     let (b_sz, c_in, h, wd) = xs.dims4()?;
@@ -385,23 +394,11 @@ pub fn conv2d_s1(
     };
     // Weight as (C_out, KH·KW, C_in): tap t's (C_out, C_in) block has unit column stride.
     let w_taps = w.permute((0, 2, 3, 1))?.contiguous()?;
-    let bias = bias
-        .map(|b| b.to_dtype(candle_core::DType::F32)?.to_vec1::<f32>())
-        .transpose()?;
-    if bias.as_ref().is_some_and(|b| b.len() != c_out) {
-        return Err(Error::InvalidArgument(format!(
-            "conv2d bias does not have the kernel's {c_out} output channels"
-        )));
-    }
+    let bias = bias_values(bias, c_out, "conv2d")?;
     // Wide columns needed: up to the last valid output position.
     let n_wide = (ho - 1) * wp + wo;
     let plane = hp * wp;
-    let mut wide = vec![0f32; b_sz * c_out * n_wide];
-    if let Some(b) = &bias {
-        for (row, &v) in wide.chunks_exact_mut(n_wide).zip(b.iter().cycle()) {
-            row.fill(v);
-        }
-    }
+    let mut wide = output_with_bias(b_sz * c_out, n_wide, bias.as_deref());
     {
         let (xs_store, xs_layout) = xs.storage_and_layout();
         let (w_store, w_layout) = w_taps.storage_and_layout();
