@@ -133,6 +133,48 @@ struct Geometry {
     l_out: usize,
 }
 
+/// `dst (m × n) += lhs (m × k) · rhs (k × n)` on the calling thread, every matrix given as
+/// a pointer and its (row, column) strides in elements.
+///
+/// # Safety
+/// Every element the strides reach must lie inside its allocation, and no other thread may
+/// read or write the `dst` elements during the call.
+#[allow(unsafe_code)]
+unsafe fn add_product(
+    (m, n, k): (usize, usize, usize),
+    dst: *mut f32,
+    (dst_rs, dst_cs): (usize, usize),
+    lhs: *const f32,
+    (lhs_rs, lhs_cs): (usize, usize),
+    rhs: *const f32,
+    (rhs_rs, rhs_cs): (usize, usize),
+) {
+    // SAFETY: the caller's contract (above) is gemm's.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst,
+            dst_cs as isize,
+            dst_rs as isize,
+            true,
+            lhs,
+            lhs_cs as isize,
+            lhs_rs as isize,
+            rhs,
+            rhs_cs as isize,
+            rhs_rs as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
 /// Splits every batch row's output columns into blocks and runs them over candle's pool.
 fn run(g: &Geometry, b_sz: usize, x: &[f32], w: &[f32], out: &mut [f32]) {
     let cols = (BLOCK_FLOATS / g.c_out.max(1))
@@ -194,7 +236,7 @@ fn block(
     n: usize,
     scratch: &mut Vec<f32>,
 ) {
-    let (s, d) = (g.stride as isize, g.dilation);
+    let d = g.dilation;
     // Last output element this block touches, and the last input element read.
     debug_assert!(dst_off + (g.c_out - 1) * g.l_out + n <= out_len);
     debug_assert!((g.c_in - 1) * g.len + (t0 + n - 1) * g.stride + (g.k - 1) * d < x.len());
@@ -217,26 +259,14 @@ fn block(
         // debug assertion above, and `t0 + n <= l_out`); lhs is `w` as (C_out, C_in·K)
         // row-major; rhs is `scratch` as (C_in·K, n) row-major. Only this job writes them.
         unsafe {
-            gemm::gemm(
-                g.c_out,
-                n,
-                rows,
+            add_product(
+                (g.c_out, n, rows),
                 out.get().add(dst_off),
-                1,
-                g.l_out as isize,
-                true,
+                (g.l_out, 1),
                 w.as_ptr(),
-                1,
-                rows as isize,
+                (rows, 1),
                 scratch.as_ptr(),
-                1,
-                n as isize,
-                1.0,
-                1.0,
-                false,
-                false,
-                false,
-                gemm::Parallelism::None,
+                (n, 1),
             );
         }
         return;
@@ -247,26 +277,14 @@ fn block(
         // last read in bounds (debug assertion above: `(t0+n-1)·s + (K-1)·d < len`, which
         // holds because `t0 + n <= l_out`); dst as above.
         unsafe {
-            gemm::gemm(
-                g.c_out,
-                n,
-                g.c_in,
+            add_product(
+                (g.c_out, n, g.c_in),
                 out.get().add(dst_off),
-                1,
-                g.l_out as isize,
-                true,
+                (g.l_out, 1),
                 w.as_ptr().add(j),
-                g.k as isize,
-                (g.c_in * g.k) as isize,
+                (g.c_in * g.k, g.k),
                 x.as_ptr().add(t0 * g.stride + j * d),
-                s,
-                g.len as isize,
-                1.0,
-                1.0,
-                false,
-                false,
-                false,
-                gemm::Parallelism::None,
+                (g.len, g.stride),
             );
         }
     }
@@ -324,26 +342,14 @@ pub fn conv_transpose1d_full(
                     // (C_in, T) row-major.
                     #[allow(unsafe_code)]
                     unsafe {
-                        gemm::gemm(
-                            rows,
-                            t_len,
-                            c_in,
+                        add_product(
+                            (rows, t_len, c_in),
                             out_ptr.get().add((b * c_out + o0) * l_full + j),
-                            stride as isize,
-                            l_full as isize,
-                            true,
+                            (l_full, stride),
                             w.as_ptr().add((o0 * k + j) * c_in),
-                            1,
-                            (k * c_in) as isize,
+                            (k * c_in, 1),
                             x.as_ptr().add(b * c_in * t_len),
-                            1,
-                            t_len as isize,
-                            1.0,
-                            1.0,
-                            false,
-                            false,
-                            false,
-                            gemm::Parallelism::None,
+                            (t_len, 1),
                         );
                     }
                 }
@@ -426,26 +432,14 @@ pub fn conv2d_s1(
                 // weights: tap t's (C_out, C_in) block, rows KH·KW·C_in apart.
                 #[allow(unsafe_code)]
                 unsafe {
-                    gemm::gemm(
-                        c_out,
-                        n,
-                        c_in,
+                    add_product(
+                        (c_out, n, c_in),
                         out_ptr.get().add(b * c_out * n_wide + c0),
-                        1,
-                        n_wide as isize,
-                        true,
+                        (n_wide, 1),
                         wv.as_ptr().add(t * c_in),
-                        1,
-                        (taps * c_in) as isize,
+                        (taps * c_in, 1),
                         x.as_ptr().add(b * c_in * plane + c0 + dy * wp + dx),
-                        1,
-                        plane as isize,
-                        1.0,
-                        1.0,
-                        false,
-                        false,
-                        false,
-                        gemm::Parallelism::None,
+                        (plane, 1),
                     );
                 }
             }

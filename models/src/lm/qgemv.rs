@@ -83,24 +83,9 @@ fn quantize_q8k(xs: &[f32], ys: &mut [Q8K]) {
     }
 }
 
-/// The weight types with a kernel here.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Q6K,
-}
-
-impl Kind {
-    fn block_bytes(self) -> usize {
-        match self {
-            Kind::Q6K => Q6K_BYTES,
-        }
-    }
-}
-
 /// `xs (…, k) → (…, n)` with a `q6_K` weight `(n, k)` held by a `QMatMul`, as a candle op.
 pub struct QGemv<'a> {
     w: &'a QTensor,
-    kind: Kind,
     n: usize,
     k: usize,
 }
@@ -117,14 +102,12 @@ impl<'a> QGemv<'a> {
         };
         // q4_K is packed at load time instead ([`PackedQ4K`]): row by row it is no faster
         // than candle's kernel.
-        let kind = match w.dtype() {
-            GgmlDType::Q6K => Kind::Q6K,
-            _ => return None,
-        };
+        if w.dtype() != GgmlDType::Q6K {
+            return None;
+        }
         let (n, k) = w.shape().dims2().ok()?;
         k.is_multiple_of(QK).then_some(QGemv {
             w: w.as_ref(),
-            kind,
             n,
             k,
         })
@@ -144,7 +127,7 @@ impl CustomOp1 for QGemv<'_> {
         let xs = input_rows(self.name(), storage, layout, self.k)?;
         let m = xs.len() / self.k;
         let w = self.w.data()?;
-        let out = matmul(self.kind, &w, self.n, self.k, xs, m)?;
+        let out = matmul_q6k(&w, self.n, self.k, xs, m)?;
         Ok((CpuStorage::F32(out), out_shape(layout, self.n)))
     }
 }
@@ -225,28 +208,19 @@ fn run_groups(
 
 /// `(m, k) · (n, k)ᵀ → (m, n)` for `m` input rows and a `q6_K` weight of `n` rows of ggml
 /// blocks, one row at a time.
-fn matmul(
-    kind: Kind,
-    w: &[u8],
-    n: usize,
-    k: usize,
-    xs: &[f32],
-    m: usize,
-) -> candle_core::Result<Vec<f32>> {
+fn matmul_q6k(w: &[u8], n: usize, k: usize, xs: &[f32], m: usize) -> candle_core::Result<Vec<f32>> {
     let nb = k / QK;
-    let row_bytes = nb * kind.block_bytes();
+    let row_bytes = nb * Q6K_BYTES;
     if !k.is_multiple_of(QK) || w.len() != n * row_bytes || xs.len() != m * k {
         candle_core::bail!(
-            "mio-qgemv: {kind:?} weight of {} bytes for ({n}, {k}) and input of {} for {m} rows",
+            "mio-qgemv: q6_K weight of {} bytes for ({n}, {k}) and input of {} for {m} rows",
             w.len(),
             xs.len()
         );
     }
     let q8 = quantize_rows(xs, m, k);
     Ok(run_groups(w, 1, row_bytes, n, &q8, nb, m, |wr, y, out| {
-        out[0] = match kind {
-            Kind::Q6K => dot_q6k(wr, y),
-        }
+        out[0] = dot_q6k(wr, y)
     }))
 }
 
@@ -804,7 +778,7 @@ mod tests {
             let QMatMul::QTensor(w) = &mm else {
                 panic!("quantized")
             };
-            let ours = matmul(Kind::Q6K, &w.data().unwrap(), n, k, &to_vec(&xs), m).unwrap();
+            let ours = matmul_q6k(&w.data().unwrap(), n, k, &to_vec(&xs), m).unwrap();
             assert_close(&ours, &to_vec(&theirs));
             if let Some(op) = op {
                 let via_op = xs.apply_op1_no_bwd(&op).unwrap();
@@ -890,7 +864,7 @@ mod tests {
             .to_string();
         assert!(err.contains("whole blocks"), "{err}");
         assert!(PackedQ4K::pack(&[], 1, 100).is_err());
-        assert!(matmul(Kind::Q6K, &[0u8; 10], 8, 256, &[0.0; 256], 1).is_err());
+        assert!(matmul_q6k(&[0u8; 10], 8, 256, &[0.0; 256], 1).is_err());
         // q8_0 and q4_K QMatMuls have no row kernel here (q4_K is packed at load instead).
         assert!(QGemv::for_matmul(&weights(GgmlDType::Q8_0, 8, 256, 3), &Device::Cpu).is_none());
         assert!(QGemv::for_matmul(&mm, &Device::Cpu).is_none());
