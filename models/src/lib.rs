@@ -14,6 +14,7 @@ pub mod imported;
 pub mod lm;
 pub mod pickle;
 pub mod release;
+pub mod sgemm;
 pub mod speech_codec;
 pub mod text;
 pub mod video;

@@ -14,7 +14,9 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::{DType, Device, Module, Tensor};
-use candle_nn::{embedding, layer_norm, linear, Embedding, LayerNorm, Linear, VarBuilder};
+use candle_nn::{embedding, layer_norm, Embedding, LayerNorm, VarBuilder};
+
+use crate::sgemm::Dense;
 use serde::Deserialize;
 
 use super::weights::open_var_builder;
@@ -94,13 +96,13 @@ pub fn empty_prompt_ids(tokenizer_dir: &Path, n: usize) -> Result<Vec<u32>> {
 #[derive(Debug, Clone)]
 struct EncoderLayer {
     layer_norm1: LayerNorm,
-    q_proj: Linear,
-    k_proj: Linear,
-    v_proj: Linear,
-    out_proj: Linear,
+    q_proj: Dense,
+    k_proj: Dense,
+    v_proj: Dense,
+    out_proj: Dense,
     layer_norm2: LayerNorm,
-    fc1: Linear,
-    fc2: Linear,
+    fc1: Dense,
+    fc2: Dense,
     heads: usize,
     quick_gelu: bool,
 }
@@ -111,13 +113,13 @@ impl EncoderLayer {
         let attn = vb.pp("self_attn");
         Ok(Self {
             layer_norm1: layer_norm(h, eps, vb.pp("layer_norm1"))?,
-            q_proj: linear(h, h, attn.pp("q_proj"))?,
-            k_proj: linear(h, h, attn.pp("k_proj"))?,
-            v_proj: linear(h, h, attn.pp("v_proj"))?,
-            out_proj: linear(h, h, attn.pp("out_proj"))?,
+            q_proj: Dense::load(h, h, attn.pp("q_proj"))?,
+            k_proj: Dense::load(h, h, attn.pp("k_proj"))?,
+            v_proj: Dense::load(h, h, attn.pp("v_proj"))?,
+            out_proj: Dense::load(h, h, attn.pp("out_proj"))?,
             layer_norm2: layer_norm(h, eps, vb.pp("layer_norm2"))?,
-            fc1: linear(h, cfg.intermediate_size, vb.pp("mlp.fc1"))?,
-            fc2: linear(cfg.intermediate_size, h, vb.pp("mlp.fc2"))?,
+            fc1: Dense::load(h, cfg.intermediate_size, vb.pp("mlp.fc1"))?,
+            fc2: Dense::load(cfg.intermediate_size, h, vb.pp("mlp.fc2"))?,
             heads: cfg.num_attention_heads,
             quick_gelu: cfg.hidden_act == "quick_gelu",
         })

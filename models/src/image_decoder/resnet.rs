@@ -11,7 +11,9 @@
 //! profile), and everything else through candle's `conv2d`.
 
 use candle_core::{Module, Tensor, D};
-use candle_nn::{group_norm, linear, GroupNorm, Linear, VarBuilder};
+use candle_nn::{group_norm, GroupNorm, VarBuilder};
+
+use crate::sgemm::Dense;
 
 use crate::Result;
 
@@ -63,7 +65,7 @@ impl Module for Conv2d {
 pub struct ResnetBlock2D {
     norm1: GroupNorm,
     conv1: Conv2d,
-    time_emb_proj: Option<Linear>,
+    time_emb_proj: Option<Dense>,
     norm2: GroupNorm,
     conv2: Conv2d,
     conv_shortcut: Option<Conv2d>,
@@ -84,7 +86,7 @@ impl ResnetBlock2D {
             norm1: group_norm(groups, in_c, eps, vb.pp("norm1"))?,
             conv1: Conv2d::new(in_c, out_c, 3, 1, 1, vb.pp("conv1"))?,
             time_emb_proj: temb
-                .map(|t| linear(t, out_c, vb.pp("time_emb_proj")))
+                .map(|t| Dense::load(t, out_c, vb.pp("time_emb_proj")))
                 .transpose()?,
             norm2: group_norm(groups, out_c, eps, vb.pp("norm2"))?,
             conv2: Conv2d::new(out_c, out_c, 3, 1, 1, vb.pp("conv2"))?,

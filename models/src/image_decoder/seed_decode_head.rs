@@ -15,7 +15,9 @@
 //! is hard-coded upstream and here.
 
 use candle_core::{DType, Device, Module, Tensor, D};
-use candle_nn::{layer_norm, linear, linear_no_bias, LayerNorm, Linear, VarBuilder};
+use candle_nn::{layer_norm, LayerNorm, VarBuilder};
+
+use crate::sgemm::Dense;
 
 use crate::weights_file::WeightFile;
 use crate::{Error, Result};
@@ -78,8 +80,8 @@ impl SeedDecodeHeadConfig {
 /// timm-style multi-head self-attention (`Attention` of `vit.py`), prefix `attn`.
 #[derive(Debug, Clone)]
 struct Attention {
-    qkv: Linear,
-    proj: Linear,
+    qkv: Dense,
+    proj: Dense,
     num_heads: usize,
     scale: f64,
 }
@@ -87,8 +89,8 @@ struct Attention {
 impl Attention {
     fn new(dim: usize, num_heads: usize, vb: VarBuilder) -> Result<Self> {
         Ok(Self {
-            qkv: linear(dim, dim * 3, vb.pp("qkv"))?,
-            proj: linear(dim, dim, vb.pp("proj"))?,
+            qkv: Dense::load(dim, dim * 3, vb.pp("qkv"))?,
+            proj: Dense::load(dim, dim, vb.pp("proj"))?,
             num_heads,
             scale: ((dim / num_heads) as f64).powf(-0.5),
         })
@@ -123,8 +125,8 @@ struct Block {
     norm1: LayerNorm,
     attn: Attention,
     norm2: LayerNorm,
-    fc1: Linear,
-    fc2: Linear,
+    fc1: Dense,
+    fc2: Dense,
 }
 
 impl Block {
@@ -134,8 +136,8 @@ impl Block {
             norm1: layer_norm(h, BLOCK_NORM_EPS, vb.pp("norm1"))?,
             attn: Attention::new(h, BLOCK_HEADS, vb.pp("attn"))?,
             norm2: layer_norm(h, BLOCK_NORM_EPS, vb.pp("norm2"))?,
-            fc1: linear(h, cfg.mlp_hidden, vb.pp("mlp.fc1"))?,
-            fc2: linear(cfg.mlp_hidden, h, vb.pp("mlp.fc2"))?,
+            fc1: Dense::load(h, cfg.mlp_hidden, vb.pp("mlp.fc1"))?,
+            fc2: Dense::load(cfg.mlp_hidden, h, vb.pp("mlp.fc2"))?,
         })
     }
 }
@@ -155,11 +157,11 @@ impl Module for Block {
 pub struct SeedDecodeHead {
     cfg: SeedDecodeHeadConfig,
     codebook: Tensor,
-    decode_task_layer: (Linear, Linear),
+    decode_task_layer: (Dense, Dense),
     pos_embed_image: Tensor,
     blocks_image: Vec<Block>,
-    image_down: [Linear; 3],
-    distill_image_proj: Linear,
+    image_down: [Dense; 3],
+    distill_image_proj: Dense,
 }
 
 impl SeedDecodeHead {
@@ -175,8 +177,8 @@ impl SeedDecodeHead {
         let (e, h) = (cfg.codebook_embed_dim, cfg.hidden_size);
         let codebook = vb.get((cfg.n_embed, e), "quantize.embedding.weight")?;
         let decode_task_layer = (
-            linear(e, e, vb.pp("decode_task_layer.0"))?,
-            linear(e, h, vb.pp("decode_task_layer.2"))?,
+            Dense::load(e, e, vb.pp("decode_task_layer.0"))?,
+            Dense::load(e, h, vb.pp("decode_task_layer.2"))?,
         );
         let pos_embed_image = vb.get((1, cfg.num_query_token, h), "pos_embed_image")?;
         let blocks_image = (0..cfg.depth)
@@ -184,11 +186,11 @@ impl SeedDecodeHead {
             .collect::<Result<Vec<_>>>()?;
         let down = vb.pp("image_down");
         let image_down = [
-            linear_no_bias(h, 256, down.pp("0"))?,
-            linear_no_bias(256, 128, down.pp("2"))?,
-            linear_no_bias(128, cfg.down_dim, down.pp("4"))?,
+            Dense::load_no_bias(h, 256, down.pp("0"))?,
+            Dense::load_no_bias(256, 128, down.pp("2"))?,
+            Dense::load_no_bias(128, cfg.down_dim, down.pp("4"))?,
         ];
-        let distill_image_proj = linear(
+        let distill_image_proj = Dense::load(
             cfg.num_query_token * cfg.down_dim,
             cfg.image_features_dim,
             vb.pp("distill_image_proj"),

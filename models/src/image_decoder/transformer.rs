@@ -11,9 +11,9 @@
 //! at a time to bound the memory of the 96×96 latents' 9216-token self-attention.
 
 use candle_core::{Module, Tensor, D};
-use candle_nn::{
-    group_norm, layer_norm, linear, linear_no_bias, GroupNorm, LayerNorm, Linear, VarBuilder,
-};
+use candle_nn::{group_norm, layer_norm, GroupNorm, LayerNorm, VarBuilder};
+
+use crate::sgemm::Dense;
 
 use crate::Result;
 
@@ -45,10 +45,10 @@ pub fn attention_rows(q: &Tensor, k: &Tensor, v: &Tensor, chunk: usize) -> Resul
 /// `Attention` (self or cross): `to_q`, `to_k`, `to_v` without bias, `to_out.0` with.
 #[derive(Debug, Clone)]
 struct Attention {
-    to_q: Linear,
-    to_k: Linear,
-    to_v: Linear,
-    to_out: Linear,
+    to_q: Dense,
+    to_k: Dense,
+    to_v: Dense,
+    to_out: Dense,
     heads: usize,
     scale: f64,
 }
@@ -63,10 +63,10 @@ impl Attention {
     ) -> Result<Self> {
         let inner = heads * dim_head;
         Ok(Self {
-            to_q: linear_no_bias(query_dim, inner, vb.pp("to_q"))?,
-            to_k: linear_no_bias(context_dim, inner, vb.pp("to_k"))?,
-            to_v: linear_no_bias(context_dim, inner, vb.pp("to_v"))?,
-            to_out: linear(inner, query_dim, vb.pp("to_out.0"))?,
+            to_q: Dense::load_no_bias(query_dim, inner, vb.pp("to_q"))?,
+            to_k: Dense::load_no_bias(context_dim, inner, vb.pp("to_k"))?,
+            to_v: Dense::load_no_bias(context_dim, inner, vb.pp("to_v"))?,
+            to_out: Dense::load(inner, query_dim, vb.pp("to_out.0"))?,
             heads,
             scale: (dim_head as f64).powf(-0.5),
         })
@@ -101,8 +101,8 @@ struct BasicTransformerBlock {
     norm2: LayerNorm,
     attn2: Attention,
     norm3: LayerNorm,
-    ff_proj: Linear,
-    ff_out: Linear,
+    ff_proj: Dense,
+    ff_out: Dense,
 }
 
 impl BasicTransformerBlock {
@@ -120,8 +120,8 @@ impl BasicTransformerBlock {
             norm2: layer_norm(dim, 1e-5, vb.pp("norm2"))?,
             attn2: Attention::new(dim, cross_dim, heads, dim_head, vb.pp("attn2"))?,
             norm3: layer_norm(dim, 1e-5, vb.pp("norm3"))?,
-            ff_proj: linear(dim, inner_ff * 2, vb.pp("ff.net.0.proj"))?,
-            ff_out: linear(inner_ff, dim, vb.pp("ff.net.2"))?,
+            ff_proj: Dense::load(dim, inner_ff * 2, vb.pp("ff.net.0.proj"))?,
+            ff_out: Dense::load(inner_ff, dim, vb.pp("ff.net.2"))?,
         })
     }
 
@@ -141,9 +141,9 @@ impl BasicTransformerBlock {
 #[derive(Debug, Clone)]
 pub struct Transformer2DModel {
     norm: GroupNorm,
-    proj_in: Linear,
+    proj_in: Dense,
     blocks: Vec<BasicTransformerBlock>,
-    proj_out: Linear,
+    proj_out: Dense,
 }
 
 impl Transformer2DModel {
@@ -166,9 +166,9 @@ impl Transformer2DModel {
         )?];
         Ok(Self {
             norm: group_norm(groups, channels, 1e-6, vb.pp("norm"))?,
-            proj_in: linear(channels, channels, vb.pp("proj_in"))?,
+            proj_in: Dense::load(channels, channels, vb.pp("proj_in"))?,
             blocks,
-            proj_out: linear(channels, channels, vb.pp("proj_out"))?,
+            proj_out: Dense::load(channels, channels, vb.pp("proj_out"))?,
         })
     }
 

@@ -12,10 +12,11 @@
 //! differs from `img_size / patch_size` is refused by the shape check.
 
 use candle_core::{Module, Tensor};
-use candle_nn::{conv2d, layer_norm, linear, linear_no_bias, Conv2d, Conv2dConfig};
-use candle_nn::{LayerNorm, LayerNormConfig, Linear, VarBuilder};
+use candle_nn::{conv2d, layer_norm, Conv2d, Conv2dConfig};
+use candle_nn::{LayerNorm, LayerNormConfig, VarBuilder};
 
 use super::config::VitConfig;
+use crate::sgemm::Dense;
 use crate::Result;
 
 /// `nn.LayerNorm(dim, eps)` reading `weight` and `bias`.
@@ -51,12 +52,12 @@ impl Module for PatchEmbed {
     }
 }
 
-/// `Attention`: fused `qkv` without bias plus `q_bias`/`v_bias` (k gets zeros).
+/// `Attention`: fused `qkv` without bias plus `q_bias`/`v_bias` (k gets zeros), here one
+/// layer with the concatenated bias.
 #[derive(Debug, Clone)]
 pub struct Attention {
-    qkv: Linear,
-    qkv_bias: Option<Tensor>,
-    proj: Linear,
+    qkv: Dense,
+    proj: Dense,
     num_heads: usize,
     scale: f64,
 }
@@ -65,7 +66,7 @@ impl Attention {
     /// Reads `qkv.weight`, `q_bias`, `v_bias`, `proj.*`.
     pub fn new(cfg: &VitConfig, vb: VarBuilder) -> Result<Self> {
         let dim = cfg.embed_dim;
-        let qkv = linear_no_bias(dim, dim * 3, vb.pp("qkv"))?;
+        let qkv_weight = vb.pp("qkv").get((dim * 3, dim), "weight")?;
         let qkv_bias = if cfg.qkv_bias {
             let q = vb.get(dim, "q_bias")?;
             let v = vb.get(dim, "v_bias")?;
@@ -75,9 +76,8 @@ impl Attention {
         };
         let head_dim = dim / cfg.num_heads;
         Ok(Self {
-            qkv,
-            qkv_bias,
-            proj: linear(dim, dim, vb.pp("proj"))?,
+            qkv: Dense::new(qkv_weight, qkv_bias)?,
+            proj: Dense::load(dim, dim, vb.pp("proj"))?,
             num_heads: cfg.num_heads,
             scale: (head_dim as f64).powf(-0.5),
         })
@@ -87,10 +87,7 @@ impl Attention {
 impl Module for Attention {
     fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
         let (b_sz, seq_len, _) = xs.dims3()?;
-        let mut qkv = self.qkv.forward(xs)?;
-        if let Some(bias) = &self.qkv_bias {
-            qkv = qkv.broadcast_add(bias)?;
-        }
+        let qkv = self.qkv.forward(xs)?;
         // (B, N, 3, H, D) → (3, B, H, N, D)
         let qkv = qkv
             .reshape((b_sz, seq_len, 3, self.num_heads, ()))?
@@ -111,16 +108,16 @@ impl Module for Attention {
 /// `Mlp`: fc1 → exact GELU → fc2.
 #[derive(Debug, Clone)]
 pub struct Mlp {
-    fc1: Linear,
-    fc2: Linear,
+    fc1: Dense,
+    fc2: Dense,
 }
 
 impl Mlp {
     /// Reads `fc1.*`, `fc2.*`.
     pub fn new(dim: usize, hidden: usize, vb: VarBuilder) -> Result<Self> {
         Ok(Self {
-            fc1: linear(dim, hidden, vb.pp("fc1"))?,
-            fc2: linear(hidden, dim, vb.pp("fc2"))?,
+            fc1: Dense::load(dim, hidden, vb.pp("fc1"))?,
+            fc2: Dense::load(hidden, dim, vb.pp("fc2"))?,
         })
     }
 }

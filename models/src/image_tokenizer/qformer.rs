@@ -16,7 +16,9 @@
 //! (`intermediate`, `output`), past key values, relative position embeddings.
 
 use candle_core::{Device, Module, Tensor};
-use candle_nn::{linear, LayerNorm, Linear, VarBuilder};
+use candle_nn::{LayerNorm, VarBuilder};
+
+use crate::sgemm::Dense;
 
 use super::config::QformerConfig;
 use super::eva_vit::layer_norm_eps;
@@ -30,9 +32,9 @@ const CAUSAL_QUERY_COUNT: usize = 32;
 /// `BertSelfAttention`: scores `q·kᵀ / √d` (+ mask), softmax, `·v`.
 #[derive(Debug, Clone)]
 pub struct BertSelfAttention {
-    query: Linear,
-    key: Linear,
-    value: Linear,
+    query: Dense,
+    key: Dense,
+    value: Dense,
     num_heads: usize,
     head_size: usize,
 }
@@ -42,9 +44,9 @@ impl BertSelfAttention {
     pub fn new(cfg: &QformerConfig, kv_width: usize, vb: VarBuilder) -> Result<Self> {
         let h = cfg.hidden_size;
         Ok(Self {
-            query: linear(h, h, vb.pp("query"))?,
-            key: linear(kv_width, h, vb.pp("key"))?,
-            value: linear(kv_width, h, vb.pp("value"))?,
+            query: Dense::load(h, h, vb.pp("query"))?,
+            key: Dense::load(kv_width, h, vb.pp("key"))?,
+            value: Dense::load(kv_width, h, vb.pp("value"))?,
             num_heads: cfg.num_attention_heads,
             head_size: h / cfg.num_attention_heads,
         })
@@ -80,7 +82,7 @@ impl BertSelfAttention {
 /// `BertSelfOutput` / `BertOutput`: dense, then LayerNorm of it plus the residual.
 #[derive(Debug, Clone)]
 pub struct BertOutput {
-    dense: Linear,
+    dense: Dense,
     layer_norm: LayerNorm,
 }
 
@@ -89,7 +91,7 @@ impl BertOutput {
     pub fn new(cfg: &QformerConfig, in_dim: usize, vb: VarBuilder) -> Result<Self> {
         let h = cfg.hidden_size;
         Ok(Self {
-            dense: linear(in_dim, h, vb.pp("dense"))?,
+            dense: Dense::load(in_dim, h, vb.pp("dense"))?,
             layer_norm: layer_norm_eps(h, cfg.layer_norm_eps, vb.pp("LayerNorm"))?,
         })
     }
@@ -128,14 +130,14 @@ impl BertAttention {
 /// `BertIntermediate` (query variant): dense → exact GELU.
 #[derive(Debug, Clone)]
 pub struct BertIntermediate {
-    dense: Linear,
+    dense: Dense,
 }
 
 impl BertIntermediate {
     /// Reads `dense.*`.
     pub fn new(cfg: &QformerConfig, vb: VarBuilder) -> Result<Self> {
         Ok(Self {
-            dense: linear(cfg.hidden_size, cfg.intermediate_size, vb.pp("dense"))?,
+            dense: Dense::load(cfg.hidden_size, cfg.intermediate_size, vb.pp("dense"))?,
         })
     }
 }

@@ -12,7 +12,9 @@
 //! [`super::checkpoint::DECODER_SIDE_PREFIXES`]).
 
 use candle_core::{DType, Module, Tensor};
-use candle_nn::{linear, LayerNorm, Linear, VarBuilder};
+use candle_nn::{LayerNorm, VarBuilder};
+
+use crate::sgemm::Dense;
 
 use super::config::SeedConfig;
 use super::eva_vit::{layer_norm_eps, VisionTransformer};
@@ -66,16 +68,16 @@ impl VectorQuantizer2 {
 /// `encode_task_layer`: `Linear(h, h)` → tanh → `Linear(h, e_dim)`.
 #[derive(Debug, Clone)]
 pub struct EncodeTaskLayer {
-    fc0: Linear,
-    fc2: Linear,
+    fc0: Dense,
+    fc2: Dense,
 }
 
 impl EncodeTaskLayer {
     /// Reads `0.*` and `2.*` (the `nn.Sequential` indices).
     pub fn new(hidden: usize, e_dim: usize, vb: VarBuilder) -> Result<Self> {
         Ok(Self {
-            fc0: linear(hidden, hidden, vb.pp("0"))?,
-            fc2: linear(hidden, e_dim, vb.pp("2"))?,
+            fc0: Dense::load(hidden, hidden, vb.pp("0"))?,
+            fc2: Dense::load(hidden, e_dim, vb.pp("2"))?,
         })
     }
 }

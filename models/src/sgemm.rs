@@ -1,0 +1,682 @@
+//! Our f32 matrix product for dense layers on the CPU: `x · Wᵀ + b` with the weight packed
+//! once, at load time, into the layout the kernel reads ([`PackedRhs`]), used by [`Dense`].
+//!
+//! Why: candle's `Linear` hands `x · Wᵀ` to the `gemm` crate, which repacks the transposed
+//! weight on every call (a strided gather: `perf` put that packing at 10 % of a real-size
+//! EVA ViT-g forward) and then adds the bias in a second pass over the output. Here the
+//! weight sits in 16-column panels (`panel[k][16]`, zero-padded past the last column) from
+//! the start, the bias is the output's initial value, and the product is the usual blocked
+//! scheme (BLIS): the input is packed in 6-row slivers per 256-deep block, and a 6 × 16
+//! register tile (12 AVX accumulators) runs over each pair of slivers while the weight
+//! panel sits in L1 and the input block in L2. The output columns are split over candle's
+//! CPU pool (the threads every candle op uses, so no second pool competes for the cores).
+//!
+//! The AVX2/FMA kernel is compiled on x86-64 builds with those features (this repository's
+//! baseline, `.cargo/config.toml`); elsewhere a portable kernel keeps the module working,
+//! but [`Dense`] then keeps candle's own matmul, which has NEON kernels. Results equal
+//! candle's up to float summation order (tests below).
+
+use std::cell::RefCell;
+use std::sync::Arc;
+
+use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Module, Shape, Tensor};
+use candle_nn::VarBuilder;
+
+/// Rows of the register tile.
+const MR: usize = 6;
+/// Columns of the register tile (two AVX vectors) and of a weight panel.
+const NR: usize = 16;
+/// Largest depth of one block: a 16-column weight panel of this depth is 96 KiB and an
+/// input sliver 36 KiB, both read from L2. Deep blocks mean few passes over the output:
+/// with BLIS's usual 256 (panel in L1) a 514 × 1408 → 6144 layer ran at 110–125 GFLOP/s on
+/// two Zen 3 cores, with 1408–1536 at 155–165 (`cargo bench --bench dense`).
+const KC: usize = 1536;
+/// Input rows packed per block: 48 × 1536 floats is 288 KiB (L2).
+const MC: usize = 48;
+
+/// Whether this build has the AVX2/FMA kernel (and [`Dense`] packs its weights).
+pub const KERNELS: bool = cfg!(all(
+    target_arch = "x86_64",
+    target_feature = "avx2",
+    target_feature = "fma"
+));
+
+/// The weight `W` (`n × k`, row-major, as a linear layer stores it) of `x · Wᵀ`, in 16-column
+/// panels: `data[(p · k + i) · 16 + j] = W[p · 16 + j][i]`, zero past column `n`.
+pub struct PackedRhs {
+    k: usize,
+    n: usize,
+    data: Vec<f32>,
+}
+
+impl PackedRhs {
+    /// Packs `w`, `n` rows of `k` values.
+    pub fn from_rows(w: &[f32], n: usize, k: usize) -> candle_core::Result<Self> {
+        if w.len() != n * k {
+            candle_core::bail!("weight of {} values is not {n} × {k}", w.len());
+        }
+        let panels = n.div_ceil(NR);
+        let mut data = vec![0f32; panels * k * NR];
+        for (p, panel) in data.chunks_exact_mut(k * NR).enumerate() {
+            for j in 0..NR.min(n - p * NR) {
+                let row = &w[(p * NR + j) * k..(p * NR + j + 1) * k];
+                for (i, &v) in row.iter().enumerate() {
+                    panel[i * NR + j] = v;
+                }
+            }
+        }
+        Ok(Self { k, n, data })
+    }
+
+    /// Output columns.
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// Depth (input columns).
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// `out (m × n) = x (m × k, rows `lda` apart) · Wᵀ (+ bias)`, over candle's CPU pool.
+    pub fn matmul(
+        &self,
+        x: &[f32],
+        m: usize,
+        bias: Option<&[f32]>,
+        out: &mut [f32],
+    ) -> candle_core::Result<()> {
+        let (n, k) = (self.n, self.k);
+        if x.len() != m * k || out.len() != m * n || bias.is_some_and(|b| b.len() != n) {
+            candle_core::bail!(
+                "matmul of {} inputs and {} outputs does not fit {m} rows of a {k} → {n} layer",
+                x.len(),
+                out.len()
+            );
+        }
+        if m == 0 || n == 0 {
+            return Ok(());
+        }
+        let pool = candle_core::utils::barrier_pool();
+        let threads = (pool.n_workers() + 1).min(n.div_ceil(NR)).max(1);
+        let panels_per = n.div_ceil(NR).div_ceil(threads);
+        let out_at = SendPtr(out.as_mut_ptr());
+        pool.execute(|tid| {
+            let p0 = tid * panels_per;
+            let p1 = ((tid + 1) * panels_per).min(n.div_ceil(NR));
+            if p0 >= p1 {
+                return;
+            }
+            let out_ptr = out_at.get();
+            // SAFETY: thread `tid` writes only columns `p0·16 .. min(p1·16, n)` of `out`
+            // (`m × n`, checked above), disjoint from every other thread's; `x`, `bias` and
+            // the panels are only read and their sizes were checked above.
+            #[allow(unsafe_code)]
+            unsafe {
+                self.columns(x, m, bias, out_ptr, p0, p1);
+            }
+        });
+        Ok(())
+    }
+
+    /// The product for weight panels `p0..p1` into `out` (`m × n`, row-major).
+    ///
+    /// # Safety
+    /// `out` points at `m · n` floats of which no other thread touches columns
+    /// `p0·16 .. min(p1·16, n)` during the call; `x` holds `m · k`, `bias` `n` values.
+    #[allow(unsafe_code)]
+    unsafe fn columns(
+        &self,
+        x: &[f32],
+        m: usize,
+        bias: Option<&[f32]>,
+        out: *mut f32,
+        p0: usize,
+        p1: usize,
+    ) {
+        let (n, k) = (self.n, self.k);
+        // Equal blocks of at most KC: 1408 stays one block, 6144 is four of 1536.
+        let kcb = k.div_ceil(k.div_ceil(KC));
+        let mcb = MC;
+        PACK.with(|buf| {
+            let mut buf = buf.borrow_mut();
+            if buf.len() < mcb.div_ceil(MR) * MR * kcb {
+                buf.resize(mcb.div_ceil(MR) * MR * kcb, 0.0);
+            }
+            let ap = buf.as_mut_slice();
+            for pc in (0..k).step_by(kcb) {
+                let kc = (k - pc).min(kcb);
+                let init = match pc {
+                    0 => Init::Set,
+                    _ => Init::Add,
+                };
+                for ic in (0..m).step_by(mcb) {
+                    let mc = (m - ic).min(mcb);
+                    pack_rows(x, k, ic, mc, pc, kc, ap);
+                    for p in p0..p1 {
+                        let j0 = p * NR;
+                        let nr = (n - j0).min(NR);
+                        let panel = &self.data[(p * k + pc) * NR..(p * k + pc + kc) * NR];
+                        let bias = bias.map(|b| &b[j0..j0 + nr]);
+                        for ir in (0..mc).step_by(MR) {
+                            let mr = (mc - ir).min(MR);
+                            let sliver = &ap[ir * kc..(ir + MR) * kc];
+                            // SAFETY: rows `ic+ir .. +mr` and columns `j0 .. j0+nr` lie in
+                            // `out` (`m × n`) and in this thread's columns (the caller's
+                            // contract).
+                            unsafe {
+                                tile(
+                                    kc,
+                                    sliver,
+                                    panel,
+                                    out.add((ic + ir) * n + j0),
+                                    n,
+                                    (mr, nr),
+                                    init,
+                                    bias,
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        });
+    }
+}
+
+thread_local! {
+    /// Each thread's packed input block, reused across calls.
+    static PACK: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A raw output pointer shared by the pool's threads, each writing its own columns.
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+// SAFETY: the threads sharing it write disjoint elements (see `PackedRhs::matmul`).
+#[allow(unsafe_code)]
+unsafe impl Send for SendPtr {}
+// SAFETY: as above.
+#[allow(unsafe_code)]
+unsafe impl Sync for SendPtr {}
+
+impl SendPtr {
+    fn get(&self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// How a tile's first block treats the output.
+#[derive(Clone, Copy, PartialEq)]
+enum Init {
+    /// Overwrite (with the bias added when there is one).
+    Set,
+    /// Add to what is there.
+    Add,
+}
+
+/// Packs rows `r0 .. r0+mc`, columns `c0 .. c0+kc` of `x` (rows `k` apart) into 6-row
+/// slivers, `ap[s · 6 · kc + i · 6 + r]`, zero past the last row.
+fn pack_rows(x: &[f32], k: usize, r0: usize, mc: usize, c0: usize, kc: usize, ap: &mut [f32]) {
+    for (s, sliver) in ap[..mc.div_ceil(MR) * MR * kc]
+        .chunks_exact_mut(MR * kc)
+        .enumerate()
+    {
+        for r in 0..MR {
+            let row = s * MR + r;
+            if row < mc {
+                let src = &x[(r0 + row) * k + c0..(r0 + row) * k + c0 + kc];
+                for (i, &v) in src.iter().enumerate() {
+                    sliver[i * MR + r] = v;
+                }
+            } else {
+                for i in 0..kc {
+                    sliver[i * MR + r] = 0.0;
+                }
+            }
+        }
+    }
+}
+
+/// One `mr × nr` output tile (at most 6 × 16) from a packed sliver and a weight panel.
+///
+/// # Safety
+/// `out` points at the tile's first element of a row-major matrix with rows `ldc` apart,
+/// and the `mr` rows of `nr` columns from there are writable.
+#[allow(unsafe_code, clippy::too_many_arguments)]
+#[inline]
+unsafe fn tile(
+    kc: usize,
+    a: &[f32],
+    b: &[f32],
+    out: *mut f32,
+    ldc: usize,
+    (mr, nr): (usize, usize),
+    init: Init,
+    bias: Option<&[f32]>,
+) {
+    let mut acc = [[0f32; NR]; MR];
+    #[cfg(all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        target_feature = "fma"
+    ))]
+    // SAFETY: `a` holds 6·kc and `b` 16·kc floats (slices), the features are compiled in.
+    unsafe {
+        avx2::product(kc, a, b, &mut acc)
+    };
+    #[cfg(not(all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        target_feature = "fma"
+    )))]
+    portable_product(kc, a, b, &mut acc);
+    for (r, row) in acc.iter().enumerate().take(mr) {
+        // SAFETY: row `r < mr` and columns `< nr` of the tile are writable (the contract).
+        let dst = unsafe { std::slice::from_raw_parts_mut(out.add(r * ldc), nr) };
+        match init {
+            Init::Set => match bias {
+                Some(b) => {
+                    for ((d, &v), &b) in dst.iter_mut().zip(row).zip(b) {
+                        *d = v + b;
+                    }
+                }
+                None => dst.copy_from_slice(&row[..nr]),
+            },
+            Init::Add => {
+                for (d, &v) in dst.iter_mut().zip(row) {
+                    *d += v;
+                }
+            }
+        }
+    }
+}
+
+/// The tile product in plain Rust (what the AVX2 kernel computes, same summation order).
+#[cfg_attr(
+    all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        target_feature = "fma"
+    ),
+    allow(dead_code)
+)]
+fn portable_product(kc: usize, a: &[f32], b: &[f32], acc: &mut [[f32; NR]; MR]) {
+    for (av, bv) in a.chunks_exact(MR).zip(b.chunks_exact(NR)).take(kc) {
+        for (row, &x) in acc.iter_mut().zip(av) {
+            for (c, &y) in row.iter_mut().zip(bv) {
+                *c = x.mul_add(y, *c);
+            }
+        }
+    }
+}
+
+#[cfg(all(
+    target_arch = "x86_64",
+    target_feature = "avx2",
+    target_feature = "fma"
+))]
+#[allow(unsafe_code)]
+mod avx2 {
+    use super::{MR, NR};
+    use std::arch::x86_64::*;
+
+    /// `acc[r][j] = Σ_i a[i·6 + r] · b[i·16 + j]` for `i < kc`, 12 accumulators in registers.
+    ///
+    /// # Safety
+    /// `a` holds at least `6 · kc` and `b` at least `16 · kc` floats.
+    #[inline]
+    pub unsafe fn product(kc: usize, a: &[f32], b: &[f32], acc: &mut [[f32; NR]; MR]) {
+        debug_assert!(a.len() >= MR * kc && b.len() >= NR * kc);
+        // SAFETY: every load below is within `a[..6·kc]` / `b[..16·kc]` (the contract);
+        // stores go to `acc`, 6 rows of 16 floats.
+        unsafe {
+            let (mut pa, mut pb) = (a.as_ptr(), b.as_ptr());
+            let z = _mm256_setzero_ps();
+            let (mut c00, mut c01, mut c10, mut c11, mut c20, mut c21) = (z, z, z, z, z, z);
+            let (mut c30, mut c31, mut c40, mut c41, mut c50, mut c51) = (z, z, z, z, z, z);
+            for _ in 0..kc {
+                let b0 = _mm256_loadu_ps(pb);
+                let b1 = _mm256_loadu_ps(pb.add(8));
+                let x = _mm256_broadcast_ss(&*pa);
+                c00 = _mm256_fmadd_ps(x, b0, c00);
+                c01 = _mm256_fmadd_ps(x, b1, c01);
+                let x = _mm256_broadcast_ss(&*pa.add(1));
+                c10 = _mm256_fmadd_ps(x, b0, c10);
+                c11 = _mm256_fmadd_ps(x, b1, c11);
+                let x = _mm256_broadcast_ss(&*pa.add(2));
+                c20 = _mm256_fmadd_ps(x, b0, c20);
+                c21 = _mm256_fmadd_ps(x, b1, c21);
+                let x = _mm256_broadcast_ss(&*pa.add(3));
+                c30 = _mm256_fmadd_ps(x, b0, c30);
+                c31 = _mm256_fmadd_ps(x, b1, c31);
+                let x = _mm256_broadcast_ss(&*pa.add(4));
+                c40 = _mm256_fmadd_ps(x, b0, c40);
+                c41 = _mm256_fmadd_ps(x, b1, c41);
+                let x = _mm256_broadcast_ss(&*pa.add(5));
+                c50 = _mm256_fmadd_ps(x, b0, c50);
+                c51 = _mm256_fmadd_ps(x, b1, c51);
+                pa = pa.add(MR);
+                pb = pb.add(NR);
+            }
+            let rows = [
+                (c00, c01),
+                (c10, c11),
+                (c20, c21),
+                (c30, c31),
+                (c40, c41),
+                (c50, c51),
+            ];
+            for (dst, (lo, hi)) in acc.iter_mut().zip(rows) {
+                _mm256_storeu_ps(dst.as_mut_ptr(), lo);
+                _mm256_storeu_ps(dst.as_mut_ptr().add(8), hi);
+            }
+        }
+    }
+}
+
+/// A linear layer (`x · Wᵀ + b`) that runs on [`PackedRhs`] for f32 on the CPU when this
+/// build has the kernel, and as candle's `Linear` otherwise (other devices, dtypes, CPUs).
+#[derive(Clone)]
+pub struct Dense {
+    weight: DenseWeight,
+    bias: Option<Tensor>,
+}
+
+impl std::fmt::Debug for Dense {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.weight {
+            DenseWeight::Packed { rhs, .. } => {
+                write!(f, "Dense(packed {} → {})", rhs.k(), rhs.n())
+            }
+            DenseWeight::Tensor(w) => write!(f, "Dense({:?})", w.dims()),
+        }
+    }
+}
+
+#[derive(Clone)]
+enum DenseWeight {
+    Packed {
+        rhs: Arc<PackedRhs>,
+        bias: Option<Arc<Vec<f32>>>,
+    },
+    Tensor(Tensor),
+}
+
+impl Dense {
+    /// A layer from its weight (`out × in`) and optional bias (`out`).
+    pub fn new(weight: Tensor, bias: Option<Tensor>) -> candle_core::Result<Self> {
+        let (n, k) = weight.dims2()?;
+        if let Some(b) = &bias {
+            if b.dims() != [n] {
+                candle_core::bail!("bias of shape {:?} for a {k} → {n} layer", b.dims());
+            }
+        }
+        let packable =
+            KERNELS && matches!(weight.device(), Device::Cpu) && weight.dtype() == DType::F32;
+        if !packable {
+            return Ok(Self {
+                weight: DenseWeight::Tensor(weight),
+                bias,
+            });
+        }
+        let rhs = {
+            let (storage, layout) = weight.storage_and_layout();
+            let (candle_core::Storage::Cpu(CpuStorage::F32(data)), Some((start, end))) =
+                (&*storage, layout.contiguous_offsets())
+            else {
+                candle_core::bail!("dense layer: contiguous f32 CPU weight expected");
+            };
+            Arc::new(PackedRhs::from_rows(&data[start..end], n, k)?)
+        };
+        let bias_values = match &bias {
+            Some(b) => Some(Arc::new(b.to_vec1::<f32>()?)),
+            None => None,
+        };
+        Ok(Self {
+            weight: DenseWeight::Packed {
+                rhs,
+                bias: bias_values,
+            },
+            bias,
+        })
+    }
+
+    /// Loads `weight` and `bias` under `vb` (candle's `linear`).
+    pub fn load(inp: usize, out: usize, vb: VarBuilder) -> candle_core::Result<Self> {
+        let w = vb.get((out, inp), "weight")?;
+        let b = vb.get(out, "bias")?;
+        Self::new(w, Some(b))
+    }
+
+    /// Loads `weight` alone under `vb` (candle's `linear_no_bias`).
+    pub fn load_no_bias(inp: usize, out: usize, vb: VarBuilder) -> candle_core::Result<Self> {
+        let w = vb.get((out, inp), "weight")?;
+        Self::new(w, None)
+    }
+
+    /// Loads with or without a bias.
+    pub fn load_b(inp: usize, out: usize, bias: bool, vb: VarBuilder) -> candle_core::Result<Self> {
+        match bias {
+            true => Self::load(inp, out, vb),
+            false => Self::load_no_bias(inp, out, vb),
+        }
+    }
+}
+
+impl Module for Dense {
+    fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
+        match &self.weight {
+            DenseWeight::Packed { rhs, bias } if matches!(xs.device(), Device::Cpu) => xs
+                .to_dtype(DType::F32)?
+                .contiguous()?
+                .apply_op1_no_bwd(&DenseOp {
+                    rhs,
+                    bias: bias.as_deref().map(Vec::as_slice),
+                }),
+            DenseWeight::Packed { .. } => {
+                candle_core::bail!("this layer's weights were packed for the CPU")
+            }
+            DenseWeight::Tensor(w) => {
+                let w = match xs.dims() {
+                    [b1, b2, _, _] => w.broadcast_left((*b1, *b2))?.t()?,
+                    [bsize, _, _] => w.broadcast_left(*bsize)?.t()?,
+                    _ => w.t()?,
+                };
+                let x = xs.matmul(&w)?;
+                match &self.bias {
+                    None => Ok(x),
+                    Some(bias) => x.broadcast_add(bias),
+                }
+            }
+        }
+    }
+}
+
+struct DenseOp<'a> {
+    rhs: &'a PackedRhs,
+    bias: Option<&'a [f32]>,
+}
+
+impl CustomOp1 for DenseOp<'_> {
+    fn name(&self) -> &'static str {
+        "mio-dense"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let CpuStorage::F32(data) = storage else {
+            candle_core::bail!("mio-dense: f32 input expected");
+        };
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            candle_core::bail!("mio-dense: contiguous input expected");
+        };
+        let k = self.rhs.k();
+        let mut dims = layout.dims().to_vec();
+        if dims.last() != Some(&k) {
+            candle_core::bail!("mio-dense: input {dims:?} does not end in {k} features");
+        }
+        let x = &data[start..end];
+        let m = x.len() / k.max(1);
+        let mut out = vec![0f32; m * self.rhs.n()];
+        self.rhs.matmul(x, m, self.bias, &mut out)?;
+        if let Some(last) = dims.last_mut() {
+            *last = self.rhs.n();
+        }
+        Ok((CpuStorage::F32(out), Shape::from(dims)))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn values(len: usize, seed: u32) -> Vec<f32> {
+        (0..len)
+            .map(|i| {
+                let h = (i as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 8;
+                (h % 2001) as f32 / 1000.0 - 1.0
+            })
+            .collect()
+    }
+
+    fn reference(
+        x: &[f32],
+        w: &[f32],
+        bias: Option<&[f32]>,
+        m: usize,
+        n: usize,
+        k: usize,
+    ) -> Vec<f32> {
+        let mut out = vec![0f32; m * n];
+        for r in 0..m {
+            for c in 0..n {
+                let mut s = 0f64;
+                for i in 0..k {
+                    s += x[r * k + i] as f64 * w[c * k + i] as f64;
+                }
+                out[r * n + c] = s as f32 + bias.map_or(0.0, |b| b[c]);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn packed_products_match_a_double_precision_reference_at_every_edge() {
+        // Row counts around the 6-row tile and 144-row block, columns around the 16-wide
+        // panel, depths around the 256-deep block.
+        for &(m, n, k) in &[
+            (1, 1, 1),
+            (5, 17, 3),
+            (6, 16, 256),
+            (7, 33, 257),
+            (145, 40, 300),
+            (13, 100, 513),
+            (300, 48, 64),
+        ] {
+            let x = values(m * k, 1);
+            let w = values(n * k, 2);
+            let b = values(n, 3);
+            let rhs = PackedRhs::from_rows(&w, n, k).unwrap();
+            for bias in [None, Some(b.as_slice())] {
+                let mut out = vec![f32::NAN; m * n];
+                rhs.matmul(&x, m, bias, &mut out).unwrap();
+                let want = reference(&x, &w, bias, m, n, k);
+                let err = out
+                    .iter()
+                    .zip(&want)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0f32, f32::max);
+                assert!(err < 1e-4 * (k as f32).sqrt(), "{m}×{n}×{k}: {err}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_portable_tile_equals_the_compiled_one() {
+        let k = 37;
+        let a = values(MR * k, 4);
+        let b = values(NR * k, 5);
+        let mut want = [[0f32; NR]; MR];
+        portable_product(k, &a, &b, &mut want);
+        let mut got = [[f32::NAN; NR]; MR];
+        let mut out = vec![0f32; MR * NR];
+        #[allow(unsafe_code)]
+        // SAFETY: `out` is a 6 × 16 matrix with rows 16 apart.
+        unsafe {
+            tile(k, &a, &b, out.as_mut_ptr(), NR, (MR, NR), Init::Set, None)
+        };
+        for (r, row) in got.iter_mut().enumerate() {
+            row.copy_from_slice(&out[r * NR..(r + 1) * NR]);
+        }
+        for (g, w) in got.iter().flatten().zip(want.iter().flatten()) {
+            assert!((g - w).abs() <= 1e-6 * w.abs().max(1.0), "{g} vs {w}");
+        }
+    }
+
+    #[test]
+    fn dense_equals_candles_linear_for_2d_3d_and_4d_inputs() {
+        let dev = Device::Cpu;
+        let (n, k) = (70, 45);
+        let w = Tensor::from_vec(values(n * k, 6), (n, k), &dev).unwrap();
+        let b = Tensor::from_vec(values(n, 7), n, &dev).unwrap();
+        let ours = Dense::new(w.clone(), Some(b.clone())).unwrap();
+        let ours_nb = Dense::new(w.clone(), None).unwrap();
+        let theirs = candle_nn::Linear::new(w.clone(), Some(b));
+        let theirs_nb = candle_nn::Linear::new(w, None);
+        for shape in [vec![9, k], vec![2, 11, k], vec![2, 3, 5, k]] {
+            let len = shape.iter().product();
+            let x = Tensor::from_vec(values(len, 8), shape.as_slice(), &dev).unwrap();
+            for (o, t) in [(&ours, &theirs), (&ours_nb, &theirs_nb)] {
+                let got = o.forward(&x).unwrap();
+                let want = t.forward(&x).unwrap();
+                assert_eq!(got.dims(), want.dims());
+                let err = (got - want)
+                    .unwrap()
+                    .abs()
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .max(0)
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap();
+                assert!(err < 1e-5, "{shape:?}: {err}");
+            }
+        }
+        // A strided (transposed) input is made contiguous first.
+        let x = Tensor::from_vec(values(k * 9, 9), (k, 9), &dev)
+            .unwrap()
+            .t()
+            .unwrap();
+        let err = (ours.forward(&x).unwrap() - theirs.forward(&x).unwrap())
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(err < 1e-5);
+    }
+
+    #[test]
+    fn bad_sizes_are_errors() {
+        assert!(PackedRhs::from_rows(&[0.0; 5], 2, 3).is_err());
+        let rhs = PackedRhs::from_rows(&[0.0; 6], 2, 3).unwrap();
+        let mut out = vec![0f32; 4];
+        assert!(rhs.matmul(&[0.0; 5], 2, None, &mut out).is_err());
+        assert!(rhs.matmul(&[0.0; 6], 2, Some(&[0.0; 3]), &mut out).is_err());
+        let dev = Device::Cpu;
+        let w = Tensor::zeros((2, 3), DType::F32, &dev).unwrap();
+        let b = Tensor::zeros(3, DType::F32, &dev).unwrap();
+        assert!(Dense::new(w.clone(), Some(b)).is_err());
+        let x = Tensor::zeros((4, 5), DType::F32, &dev).unwrap();
+        assert!(Dense::new(w, None).unwrap().forward(&x).is_err());
+    }
+}
