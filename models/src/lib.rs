@@ -3,6 +3,7 @@
 //! Pure compute: no threads, no devices beyond candle's `Device`, no I/O other than
 //! reading model files. The rest of the workspace talks to [`engine`] only.
 
+pub mod activation;
 pub mod convert;
 pub mod cpu_conv;
 pub mod engine;

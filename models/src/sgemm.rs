@@ -113,24 +113,26 @@ impl PackedRhs {
             // the panels are only read and their sizes were checked above.
             #[allow(unsafe_code)]
             unsafe {
-                self.columns(x, m, bias, out_ptr, p0, p1);
+                self.columns((x, k), m, bias, (out_ptr, n), p0, p1);
             }
         });
         Ok(())
     }
 
-    /// The product for weight panels `p0..p1` into `out` (`m × n`, row-major).
+    /// The product for weight panels `p0..p1` into `out` (rows `ldc` apart) from `x` (`m`
+    /// rows of `k` values, `lda` apart).
     ///
     /// # Safety
-    /// `out` points at `m · n` floats of which no other thread touches columns
-    /// `p0·16 .. min(p1·16, n)` during the call; `x` holds `m · k`, `bias` `n` values.
-    #[allow(unsafe_code)]
+    /// `out` points at `m` rows of at least `n` floats, `ldc` apart, of which no other thread
+    /// touches columns `p0·16 .. min(p1·16, n)` during the call; `x` holds
+    /// `(m − 1) · lda + k` values (`lda ≥ k`), `bias` `n`.
+    #[allow(unsafe_code, clippy::too_many_arguments)]
     unsafe fn columns(
         &self,
-        x: &[f32],
+        (x, lda): (&[f32], usize),
         m: usize,
         bias: Option<&[f32]>,
-        out: *mut f32,
+        (out, ldc): (*mut f32, usize),
         p0: usize,
         p1: usize,
     ) {
@@ -152,7 +154,7 @@ impl PackedRhs {
                 };
                 for ic in (0..m).step_by(mcb) {
                     let mc = (m - ic).min(mcb);
-                    pack_rows(x, k, ic, mc, pc, kc, ap);
+                    pack_rows(x, lda, ic, mc, pc, kc, ap);
                     for p in p0..p1 {
                         let j0 = p * NR;
                         let nr = (n - j0).min(NR);
@@ -162,15 +164,14 @@ impl PackedRhs {
                             let mr = (mc - ir).min(MR);
                             let sliver = &ap[ir * kc..(ir + MR) * kc];
                             // SAFETY: rows `ic+ir .. +mr` and columns `j0 .. j0+nr` lie in
-                            // `out` (`m × n`) and in this thread's columns (the caller's
-                            // contract).
+                            // `out` and in this thread's columns (the caller's contract).
                             unsafe {
                                 tile(
                                     kc,
                                     sliver,
                                     panel,
-                                    out.add((ic + ir) * n + j0),
-                                    n,
+                                    out.add((ic + ir) * ldc + j0),
+                                    ldc,
                                     (mr, nr),
                                     init,
                                     bias,
@@ -181,6 +182,170 @@ impl PackedRhs {
                 }
             }
         });
+    }
+
+    /// Packs `V` (`k` rows of `n` values, rows `ld` apart) as the right-hand side of `P · V`
+    /// (the transpose of [`PackedRhs::from_rows`]'s `W`).
+    fn from_columns(v: &[f32], k: usize, n: usize, ld: usize) -> Self {
+        let panels = n.div_ceil(NR);
+        let mut data = vec![0f32; panels * k * NR];
+        for (p, panel) in data.chunks_exact_mut(k * NR).enumerate() {
+            let (j0, nr) = (p * NR, NR.min(n - p * NR));
+            for (i, dst) in panel.chunks_exact_mut(NR).enumerate() {
+                dst[..nr].copy_from_slice(&v[i * ld + j0..i * ld + j0 + nr]);
+            }
+        }
+        Self { k, n, data }
+    }
+
+    /// Packs `W` (`n` rows of `k` values, rows `ld` apart) for `x · Wᵀ`.
+    fn from_strided_rows(w: &[f32], n: usize, k: usize, ld: usize) -> Self {
+        let panels = n.div_ceil(NR);
+        let mut data = vec![0f32; panels * k * NR];
+        for (p, panel) in data.chunks_exact_mut(k * NR).enumerate() {
+            for j in 0..NR.min(n - p * NR) {
+                let row = &w[(p * NR + j) * ld..(p * NR + j) * ld + k];
+                for (i, &v) in row.iter().enumerate() {
+                    panel[i * NR + j] = v;
+                }
+            }
+        }
+        Self { k, n, data }
+    }
+}
+
+/// Rows of queries per task of [`attention`]: their scores against 9216 keys (the unCLIP
+/// UNet's 96 × 96 latents) are 3.5 MiB.
+const QUERY_ROWS: usize = 96;
+
+/// `softmax(scale · q kᵀ) v` for every head: `q` is `b` × `n` rows of `heads · d` values,
+/// `k` and `v` `b` × `m` rows of `heads · d`; the result is laid out like `q`. Per head, `k`
+/// and `v` are packed once; then each task (96 query rows of one head) computes its scores
+/// with the dense kernel, takes the softmax in place (the exponential of
+/// [`crate::activation::exp_value`], vectorized) and multiplies with `v`, on one thread, while
+/// the scores sit in cache. Tasks are spread over candle's pool.
+pub fn attention(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    (b, n, m): (usize, usize, usize),
+    (heads, d): (usize, usize),
+    scale: f32,
+) -> candle_core::Result<Vec<f32>> {
+    let inner = heads * d;
+    if q.len() != b * n * inner || k.len() != b * m * inner || v.len() != b * m * inner {
+        candle_core::bail!("attention inputs do not fit {b} × ({n} | {m}) rows of {heads} × {d}");
+    }
+    let mut out = vec![0f32; b * n * inner];
+    if b * n * inner == 0 || m == 0 {
+        return Ok(out);
+    }
+    let pool = candle_core::utils::barrier_pool();
+    let threads = pool.n_workers() + 1;
+    let blocks = n.div_ceil(QUERY_ROWS);
+    let out_at = SendPtr(out.as_mut_ptr());
+    for bi in 0..b {
+        for h in 0..heads {
+            let kv = bi * m * inner + h * d;
+            let kp = PackedRhs::from_strided_rows(&k[kv..], m, d, inner);
+            let vp = PackedRhs::from_columns(&v[kv..], m, d, inner);
+            pool.execute(|tid| {
+                let out_ptr = out_at.get();
+                let mut scores = vec![0f32; QUERY_ROWS.min(n) * m];
+                for blk in (tid..blocks).step_by(threads) {
+                    let r0 = blk * QUERY_ROWS;
+                    let rows = QUERY_ROWS.min(n - r0);
+                    let at = (bi * n + r0) * inner + h * d;
+                    // SAFETY: `scores` holds `rows × m`; the output rows `r0 .. r0+rows` of
+                    // this batch entry, columns `h·d .. (h+1)·d`, belong to this task alone
+                    // (blocks are dealt out to threads, heads run one after another); `q`'s
+                    // rows start at `at`, `inner` apart, with `d` values each.
+                    #[allow(unsafe_code)]
+                    unsafe {
+                        kp.columns(
+                            (&q[at..], inner),
+                            rows,
+                            None,
+                            (scores.as_mut_ptr(), m),
+                            0,
+                            m.div_ceil(NR),
+                        );
+                        for row in scores.chunks_exact_mut(m).take(rows) {
+                            softmax_in_place(row, scale);
+                        }
+                        vp.columns(
+                            (&scores, m),
+                            rows,
+                            None,
+                            (out_ptr.add(at), inner),
+                            0,
+                            d.div_ceil(NR),
+                        );
+                    }
+                }
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// [`attention`] on tensors `q (b × n × heads·d)`, `k`, `v (b × m × heads·d)`, all f32 on
+/// the CPU; `None` (nothing computed) for any other device or dtype, or without the kernel.
+pub fn attention_tensors(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    heads: usize,
+    scale: f64,
+) -> candle_core::Result<Option<Tensor>> {
+    let cpu_f32 = |t: &Tensor| matches!(t.device(), Device::Cpu) && t.dtype() == DType::F32;
+    if !KERNELS || !cpu_f32(q) || !cpu_f32(k) || !cpu_f32(v) {
+        return Ok(None);
+    }
+    let (b, n, inner) = q.dims3()?;
+    let (bk, m, inner_k) = k.dims3()?;
+    if bk != b || inner_k != inner || v.dims() != k.dims() || heads == 0 || inner % heads != 0 {
+        candle_core::bail!(
+            "attention of q {:?}, k {:?}, v {:?} with {heads} heads",
+            q.dims(),
+            k.dims(),
+            v.dims()
+        );
+    }
+    let (q, k, v) = (q.contiguous()?, k.contiguous()?, v.contiguous()?);
+    let (qs, ql) = q.storage_and_layout();
+    let (ks, kl) = k.storage_and_layout();
+    let (vs, vl) = v.storage_and_layout();
+    let out = attention(
+        cpu_slice(&qs, ql)?,
+        cpu_slice(&ks, kl)?,
+        cpu_slice(&vs, vl)?,
+        (b, n, m),
+        (heads, inner / heads),
+        scale as f32,
+    )?;
+    Ok(Some(Tensor::from_vec(out, (b, n, inner), &Device::Cpu)?))
+}
+
+/// The values of a contiguous f32 CPU tensor's storage.
+fn cpu_slice<'a>(s: &'a candle_core::Storage, l: &Layout) -> candle_core::Result<&'a [f32]> {
+    match (s, l.contiguous_offsets()) {
+        (candle_core::Storage::Cpu(CpuStorage::F32(d)), Some((a, e))) => Ok(&d[a..e]),
+        _ => candle_core::bail!("contiguous f32 CPU tensor expected"),
+    }
+}
+
+/// `row ← softmax(scale · row)`.
+fn softmax_in_place(row: &mut [f32], scale: f32) {
+    let max = row.iter().fold(f32::NEG_INFINITY, |a, &x| a.max(x));
+    let mut sum = 0f32;
+    for x in row.iter_mut() {
+        *x = crate::activation::exp_value((*x - max) * scale);
+        sum += *x;
+    }
+    let inv = 1.0 / sum;
+    for x in row.iter_mut() {
+        *x *= inv;
     }
 }
 
@@ -214,9 +379,9 @@ enum Init {
     Add,
 }
 
-/// Packs rows `r0 .. r0+mc`, columns `c0 .. c0+kc` of `x` (rows `k` apart) into 6-row
+/// Packs rows `r0 .. r0+mc`, columns `c0 .. c0+kc` of `x` (rows `lda` apart) into 6-row
 /// slivers, `ap[s · 6 · kc + i · 6 + r]`, zero past the last row.
-fn pack_rows(x: &[f32], k: usize, r0: usize, mc: usize, c0: usize, kc: usize, ap: &mut [f32]) {
+fn pack_rows(x: &[f32], lda: usize, r0: usize, mc: usize, c0: usize, kc: usize, ap: &mut [f32]) {
     for (s, sliver) in ap[..mc.div_ceil(MR) * MR * kc]
         .chunks_exact_mut(MR * kc)
         .enumerate()
@@ -224,7 +389,7 @@ fn pack_rows(x: &[f32], k: usize, r0: usize, mc: usize, c0: usize, kc: usize, ap
         for r in 0..MR {
             let row = s * MR + r;
             if row < mc {
-                let src = &x[(r0 + row) * k + c0..(r0 + row) * k + c0 + kc];
+                let src = &x[(r0 + row) * lda + c0..(r0 + row) * lda + c0 + kc];
                 for (i, &v) in src.iter().enumerate() {
                     sliver[i * MR + r] = v;
                 }
@@ -420,13 +585,9 @@ impl Dense {
             });
         }
         let rhs = {
+            let weight = weight.contiguous()?;
             let (storage, layout) = weight.storage_and_layout();
-            let (candle_core::Storage::Cpu(CpuStorage::F32(data)), Some((start, end))) =
-                (&*storage, layout.contiguous_offsets())
-            else {
-                candle_core::bail!("dense layer: contiguous f32 CPU weight expected");
-            };
-            Arc::new(PackedRhs::from_rows(&data[start..end], n, k)?)
+            Arc::new(PackedRhs::from_rows(cpu_slice(&storage, layout)?, n, k)?)
         };
         let bias_values = match &bias {
             Some(b) => Some(Arc::new(b.to_vec1::<f32>()?)),
@@ -663,6 +824,44 @@ mod tests {
             .to_scalar::<f32>()
             .unwrap();
         assert!(err < 1e-5);
+    }
+
+    #[test]
+    fn fused_attention_equals_softmax_of_candle_products() {
+        let dev = Device::Cpu;
+        // Query and key counts off the 96-row task and 16-column panel sizes, 3 heads of 20.
+        let (b, n, m, heads, d) = (2, 101, 37, 3, 20);
+        let q = Tensor::from_vec(values(b * n * heads * d, 10), (b, n, heads * d), &dev).unwrap();
+        let k = Tensor::from_vec(values(b * m * heads * d, 11), (b, m, heads * d), &dev).unwrap();
+        let v = Tensor::from_vec(values(b * m * heads * d, 12), (b, m, heads * d), &dev).unwrap();
+        let scale = 0.3f64;
+        let got = attention_tensors(&q, &k, &v, heads, scale).unwrap();
+        assert_eq!(got.is_some(), KERNELS);
+        let Some(got) = got else { return };
+        let mut outs = vec![];
+        for h in 0..heads {
+            let qh = (q.narrow(2, h * d, d).unwrap() * scale).unwrap();
+            let kh = k.narrow(2, h * d, d).unwrap().contiguous().unwrap();
+            let vh = v.narrow(2, h * d, d).unwrap().contiguous().unwrap();
+            let p =
+                candle_nn::ops::softmax_last_dim(&qh.matmul(&kh.t().unwrap()).unwrap()).unwrap();
+            outs.push(p.matmul(&vh).unwrap());
+        }
+        let want = Tensor::cat(&outs, 2).unwrap();
+        assert_eq!(got.dims(), want.dims());
+        let err = (got - want)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(err < 1e-5, "{err}");
+        let bad = Tensor::zeros((b, m, heads * d + 1), DType::F32, &dev).unwrap();
+        assert!(attention_tensors(&q, &bad, &bad, heads, scale).is_err());
     }
 
     #[test]

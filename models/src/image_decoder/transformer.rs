@@ -77,6 +77,9 @@ impl Attention {
         let q = self.to_q.forward(xs)?;
         let k = self.to_k.forward(context)?;
         let v = self.to_v.forward(context)?;
+        if let Some(xs) = crate::sgemm::attention_tensors(&q, &k, &v, self.heads, self.scale)? {
+            return Ok(self.to_out.forward(&xs)?);
+        }
         let inner = q.dim(D::Minus1)?;
         let dim_head = inner / self.heads;
         let mut outs = Vec::with_capacity(self.heads);
@@ -130,9 +133,7 @@ impl BasicTransformerBlock {
         let xs = (self.attn1.forward(&normed, &normed)? + xs)?;
         let xs = (self.attn2.forward(&self.norm2.forward(&xs)?, context)? + xs)?;
         let proj = self.ff_proj.forward(&self.norm3.forward(&xs)?)?;
-        let half = proj.dim(D::Minus1)? / 2;
-        let gated =
-            (proj.narrow(D::Minus1, 0, half)? * proj.narrow(D::Minus1, half, half)?.gelu_erf()?)?;
+        let gated = crate::activation::geglu(&proj)?;
         Ok((self.ff_out.forward(&gated)? + xs)?)
     }
 }

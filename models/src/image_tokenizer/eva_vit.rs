@@ -124,7 +124,8 @@ impl Mlp {
 
 impl Module for Mlp {
     fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
-        self.fc2.forward(&self.fc1.forward(xs)?.gelu_erf()?)
+        self.fc2
+            .forward(&crate::activation::gelu_erf(&self.fc1.forward(xs)?)?)
     }
 }
 

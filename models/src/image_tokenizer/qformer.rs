@@ -144,7 +144,7 @@ impl BertIntermediate {
 
 impl Module for BertIntermediate {
     fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
-        self.dense.forward(xs)?.gelu_erf()
+        crate::activation::gelu_erf(&self.dense.forward(xs)?)
     }
 }
 
