@@ -335,14 +335,34 @@ fn cpu_slice<'a>(s: &'a candle_core::Storage, l: &Layout) -> candle_core::Result
     }
 }
 
-/// `row ← softmax(scale · row)`.
+/// `row ← softmax(scale · row)`. Written as 8-lane reductions and a separate exponential
+/// pass so the compiler vectorizes all three (a plain `sum +=` loop stays scalar).
 fn softmax_in_place(row: &mut [f32], scale: f32) {
-    let max = row.iter().fold(f32::NEG_INFINITY, |a, &x| a.max(x));
-    let mut sum = 0f32;
-    for x in row.iter_mut() {
-        *x = crate::activation::exp_value((*x - max) * scale);
-        sum += *x;
+    const L: usize = 8;
+    let mut lanes = [f32::NEG_INFINITY; L];
+    let mut chunks = row.chunks_exact(L);
+    for c in &mut chunks {
+        for (m, &x) in lanes.iter_mut().zip(c) {
+            *m = m.max(x);
+        }
     }
+    let max = chunks
+        .remainder()
+        .iter()
+        .chain(&lanes)
+        .fold(f32::NEG_INFINITY, |a, &x| a.max(x));
+    let shift = -max * scale;
+    for x in row.iter_mut() {
+        *x = crate::activation::exp_value(x.mul_add(scale, shift));
+    }
+    let mut lanes = [0f32; L];
+    let mut chunks = row.chunks_exact(L);
+    for c in &mut chunks {
+        for (s, &x) in lanes.iter_mut().zip(c) {
+            *s += x;
+        }
+    }
+    let sum: f32 = chunks.remainder().iter().chain(&lanes).sum();
     let inv = 1.0 / sum;
     for x in row.iter_mut() {
         *x *= inv;
@@ -386,6 +406,17 @@ fn pack_rows(x: &[f32], lda: usize, r0: usize, mc: usize, c0: usize, kc: usize, 
         .chunks_exact_mut(MR * kc)
         .enumerate()
     {
+        if (s + 1) * MR <= mc {
+            // A whole sliver: read the 6 rows side by side, write each 6-value group once.
+            let at = |r: usize| (r0 + s * MR + r) * lda + c0;
+            let rows: [&[f32]; MR] = std::array::from_fn(|r| &x[at(r)..at(r) + kc]);
+            for (i, group) in sliver.chunks_exact_mut(MR).enumerate() {
+                for (g, row) in group.iter_mut().zip(&rows) {
+                    *g = row[i];
+                }
+            }
+            continue;
+        }
         for r in 0..MR {
             let row = s * MR + r;
             if row < mc {
