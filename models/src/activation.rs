@@ -14,9 +14,9 @@ use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Shape, Tensor, D
 /// `e^x` for f32 (Cephes `expf`: `2^n · p(r)`, `r = x − n·ln 2`), clamped to f32's range.
 #[inline(always)]
 pub fn exp_value(x: f32) -> f32 {
-    // `max`/`min` instead of `clamp` and the integer read from the float's bits instead of
-    // `as i32`: both keep the loop free of per-lane branches, so it vectorizes.
-    let x = x.max(-87.3).min(88.7);
+    // The integer is read from the float's bits instead of `as i32` (which saturates lane by
+    // lane): that keeps the loop free of branches, so it vectorizes.
+    let x = x.clamp(-87.3, 88.7);
     let n = x.mul_add(std::f32::consts::LOG2_E, 0.5).floor();
     let r = n.mul_add(-0.693_359_4, x);
     let r = n.mul_add(2.121_944_4e-4, r);

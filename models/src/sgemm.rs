@@ -298,8 +298,7 @@ pub fn attention_tensors(
     heads: usize,
     scale: f64,
 ) -> candle_core::Result<Option<Tensor>> {
-    let cpu_f32 = |t: &Tensor| matches!(t.device(), Device::Cpu) && t.dtype() == DType::F32;
-    if !KERNELS || !cpu_f32(q) || !cpu_f32(k) || !cpu_f32(v) {
+    if ![q, k, v].into_iter().all(fused_attention_runs_on) {
         return Ok(None);
     }
     let (b, n, inner) = q.dims3()?;
@@ -325,6 +324,11 @@ pub fn attention_tensors(
         scale as f32,
     )?;
     Ok(Some(Tensor::from_vec(out, (b, n, inner), &Device::Cpu)?))
+}
+
+/// Whether [`attention_tensors`] computes for this tensor (f32 on the CPU, kernel built).
+pub fn fused_attention_runs_on(t: &Tensor) -> bool {
+    KERNELS && matches!(t.device(), Device::Cpu) && t.dtype() == DType::F32
 }
 
 /// The values of a contiguous f32 CPU tensor's storage.

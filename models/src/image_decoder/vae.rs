@@ -6,7 +6,9 @@
 //! `decoder.{conv_in, mid_block.{resnets.{0,1}, attentions.0}, up_blocks.{i}.{resnets.{j},
 //! upsamplers.0.conv}, conv_norm_out, conv_out}`; the encoder is not loaded. Convolutions and
 //! resnets are ours ([`super::resnet`]: no im2col copies, which at 768 × 768 were gigabytes);
-//! the mid-block attention is candle-transformers' `AttentionBlock`. `decode` divides by
+//! so is the mid-block attention ([`MidAttention`], diffusers' `Attention` with one head and
+//! a residual; on the CPU the fused kernel of [`crate::sgemm::attention`], which never holds
+//! the 9216 × 9216 score matrix of a 96 × 96 latent). `decode` divides by
 //! `scaling_factor` first, as the pipeline does.
 //! Shapes: latents (b × 4 × h × w) → image (b × 3 × 8h × 8w) for four resolution levels.
 
@@ -14,10 +16,9 @@ use std::path::Path;
 
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{group_norm, GroupNorm, VarBuilder};
-use candle_transformers::models::stable_diffusion::attention::{
-    AttentionBlock, AttentionBlockConfig,
-};
 use serde::Deserialize;
+
+use crate::sgemm::Dense;
 
 use super::resnet::{Conv2d, ResnetBlock2D};
 use super::weights::component_var_builder;
@@ -69,13 +70,80 @@ struct UpDecoderBlock {
     upsample: Option<Conv2d>,
 }
 
+/// The VAE mid-block's self-attention over all pixels (one head of `channels` values):
+/// `x + proj(softmax(q kᵀ / √c) v)` after a group norm. Reads `group_norm.*` and `to_q`,
+/// `to_k`, `to_v`, `to_out.0` (diffusers ≥ 0.15) or the older `query`, `key`, `value`,
+/// `proj_attn`, each a linear weight or a 1 × 1 convolution's.
+struct MidAttention {
+    group_norm: GroupNorm,
+    q: Dense,
+    k: Dense,
+    v: Dense,
+    out: Dense,
+    channels: usize,
+}
+
+impl MidAttention {
+    fn new(channels: usize, groups: usize, eps: f64, vb: VarBuilder) -> Result<Self> {
+        let names = match vb.contains_tensor("to_q.weight") {
+            true => ["to_q", "to_k", "to_v", "to_out.0"],
+            false => ["query", "key", "value", "proj_attn"],
+        };
+        let layer = |name: &str| -> Result<Dense> {
+            let vb = vb.pp(name);
+            let w = match vb.get((channels, channels), "weight") {
+                Ok(w) => w,
+                Err(_) => vb
+                    .get((channels, channels, 1, 1), "weight")?
+                    .reshape((channels, channels))?,
+            };
+            Ok(Dense::new(w, Some(vb.get(channels, "bias")?))?)
+        };
+        Ok(Self {
+            group_norm: group_norm(groups, channels, eps, vb.pp("group_norm"))?,
+            q: layer(names[0])?,
+            k: layer(names[1])?,
+            v: layer(names[2])?,
+            out: layer(names[3])?,
+            channels,
+        })
+    }
+
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        let (b, c, h, w) = xs.dims4()?;
+        let tokens = self
+            .group_norm
+            .forward(xs)?
+            .reshape((b, c, h * w))?
+            .transpose(1, 2)?
+            .contiguous()?;
+        let q = self.q.forward(&tokens)?;
+        let k = self.k.forward(&tokens)?;
+        let v = self.v.forward(&tokens)?;
+        let scale = (self.channels as f64).powf(-0.5);
+        let attended = match crate::sgemm::attention_tensors(&q, &k, &v, 1, scale)? {
+            Some(out) => out,
+            None => {
+                let probs = candle_nn::ops::softmax_last_dim(&(q * scale)?.matmul(&k.t()?)?)?;
+                probs.matmul(&v)?
+            }
+        };
+        let out = self
+            .out
+            .forward(&attended)?
+            .transpose(1, 2)?
+            .reshape((b, c, h, w))?;
+        Ok((out + xs)?)
+    }
+}
+
 /// `AutoencoderKL`, decode side.
 pub struct AutoencoderKl {
     cfg: AutoencoderKlConfig,
     post_quant_conv: Conv2d,
     conv_in: Conv2d,
     mid_resnet0: ResnetBlock2D,
-    mid_attention: AttentionBlock,
+    mid_attention: MidAttention,
     mid_resnet1: ResnetBlock2D,
     up_blocks: Vec<UpDecoderBlock>,
     conv_norm_out: GroupNorm,
@@ -114,13 +182,7 @@ impl AutoencoderKl {
         let resnet =
             |i: usize, o: usize, vb: VarBuilder| ResnetBlock2D::new(i, o, None, groups, eps, vb);
         let mid_resnet0 = resnet(last, last, mid.pp("resnets.0"))?;
-        let attn_cfg = AttentionBlockConfig {
-            num_head_channels: None,
-            num_groups: groups,
-            rescale_output_factor: 1.0,
-            eps,
-        };
-        let mid_attention = AttentionBlock::new(mid.pp("attentions.0"), last, attn_cfg)?;
+        let mid_attention = MidAttention::new(last, groups, eps, mid.pp("attentions.0"))?;
         let mid_resnet1 = resnet(last, last, mid.pp("resnets.1"))?;
         let rev: Vec<usize> = ch.iter().rev().copied().collect();
         let mut up_blocks = Vec::with_capacity(rev.len());
