@@ -6,13 +6,15 @@
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
-use mio_models::cpu_conv::conv2d_s1;
+use mio_models::cpu_conv::{conv2d_s1, conv2d_s1_packed, PackedConv2d};
 use mio_models::image_decoder::attention_rows;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dev = Device::Cpu;
-    println!("| input (B, C, H, W) | candle conv2d s | ours s | ours vs candle |");
-    println!("|---|---|---|---|");
+    println!(
+        "| input (B, C, H, W) | candle conv2d s | ours, per tap s | ours, packed s | packed vs candle |"
+    );
+    println!("|---|---|---|---|---|");
     // UNet (guidance batch of 2) and VAE decoder (1 image, 768 × 768 out) shapes.
     for (bs, c, hw) in [
         (2usize, 320usize, 96usize),
@@ -26,8 +28,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let xs = Tensor::randn(0f32, 1.0, (bs, c, hw, hw), &dev)?;
         let w = Tensor::randn(0f32, 0.02, (c, c, 3, 3), &dev)?;
         let b = Tensor::randn(0f32, 1.0, c, &dev)?;
-        let mut best = [f64::MAX; 2];
+        let packed = PackedConv2d::new(&w)?.ok_or("no dense kernel in this build")?;
+        let bias = b.to_vec1::<f32>()?;
+        let mut best = [f64::MAX; 3];
         for _ in 0..2 {
+            let t = Instant::now();
+            std::hint::black_box(conv2d_s1_packed(&xs, &packed, Some(&bias), 1)?);
+            best[2] = best[2].min(t.elapsed().as_secs_f64());
             let t = Instant::now();
             let ys = xs
                 .conv2d(&w, 1, 1, 1, 1)?
@@ -40,10 +47,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             best[1] = best[1].min(t.elapsed().as_secs_f64());
         }
         println!(
-            "| ({bs}, {c}, {hw}, {hw}) | {:.3} | {:.3} | {:.2}x |",
+            "| ({bs}, {c}, {hw}, {hw}) | {:.3} | {:.3} | {:.3} | {:.2}x |",
             best[0],
             best[1],
-            best[0] / best[1]
+            best[2],
+            best[0] / best[2]
         );
     }
     // One head of the 96 × 96 latents' self-attention (9216 tokens, 64 dims, 2 branches):

@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use candle_core::{CpuStorage, Device, Layout, Storage, Tensor};
 
+use crate::sgemm::PackedLhs;
 use crate::{Error, Result};
 
 /// Below this many input channels the taps are gathered into an im2col block.
@@ -381,36 +382,172 @@ pub fn conv2d_s1(
     if !on_cpu_f32(xs, w) {
         return Ok(None);
     }
-    let (b_sz, c_in, h, wd) = xs.dims4()?;
     let (c_out, w_in, kh, kw) = w.dims4()?;
-    let (hp, wp) = (h + 2 * padding, wd + 2 * padding);
-    if w_in != c_in || kh == 0 || kw == 0 || hp < kh || wp < kw {
-        return Err(Error::InvalidArgument(format!(
-            "conv2d of input {:?} with kernel {:?}, padding {padding}",
-            xs.dims(),
-            w.dims()
-        )));
-    }
-    let (ho, wo) = (hp - kh + 1, wp - kw + 1);
-    let xs = if padding > 0 {
-        xs.pad_with_zeros(2, padding, padding)?
-            .pad_with_zeros(3, padding, padding)?
-    } else {
-        xs.contiguous()?
-    };
     // Weight as (C_out, KH·KW, C_in): tap t's (C_out, C_in) block has unit column stride.
     let w_taps = w.permute((0, 2, 3, 1))?.contiguous()?;
     let bias = bias_values(bias, c_out, "conv2d")?;
+    let (w_store, w_layout) = w_taps.storage_and_layout();
+    let wv = cpu_f32(&w_store, w_layout)?;
+    let taps = kh * kw;
+    let geometry = Conv2dShape {
+        c_out,
+        c_in: w_in,
+        kh,
+        kw,
+        padding,
+    };
+    let ys = run_conv2d_s1(xs, &geometry, bias.as_deref(), |job| {
+        for t in 0..taps {
+            let (dy, dx) = (t / kw, t % kw);
+            // SAFETY: the job alone writes wide columns c0..c0+n of its batch row (rows
+            // `n_wide` apart). Reads: input column c + dy·Wp + dx ≤ (n_wide - 1) + (KH-1)·Wp
+            // + KW-1 = Hp·Wp - 1 inside each channel's plane (`plane` apart); weights: tap
+            // t's (C_out, C_in) block, rows KH·KW·C_in apart.
+            #[allow(unsafe_code)]
+            unsafe {
+                add_product(
+                    (c_out, job.n, w_in),
+                    job.out,
+                    (job.n_wide, 1),
+                    wv.as_ptr().add(t * w_in),
+                    (taps * w_in, 1),
+                    job.x.as_ptr().add(job.c0 + dy * job.wp + dx),
+                    (job.plane, 1),
+                );
+            }
+        }
+    })?;
+    Ok(Some(ys))
+}
+
+/// A stride-1 convolution's weight for [`conv2d_s1_packed`]: `(C_out, C_in, KH, KW)` packed
+/// once as the `(C_out, KH·KW·C_in)` left operand of the dense kernel ([`PackedLhs`]).
+pub struct PackedConv2d {
+    lhs: PackedLhs,
+    c_in: usize,
+    kh: usize,
+    kw: usize,
+}
+
+impl PackedConv2d {
+    /// Packs `w (C_out, C_in, KH, KW)`, f32 on the CPU; `None` on builds without the dense
+    /// kernel, other devices or dtypes.
+    pub fn new(w: &Tensor) -> Result<Option<Self>> {
+        if !crate::sgemm::KERNELS || !on_cpu_f32(w, w) {
+            return Ok(None);
+        }
+        let (c_out, c_in, kh, kw) = w.dims4()?;
+        let w_taps = w.permute((0, 2, 3, 1))?.contiguous()?;
+        let (store, layout) = w_taps.storage_and_layout();
+        let lhs = PackedLhs::from_rows(cpu_f32(&store, layout)?, c_out, kh * kw * c_in)?;
+        Ok(Some(Self { lhs, c_in, kh, kw }))
+    }
+}
+
+/// [`conv2d_s1`] with a packed weight: the taps are one product of depth `KH·KW·C_in`
+/// instead of `KH·KW` products of depth `C_in`, so each output block is written once per
+/// 1536-deep block instead of once per tap, and the weight is never repacked. The input's
+/// shifted rows are copied into the kernel's 16-column panels as they are needed.
+pub fn conv2d_s1_packed(
+    xs: &Tensor,
+    w: &PackedConv2d,
+    bias: Option<&[f32]>,
+    padding: usize,
+) -> Result<Tensor> {
+    let geometry = Conv2dShape {
+        c_out: w.lhs.m(),
+        c_in: w.c_in,
+        kh: w.kh,
+        kw: w.kw,
+        padding,
+    };
+    if bias.is_some_and(|b| b.len() != geometry.c_out) {
+        return Err(Error::InvalidArgument(
+            "conv2d bias does not have the kernel's output channels".into(),
+        ));
+    }
+    let (c_in, kw) = (w.c_in, w.kw);
+    run_conv2d_s1(xs, &geometry, bias, |job| {
+        let fill = |i0: usize, rows: usize, j0: usize, cols: usize, panel: &mut [f32]| {
+            // Depth index = tap · C_in + channel, walked without a division per row.
+            let (mut t, mut c) = (i0 / c_in, i0 % c_in);
+            let mut tap_at = job.c0 + (t / kw) * job.wp + t % kw + j0;
+            for dst in panel.chunks_exact_mut(16).take(rows) {
+                let at = c * job.plane + tap_at;
+                dst[..cols].copy_from_slice(&job.x[at..at + cols]);
+                c += 1;
+                if c == c_in {
+                    c = 0;
+                    t += 1;
+                    tap_at = job.c0 + (t / kw) * job.wp + t % kw + j0;
+                }
+            }
+        };
+        // SAFETY: the job alone writes wide columns c0..c0+n of its batch row, rows `n_wide`
+        // apart; the panel reads stay inside the padded planes (see `conv2d_s1`).
+        #[allow(unsafe_code)]
+        unsafe {
+            w.lhs.add_product(job.n, fill, job.out, job.n_wide)
+        };
+    })
+}
+
+/// The shape of a stride-1 convolution.
+struct Conv2dShape {
+    c_out: usize,
+    c_in: usize,
+    kh: usize,
+    kw: usize,
+    padding: usize,
+}
+
+/// One job of [`run_conv2d_s1`]: wide output columns `c0 .. c0+n` of one batch row.
+struct Conv2dJob<'a> {
+    /// The batch row's padded input, `C_in` planes of `plane` values.
+    x: &'a [f32],
+    /// The output at (channel 0, wide column `c0`), rows `n_wide` apart.
+    out: *mut f32,
+    c0: usize,
+    n: usize,
+    n_wide: usize,
+    wp: usize,
+    plane: usize,
+}
+
+/// Pads the input, splits the "wide" output (see [`conv2d_s1`]) of every batch row into
+/// column blocks over candle's pool, runs `block` on each (which adds the product into its
+/// bias-initialised columns) and keeps the valid columns.
+fn run_conv2d_s1(
+    xs: &Tensor,
+    g: &Conv2dShape,
+    bias: Option<&[f32]>,
+    block: impl Fn(&Conv2dJob) + Sync,
+) -> Result<Tensor> {
+    let (b_sz, c_in, h, wd) = xs.dims4()?;
+    let (c_out, p) = (g.c_out, g.padding);
+    let (hp, wp) = (h + 2 * p, wd + 2 * p);
+    if g.c_in != c_in || g.kh == 0 || g.kw == 0 || hp < g.kh || wp < g.kw {
+        return Err(Error::InvalidArgument(format!(
+            "conv2d of input {:?} with kernel ({c_out}, {}, {}, {}), padding {p}",
+            xs.dims(),
+            g.c_in,
+            g.kh,
+            g.kw
+        )));
+    }
+    let (ho, wo) = (hp - g.kh + 1, wp - g.kw + 1);
+    let xs = if p > 0 {
+        xs.pad_with_zeros(2, p, p)?.pad_with_zeros(3, p, p)?
+    } else {
+        xs.contiguous()?
+    };
     // Wide columns needed: up to the last valid output position.
     let n_wide = (ho - 1) * wp + wo;
     let plane = hp * wp;
-    let mut wide = output_with_bias(b_sz * c_out, n_wide, bias.as_deref());
+    let mut wide = output_with_bias(b_sz * c_out, n_wide, bias);
     {
         let (xs_store, xs_layout) = xs.storage_and_layout();
-        let (w_store, w_layout) = w_taps.storage_and_layout();
         let x = cpu_f32(&xs_store, xs_layout)?;
-        let wv = cpu_f32(&w_store, w_layout)?;
-        let taps = kh * kw;
         let cols = (BLOCK_FLOATS / c_out.max(1)).clamp(256, 8192).min(n_wide);
         let per_row = n_wide.div_ceil(cols);
         let jobs = b_sz * per_row;
@@ -423,26 +560,18 @@ pub fn conv2d_s1(
             }
             let (b, blk) = (job / per_row, job % per_row);
             let c0 = blk * cols;
-            let n = cols.min(n_wide - c0);
-            for t in 0..taps {
-                let (dy, dx) = (t / kw, t % kw);
-                // SAFETY: job (b, blk) alone writes wide columns c0..c0+n of batch row b
-                // (rows `n_wide` apart). Reads: input column c + dy·Wp + dx ≤ (n_wide - 1) +
-                // (KH-1)·Wp + KW-1 = Hp·Wp - 1 inside each channel's plane (`plane` apart);
-                // weights: tap t's (C_out, C_in) block, rows KH·KW·C_in apart.
-                #[allow(unsafe_code)]
-                unsafe {
-                    add_product(
-                        (c_out, n, c_in),
-                        out_ptr.get().add(b * c_out * n_wide + c0),
-                        (n_wide, 1),
-                        wv.as_ptr().add(t * c_in),
-                        (taps * c_in, 1),
-                        x.as_ptr().add(b * c_in * plane + c0 + dy * wp + dx),
-                        (plane, 1),
-                    );
-                }
-            }
+            // SAFETY (pointer arithmetic): batch row b's block starts inside `wide`.
+            #[allow(unsafe_code)]
+            let out = unsafe { out_ptr.get().add(b * c_out * n_wide + c0) };
+            block(&Conv2dJob {
+                x: &x[b * c_in * plane..(b + 1) * c_in * plane],
+                out,
+                c0,
+                n: cols.min(n_wide - c0),
+                n_wide,
+                wp,
+                plane,
+            });
         });
     }
     // Keep the `W_out` valid columns of every wide row.
@@ -452,11 +581,7 @@ pub fn conv2d_s1(
             dst[y * wo..(y + 1) * wo].copy_from_slice(&src[y * wp..y * wp + wo]);
         }
     }
-    Ok(Some(Tensor::from_vec(
-        out,
-        (b_sz, c_out, ho, wo),
-        &Device::Cpu,
-    )?))
+    Ok(Tensor::from_vec(out, (b_sz, c_out, ho, wo), &Device::Cpu)?)
 }
 
 #[cfg(test)]
@@ -583,16 +708,29 @@ mod tests {
                 .broadcast_add(&bias.reshape((1, (), 1, 1)).unwrap())
                 .unwrap();
             let ours = conv2d_s1(&xs, &wt, Some(&bias), p).unwrap().unwrap();
-            assert_eq!(ours.dims(), theirs.dims());
-            let diff = (ours - theirs).unwrap().abs().unwrap().max_all().unwrap();
-            assert!(
-                diff.to_scalar::<f32>().unwrap() < 1e-4,
-                "{b} {c_in} {c_out} {h} {w} {k} {p}"
-            );
+            let mut results = vec![ours];
+            // The packed-weight path, where this build has the dense kernel.
+            if let Some(packed) = PackedConv2d::new(&wt).unwrap() {
+                let b = bias.to_vec1::<f32>().unwrap();
+                results.push(conv2d_s1_packed(&xs, &packed, Some(&b), p).unwrap());
+            }
+            assert_eq!(results.len(), 1 + crate::sgemm::KERNELS as usize);
+            for ours in results {
+                assert_eq!(ours.dims(), theirs.dims());
+                let diff = (ours - &theirs).unwrap().abs().unwrap().max_all().unwrap();
+                assert!(
+                    diff.to_scalar::<f32>().unwrap() < 1e-4,
+                    "{b} {c_in} {c_out} {h} {w} {k} {p}"
+                );
+            }
         }
         let xs = Tensor::zeros((1, 3, 2, 2), candle_core::DType::F32, &dev).unwrap();
         let wt = Tensor::zeros((2, 3, 3, 3), candle_core::DType::F32, &dev).unwrap();
         assert!(conv2d_s1(&xs, &wt, None, 0).is_err());
+        if let Some(packed) = PackedConv2d::new(&wt).unwrap() {
+            assert!(conv2d_s1_packed(&xs, &packed, None, 0).is_err());
+            assert!(conv2d_s1_packed(&xs, &packed, Some(&[0.0; 3]), 1).is_err());
+        }
         assert!(
             conv2d_s1(&xs.to_dtype(candle_core::DType::F16).unwrap(), &wt, None, 1)
                 .unwrap()

@@ -214,6 +214,108 @@ impl PackedRhs {
     }
 }
 
+/// The left-hand matrix `W` (`m × k`, row-major) of `W · X`, packed once in 6-row slivers
+/// over the whole depth: `data[(s · k + i) · 6 + r] = W[s · 6 + r][i]`, zero past row `m`.
+/// For convolutions, whose weights are the constant left operand ([`crate::cpu_conv`]).
+pub struct PackedLhs {
+    m: usize,
+    k: usize,
+    data: Vec<f32>,
+}
+
+impl PackedLhs {
+    /// Packs `w`, `m` rows of `k` values.
+    pub fn from_rows(w: &[f32], m: usize, k: usize) -> candle_core::Result<Self> {
+        if w.len() != m * k {
+            candle_core::bail!("weight of {} values is not {m} × {k}", w.len());
+        }
+        let mut data = vec![0f32; m.div_ceil(MR) * MR * k];
+        for (s, sliver) in data.chunks_exact_mut(MR * k).enumerate() {
+            for r in 0..MR.min(m - s * MR) {
+                let row = &w[(s * MR + r) * k..(s * MR + r + 1) * k];
+                for (i, &v) in row.iter().enumerate() {
+                    sliver[i * MR + r] = v;
+                }
+            }
+        }
+        Ok(Self { m, k, data })
+    }
+
+    /// Rows (output channels).
+    pub fn m(&self) -> usize {
+        self.m
+    }
+
+    /// Depth.
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// `out (m × n, rows `ldc` apart) += W · X` on this thread, where `fill(i0, rows, j0,
+    /// cols, panel)` writes rows `i0 .. i0+rows` (depth) and columns `j0 .. j0+cols` of `X`
+    /// into `panel[i · 16 + j]` (`cols ≤ 16`; the rest of the panel is zero already).
+    ///
+    /// # Safety
+    /// `out` points at `m` rows of at least `n` floats, `ldc` apart, that no other thread
+    /// touches during the call.
+    #[allow(unsafe_code)]
+    pub unsafe fn add_product(
+        &self,
+        n: usize,
+        fill: impl Fn(usize, usize, usize, usize, &mut [f32]),
+        out: *mut f32,
+        ldc: usize,
+    ) {
+        let (m, k) = (self.m, self.k);
+        if m == 0 || n == 0 || k == 0 {
+            return;
+        }
+        let kcb = k.div_ceil(k.div_ceil(KC));
+        let panels = n.div_ceil(NR);
+        PACK.with(|buf| {
+            let mut buf = buf.borrow_mut();
+            if buf.len() < panels * NR * kcb {
+                buf.resize(panels * NR * kcb, 0.0);
+            }
+            for pc in (0..k).step_by(kcb) {
+                let kc = (k - pc).min(kcb);
+                let bp = &mut buf[..panels * NR * kc];
+                for (p, panel) in bp.chunks_exact_mut(NR * kc).enumerate() {
+                    let cols = NR.min(n - p * NR);
+                    if cols < NR {
+                        panel.fill(0.0);
+                    }
+                    fill(pc, kc, p * NR, cols, panel);
+                }
+                for ic in (0..m).step_by(MC) {
+                    let mc = (m - ic).min(MC);
+                    for (p, panel) in bp.chunks_exact(NR * kc).enumerate() {
+                        let nr = NR.min(n - p * NR);
+                        for ir in (0..mc).step_by(MR) {
+                            let s = (ic + ir) / MR;
+                            let sliver = &self.data[(s * k + pc) * MR..(s * k + pc + kc) * MR];
+                            // SAFETY: rows `ic+ir .. +mr`, columns `p·16 .. +nr` lie in `out`
+                            // (the caller's contract).
+                            unsafe {
+                                tile(
+                                    kc,
+                                    sliver,
+                                    panel,
+                                    out.add((ic + ir) * ldc + p * NR),
+                                    ldc,
+                                    ((mc - ir).min(MR), nr),
+                                    Init::Add,
+                                    None,
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        });
+    }
+}
+
 /// Rows of queries per task of [`attention`]: their scores against 9216 keys (the unCLIP
 /// UNet's 96 × 96 latents) are 3.5 MiB.
 const QUERY_ROWS: usize = 96;
@@ -897,6 +999,47 @@ mod tests {
         assert!(err < 1e-5, "{err}");
         let bad = Tensor::zeros((b, m, heads * d + 1), DType::F32, &dev).unwrap();
         assert!(attention_tensors(&q, &bad, &bad, heads, scale).is_err());
+    }
+
+    #[test]
+    fn packed_left_products_add_to_the_output() {
+        for &(m, n, k) in &[(1, 1, 1), (7, 33, 300), (50, 17, 1600), (6, 16, 16)] {
+            let w = values(m * k, 13);
+            let x = values(k * n, 14);
+            let lhs = PackedLhs::from_rows(&w, m, k).unwrap();
+            let ldc = n + 3;
+            let mut out = vec![1f32; m * ldc];
+            #[allow(unsafe_code)]
+            // SAFETY: `out` holds `m` rows of `ldc ≥ n` floats.
+            unsafe {
+                lhs.add_product(
+                    n,
+                    |i0, rows, j0, cols, panel| {
+                        for i in 0..rows {
+                            for j in 0..cols {
+                                panel[i * NR + j] = x[(i0 + i) * n + j0 + j];
+                            }
+                        }
+                    },
+                    out.as_mut_ptr(),
+                    ldc,
+                )
+            };
+            // W · X = (Xᵀ · Wᵀ)ᵀ: the reference of the right-hand tests, transposed.
+            let xt: Vec<f32> = (0..n * k).map(|idx| x[(idx % k) * n + idx / k]).collect();
+            let want = reference(&xt, &w, None, n, m, k);
+            for r in 0..m {
+                for c in 0..ldc {
+                    let got = out[r * ldc + c];
+                    let expect = if c < n { 1.0 + want[c * m + r] } else { 1.0 };
+                    assert!(
+                        (got - expect).abs() < 1e-4 * (k as f32).sqrt(),
+                        "{m}×{n}×{k}"
+                    );
+                }
+            }
+        }
+        assert!(PackedLhs::from_rows(&[0.0; 5], 2, 3).is_err());
     }
 
     #[test]

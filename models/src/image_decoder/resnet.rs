@@ -6,25 +6,48 @@
 //! → `(B, C_out, H, W)`; the time embedding `(B, T)`.
 //!
 //! [`Conv2d`] runs stride-1 convolutions of f32 tensors on the CPU through
-//! [`crate::cpu_conv::conv2d_s1`] (per-tap `gemm` over the padded input, no im2col matrix:
-//! candle's CPU `conv2d` copies every input `KH·KW` times, which dominated the UNet's
-//! profile), and everything else through candle's `conv2d`.
+//! [`crate::cpu_conv::conv2d_s1_packed`] (the weight packed once at load for the dense
+//! kernel, the input's shifted rows read straight into its panels: no im2col matrix, which
+//! candle's CPU `conv2d` builds by copying every input `KH·KW` times), and everything else
+//! through candle's `conv2d`.
+
+use std::sync::Arc;
 
 use candle_core::{Module, Tensor, D};
 use candle_nn::{group_norm, GroupNorm, VarBuilder};
 
+use crate::cpu_conv::{conv2d_s1_packed, PackedConv2d};
 use crate::sgemm::Dense;
 
 use crate::Result;
 
 /// A 2-D convolution with bias (`weight (C_out, C_in, K, K)`, `bias (C_out)`), groups 1,
 /// dilation 1.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Conv2d {
-    weight: Tensor,
-    bias: Tensor,
+    weights: ConvWeights,
     padding: usize,
     stride: usize,
+}
+
+#[derive(Clone)]
+enum ConvWeights {
+    /// Stride 1, f32 on the CPU, with the dense kernel: the weight packed once (the tensor
+    /// is dropped, so the weights are held once) and the bias values.
+    Packed(Arc<(PackedConv2d, Vec<f32>)>),
+    /// Anything else: candle's tensors.
+    Tensors { weight: Tensor, bias: Tensor },
+}
+
+impl std::fmt::Debug for Conv2d {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let packed = matches!(self.weights, ConvWeights::Packed(_));
+        f.debug_struct("Conv2d")
+            .field("padding", &self.padding)
+            .field("stride", &self.stride)
+            .field("packed", &packed)
+            .finish()
+    }
 }
 
 impl Conv2d {
@@ -37,9 +60,18 @@ impl Conv2d {
         stride: usize,
         vb: VarBuilder,
     ) -> Result<Self> {
+        let weight = vb.get((out_c, in_c, kernel, kernel), "weight")?;
+        let bias = vb.get(out_c, "bias")?;
+        let packed = match stride {
+            1 => PackedConv2d::new(&weight)?,
+            _ => None,
+        };
+        let weights = match packed {
+            Some(w) => ConvWeights::Packed(Arc::new((w, bias.to_vec1::<f32>()?))),
+            None => ConvWeights::Tensors { weight, bias },
+        };
         Ok(Self {
-            weight: vb.get((out_c, in_c, kernel, kernel), "weight")?,
-            bias: vb.get(out_c, "bias")?,
+            weights,
             padding,
             stride,
         })
@@ -48,15 +80,23 @@ impl Conv2d {
 
 impl Module for Conv2d {
     fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
+        let (weight, bias) = match &self.weights {
+            ConvWeights::Packed(packed) => {
+                let (w, bias) = packed.as_ref();
+                return conv2d_s1_packed(xs, w, Some(bias), self.padding)
+                    .map_err(candle_core::Error::wrap);
+            }
+            ConvWeights::Tensors { weight, bias } => (weight, bias),
+        };
         if self.stride == 1 {
-            let ours = crate::cpu_conv::conv2d_s1(xs, &self.weight, Some(&self.bias), self.padding)
+            let ours = crate::cpu_conv::conv2d_s1(xs, weight, Some(bias), self.padding)
                 .map_err(candle_core::Error::wrap)?;
             if let Some(ys) = ours {
                 return Ok(ys);
             }
         }
-        xs.conv2d(&self.weight, self.padding, self.stride, 1, 1)?
-            .broadcast_add(&self.bias.reshape((1, (), 1, 1))?)
+        xs.conv2d(weight, self.padding, self.stride, 1, 1)?
+            .broadcast_add(&bias.reshape((1, (), 1, 1))?)
     }
 }
 
