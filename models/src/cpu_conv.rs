@@ -81,6 +81,113 @@ pub fn conv1d(
     Ok(Tensor::from_vec(out, (b_sz, c_out, l_out), &Device::Cpu)?)
 }
 
+/// A 1-D convolution's weight packed once for [`conv1d_packed`]: `(C_out, C_in, K)` as the
+/// `(C_out, K·C_in)` left operand of the dense kernel.
+pub struct PackedConv1d {
+    lhs: PackedLhs,
+    c_in: usize,
+    k: usize,
+}
+
+impl PackedConv1d {
+    /// Packs `w (C_out, C_in, K)`, f32 on the CPU; `None` on builds without the dense
+    /// kernel, other devices or dtypes.
+    pub fn new(w: &Tensor) -> Result<Option<Self>> {
+        if !crate::sgemm::KERNELS || !on_cpu_f32(w, w) {
+            return Ok(None);
+        }
+        let (c_out, c_in, k) = w.dims3()?;
+        let w_taps = w.permute((0, 2, 1))?.contiguous()?;
+        let (store, layout) = w_taps.storage_and_layout();
+        let lhs = PackedLhs::from_rows(cpu_f32(&store, layout)?, c_out, k * c_in)?;
+        Ok(Some(Self { lhs, c_in, k }))
+    }
+}
+
+/// [`conv1d`] with a packed weight: all taps as one product of depth `K·C_in`, the input's
+/// shifted (and strided) rows copied straight into the kernel's panels.
+pub fn conv1d_packed(
+    xs: &Tensor,
+    w: &PackedConv1d,
+    bias: Option<&[f32]>,
+    stride: usize,
+    dilation: usize,
+) -> Result<Tensor> {
+    let (b_sz, c_in, len) = xs.dims3()?;
+    let (c_out, k) = (w.lhs.m(), w.k);
+    if w.c_in != c_in || stride == 0 || dilation == 0 || k == 0 {
+        return Err(Error::InvalidArgument(format!(
+            "conv1d of input {:?} with kernel ({c_out}, {}, {k}), stride {stride}, dilation {dilation}",
+            xs.dims(),
+            w.c_in
+        )));
+    }
+    if bias.is_some_and(|b| b.len() != c_out) {
+        return Err(Error::InvalidArgument(
+            "conv1d bias does not have the kernel's output channels".into(),
+        ));
+    }
+    let span = (k - 1) * dilation + 1;
+    if len < span {
+        return Err(Error::InvalidArgument(format!(
+            "conv1d input of {len} samples is shorter than the kernel's span {span}"
+        )));
+    }
+    let l_out = (len - span) / stride + 1;
+    let xs = xs.contiguous()?;
+    let mut out = output_with_bias(b_sz * c_out, l_out, bias);
+    {
+        let (xs_store, xs_layout) = xs.storage_and_layout();
+        let x = cpu_f32(&xs_store, xs_layout)?;
+        let cols = (BLOCK_FLOATS / c_out.max(1)).clamp(256, 8192).min(l_out);
+        let per_row = l_out.div_ceil(cols);
+        let jobs = b_sz * per_row;
+        let next = AtomicUsize::new(0);
+        let out_ptr = SendPtr(out.as_mut_ptr());
+        candle_core::utils::barrier_pool().execute(|_| loop {
+            let job = next.fetch_add(1, Ordering::Relaxed);
+            if job >= jobs {
+                break;
+            }
+            let (b, blk) = (job / per_row, job % per_row);
+            let c0 = blk * cols;
+            let xb = &x[b * c_in * len..(b + 1) * c_in * len];
+            let fill = |i0: usize, rows: usize, j0: usize, n: usize, panel: &mut [f32]| {
+                // Depth index = tap · C_in + channel, walked without a division per row.
+                let (mut t, mut c) = (i0 / c_in, i0 % c_in);
+                for dst in panel.chunks_exact_mut(16).take(rows) {
+                    let at = c * len + (c0 + j0) * stride + t * dilation;
+                    if stride == 1 {
+                        dst[..n].copy_from_slice(&xb[at..at + n]);
+                    } else {
+                        for (j, d) in dst[..n].iter_mut().enumerate() {
+                            *d = xb[at + j * stride];
+                        }
+                    }
+                    c += 1;
+                    if c == c_in {
+                        c = 0;
+                        t += 1;
+                    }
+                }
+            };
+            // SAFETY: job (b, blk) alone writes columns c0..c0+n of batch row b's `C_out`
+            // rows (`l_out` apart); the panel reads stay below (l_out-1)·s + (K-1)·d + 1 ≤
+            // len inside each channel's row.
+            #[allow(unsafe_code)]
+            unsafe {
+                w.lhs.add_product(
+                    cols.min(l_out - c0),
+                    fill,
+                    out_ptr.get().add(b * c_out * l_out + c0),
+                    l_out,
+                )
+            };
+        });
+    }
+    Ok(Tensor::from_vec(out, (b_sz, c_out, l_out), &Device::Cpu)?)
+}
+
 /// Whether both tensors are f32 on the CPU (the kernels here); otherwise candle runs it.
 fn on_cpu_f32(xs: &Tensor, w: &Tensor) -> bool {
     matches!(xs.device(), Device::Cpu)
@@ -594,26 +701,34 @@ mod tests {
         let xs = Tensor::randn(0f32, 1., (b, c_in, len), &dev).unwrap();
         let w = Tensor::randn(0f32, 0.3, (c_out, c_in, k), &dev).unwrap();
         let bias = Tensor::randn(0f32, 1., c_out, &dev).unwrap();
-        let ours = conv1d(&xs, &w, Some(&bias), s, d).unwrap();
         let theirs = xs
             .conv1d(&w, 0, s, d, 1)
             .unwrap()
             .broadcast_add(&bias.reshape((1, (), 1)).unwrap())
             .unwrap();
-        assert_eq!(
-            ours.dims(),
-            theirs.dims(),
-            "{b} {c_in} {c_out} {len} {k} {s} {d}"
-        );
-        let diff = (ours - theirs)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        assert!(diff < 1e-4, "{b} {c_in} {c_out} {len} {k} {s} {d}: {diff}");
+        let mut results = vec![conv1d(&xs, &w, Some(&bias), s, d).unwrap()];
+        // The packed-weight path, where this build has the dense kernel.
+        if let Some(packed) = PackedConv1d::new(&w).unwrap() {
+            let bv = bias.to_vec1::<f32>().unwrap();
+            results.push(conv1d_packed(&xs, &packed, Some(&bv), s, d).unwrap());
+        }
+        assert_eq!(results.len(), 1 + crate::sgemm::KERNELS as usize);
+        for ours in results {
+            assert_eq!(
+                ours.dims(),
+                theirs.dims(),
+                "{b} {c_in} {c_out} {len} {k} {s} {d}"
+            );
+            let diff = (ours - &theirs)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(diff < 1e-4, "{b} {c_in} {c_out} {len} {k} {s} {d}: {diff}");
+        }
     }
 
     #[test]

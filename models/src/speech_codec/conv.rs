@@ -17,10 +17,13 @@
 //! computed as one matmul plus overlap-add of `kernel / stride` blocks (kernel must be a
 //! multiple of the stride, as in SEANet where it is `2·ratio`).
 
-use candle_core::{Module, Tensor, D};
+use std::sync::Arc;
+
+use candle_core::{DType, Module, Tensor, D};
 use candle_nn::VarBuilder;
 
 use super::stream::{cat_opt, split_at};
+use crate::cpu_conv::PackedConv1d;
 use crate::{Error, Result};
 
 /// `torch.nn.utils.weight_norm(dim=0)` weight of `vb` (`weight_g`, `weight_v`).
@@ -88,13 +91,27 @@ fn add_bias(xs: &Tensor, bias: &Tensor) -> Result<Tensor> {
 }
 
 /// `SConv1d`: weight-normed `Conv1d` with asymmetric reflect padding (non-causal).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SConv1d {
     weight: Tensor,
     bias: Tensor,
+    /// f32 on the CPU with the dense kernel: the weight packed once and the bias values.
+    packed: Option<Arc<(PackedConv1d, Vec<f32>)>>,
     kernel_size: usize,
     stride: usize,
     dilation: usize,
+}
+
+impl std::fmt::Debug for SConv1d {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SConv1d")
+            .field("weight", &self.weight.dims())
+            .field("kernel_size", &self.kernel_size)
+            .field("stride", &self.stride)
+            .field("dilation", &self.dilation)
+            .field("packed", &self.packed.is_some())
+            .finish()
+    }
 }
 
 /// Streaming state of one [`SConv1d`] (stride 1 only).
@@ -126,9 +143,14 @@ impl SConv1d {
         let vb = vb.pp("conv").pp("conv");
         let weight = weight_norm(&vb, (out_c, in_c, kernel_size))?;
         let bias = vb.get(out_c, "bias")?;
+        let packed = match PackedConv1d::new(&weight)? {
+            Some(w) => Some(Arc::new((w, bias.to_vec1::<f32>()?))),
+            None => None,
+        };
         Ok(Self {
             weight,
             bias,
+            packed,
             kernel_size,
             stride,
             dilation,
@@ -153,6 +175,18 @@ impl SConv1d {
 
     /// The convolution itself on already padded input.
     fn conv(&self, xs: &Tensor) -> Result<Tensor> {
+        if let Some(packed) = &self.packed {
+            if matches!(xs.device(), candle_core::Device::Cpu) && xs.dtype() == DType::F32 {
+                let (w, bias) = packed.as_ref();
+                return crate::cpu_conv::conv1d_packed(
+                    xs,
+                    w,
+                    Some(bias),
+                    self.stride,
+                    self.dilation,
+                );
+            }
+        }
         crate::cpu_conv::conv1d(
             xs,
             &self.weight,
