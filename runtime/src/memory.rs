@@ -14,7 +14,7 @@
 //! [`TensorAllocator`] (the global allocator of `mio` and the app) maps buffers of 32 MiB
 //! and more itself and asks the kernel for transparent huge pages on them and on heap
 //! blocks from 4 MiB up: one page fault per 2 MiB instead of per 4 KiB; and it keeps up to
-//! 4 GiB of freed mappings for the next tensor of about the same size (no faults, no
+//! 1 GiB of freed mappings for the next tensor of about the same size (no faults, no
 //! zeroing), until the worker's job ends. Loading the real-size SEED image tokenizer (2 GB of f16
 //! weights turned into 4 GB of f32) went from 41 s to 17 s with it, most of the difference
 //! being page faults, which are dear in a virtual machine.
@@ -100,11 +100,12 @@ mod mapped {
 
     /// Freed mappings kept for reuse: a tensor op's output of the same size as one just
     /// dropped (attention score blocks, the VAE's activations) then needs no page faults and
-    /// no zeroing by the kernel. At most [`CACHE_SLOTS`] mappings and [`CACHE_BYTES`] bytes;
+    /// no zeroing by the kernel. At most [`CACHE_SLOTS`] mappings and [`CACHE_BYTES`] bytes
+    /// (4 GiB made an unCLIP decode's peak 3 GiB larger for no measurable speed);
     /// emptied between jobs by [`super::release_free_memory`]. A fixed array, so the
     /// allocator never allocates under its own lock.
-    const CACHE_SLOTS: usize = 64;
-    const CACHE_BYTES: usize = 4 << 30;
+    const CACHE_SLOTS: usize = 16;
+    const CACHE_BYTES: usize = 1 << 30;
 
     struct Cache {
         slots: [(usize, usize); CACHE_SLOTS],
