@@ -19,7 +19,7 @@
 
 use std::sync::Arc;
 
-use candle_core::{DType, Module, Tensor, D};
+use candle_core::{Module, Tensor, D};
 use candle_nn::VarBuilder;
 
 use super::stream::{cat_opt, split_at};
@@ -93,23 +93,31 @@ fn add_bias(xs: &Tensor, bias: &Tensor) -> Result<Tensor> {
 /// `SConv1d`: weight-normed `Conv1d` with asymmetric reflect padding (non-causal).
 #[derive(Clone)]
 pub struct SConv1d {
-    weight: Tensor,
-    bias: Tensor,
-    /// f32 on the CPU with the dense kernel: the weight packed once and the bias values.
-    packed: Option<Arc<(PackedConv1d, Vec<f32>)>>,
+    weights: ConvWeights,
+    out_c: usize,
     kernel_size: usize,
     stride: usize,
     dilation: usize,
 }
 
+/// An [`SConv1d`]'s weight and bias.
+#[derive(Clone)]
+enum ConvWeights {
+    /// f32 on the CPU with the dense kernel: the weight packed once (the tensor is dropped,
+    /// so the weights are held once) and the bias values.
+    Packed(Arc<(PackedConv1d, Vec<f32>)>),
+    /// Anything else: candle's tensors.
+    Tensors { weight: Tensor, bias: Tensor },
+}
+
 impl std::fmt::Debug for SConv1d {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SConv1d")
-            .field("weight", &self.weight.dims())
+            .field("out_channels", &self.out_c)
             .field("kernel_size", &self.kernel_size)
             .field("stride", &self.stride)
             .field("dilation", &self.dilation)
-            .field("packed", &self.packed.is_some())
+            .field("packed", &matches!(self.weights, ConvWeights::Packed(_)))
             .finish()
     }
 }
@@ -143,14 +151,13 @@ impl SConv1d {
         let vb = vb.pp("conv").pp("conv");
         let weight = weight_norm(&vb, (out_c, in_c, kernel_size))?;
         let bias = vb.get(out_c, "bias")?;
-        let packed = match PackedConv1d::new(&weight)? {
-            Some(w) => Some(Arc::new((w, bias.to_vec1::<f32>()?))),
-            None => None,
+        let weights = match PackedConv1d::new(&weight)? {
+            Some(w) => ConvWeights::Packed(Arc::new((w, bias.to_vec1::<f32>()?))),
+            None => ConvWeights::Tensors { weight, bias },
         };
         Ok(Self {
-            weight,
-            bias,
-            packed,
+            weights,
+            out_c,
             kernel_size,
             stride,
             dilation,
@@ -159,7 +166,7 @@ impl SConv1d {
 
     /// Output channels.
     pub fn out_channels(&self) -> Result<usize> {
-        Ok(self.weight.dim(0)?)
+        Ok(self.out_c)
     }
 
     /// `padding_total` of upstream: `(k - 1)·d - (s - 1)`.
@@ -175,8 +182,8 @@ impl SConv1d {
 
     /// The convolution itself on already padded input.
     fn conv(&self, xs: &Tensor) -> Result<Tensor> {
-        if let Some(packed) = &self.packed {
-            if matches!(xs.device(), candle_core::Device::Cpu) && xs.dtype() == DType::F32 {
+        let (weight, bias) = match &self.weights {
+            ConvWeights::Packed(packed) => {
                 let (w, bias) = packed.as_ref();
                 return crate::cpu_conv::conv1d_packed(
                     xs,
@@ -186,14 +193,9 @@ impl SConv1d {
                     self.dilation,
                 );
             }
-        }
-        crate::cpu_conv::conv1d(
-            xs,
-            &self.weight,
-            Some(&self.bias),
-            self.stride,
-            self.dilation,
-        )
+            ConvWeights::Tensors { weight, bias } => (weight, bias),
+        };
+        crate::cpu_conv::conv1d(xs, weight, Some(bias), self.stride, self.dilation)
     }
 
     /// One chunk `(B, C_in, n)` of a stream: the outputs whose receptive field is complete.
