@@ -170,18 +170,7 @@ mod tests {
         let dev = Device::Cpu;
         let xs: Vec<f32> = (0..4 * 6).map(|i| (i as f32 - 11.5) * 0.7).collect();
         let x = Tensor::from_vec(xs, (4, 6), &dev).unwrap();
-        let diff = |a: &Tensor, b: &Tensor| {
-            (a - b)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .max(0)
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap()
-        };
+        let diff = crate::sgemm::tests::max_abs_diff;
         assert!(diff(&gelu_erf(&x).unwrap(), &x.gelu_erf().unwrap()) < 2e-6);
         let want =
             (x.narrow(1, 0, 3).unwrap() * x.narrow(1, 3, 3).unwrap().gelu_erf().unwrap()).unwrap();

@@ -139,18 +139,8 @@ pub fn conv1d_packed(
     {
         let (xs_store, xs_layout) = xs.storage_and_layout();
         let x = cpu_f32(&xs_store, xs_layout)?;
-        let cols = (BLOCK_FLOATS / c_out.max(1)).clamp(256, 8192).min(l_out);
-        let per_row = l_out.div_ceil(cols);
-        let jobs = b_sz * per_row;
-        let next = AtomicUsize::new(0);
         let out_ptr = SendPtr(out.as_mut_ptr());
-        candle_core::utils::barrier_pool().execute(|_| loop {
-            let job = next.fetch_add(1, Ordering::Relaxed);
-            if job >= jobs {
-                break;
-            }
-            let (b, blk) = (job / per_row, job % per_row);
-            let c0 = blk * cols;
+        for_column_blocks(b_sz, c_out, l_out, |b, c0, cols| {
             let xb = &x[b * c_in * len..(b + 1) * c_in * len];
             let fill = |i0: usize, rows: usize, j0: usize, n: usize, panel: &mut [f32]| {
                 // Depth index = tap · C_in + channel, walked without a division per row.
@@ -171,21 +161,43 @@ pub fn conv1d_packed(
                     }
                 }
             };
-            // SAFETY: job (b, blk) alone writes columns c0..c0+n of batch row b's `C_out`
+            // SAFETY: this job alone writes columns c0..c0+cols of batch row b's `C_out`
             // rows (`l_out` apart); the panel reads stay below (l_out-1)·s + (K-1)·d + 1 ≤
             // len inside each channel's row.
             #[allow(unsafe_code)]
             unsafe {
-                w.lhs.add_product(
-                    cols.min(l_out - c0),
-                    fill,
-                    out_ptr.get().add(b * c_out * l_out + c0),
-                    l_out,
-                )
+                w.lhs
+                    .add_product(cols, fill, out_ptr.get().add(b * c_out * l_out + c0), l_out)
             };
         });
     }
     Ok(Tensor::from_vec(out, (b_sz, c_out, l_out), &Device::Cpu)?)
+}
+
+/// Runs `job(b, c0, cols)` for every block of output columns `c0 .. c0+cols` of every batch
+/// row (`width` columns of `c_out` rows each; blocks of about `BLOCK_FLOATS` outputs), the
+/// blocks dealt out over candle's pool as threads come free.
+fn for_column_blocks(
+    b_sz: usize,
+    c_out: usize,
+    width: usize,
+    job: impl Fn(usize, usize, usize) + Sync,
+) {
+    let cols = (BLOCK_FLOATS / c_out.max(1)).clamp(256, 8192).min(width);
+    if cols == 0 {
+        return;
+    }
+    let per_row = width.div_ceil(cols);
+    let jobs = b_sz * per_row;
+    let next = AtomicUsize::new(0);
+    candle_core::utils::barrier_pool().execute(|_| loop {
+        let at = next.fetch_add(1, Ordering::Relaxed);
+        if at >= jobs {
+            break;
+        }
+        let (b, c0) = (at / per_row, (at % per_row) * cols);
+        job(b, c0, cols.min(width - c0));
+    });
 }
 
 /// Whether both tensors are f32 on the CPU (the kernels here); otherwise candle runs it.
@@ -655,18 +667,8 @@ fn run_conv2d_s1(
     {
         let (xs_store, xs_layout) = xs.storage_and_layout();
         let x = cpu_f32(&xs_store, xs_layout)?;
-        let cols = (BLOCK_FLOATS / c_out.max(1)).clamp(256, 8192).min(n_wide);
-        let per_row = n_wide.div_ceil(cols);
-        let jobs = b_sz * per_row;
-        let next = AtomicUsize::new(0);
         let out_ptr = SendPtr(wide.as_mut_ptr());
-        candle_core::utils::barrier_pool().execute(|_| loop {
-            let job = next.fetch_add(1, Ordering::Relaxed);
-            if job >= jobs {
-                break;
-            }
-            let (b, blk) = (job / per_row, job % per_row);
-            let c0 = blk * cols;
+        for_column_blocks(b_sz, c_out, n_wide, |b, c0, n| {
             // SAFETY (pointer arithmetic): batch row b's block starts inside `wide`.
             #[allow(unsafe_code)]
             let out = unsafe { out_ptr.get().add(b * c_out * n_wide + c0) };
@@ -674,7 +676,7 @@ fn run_conv2d_s1(
                 x: &x[b * c_in * plane..(b + 1) * c_in * plane],
                 out,
                 c0,
-                n: cols.min(n_wide - c0),
+                n,
                 n_wide,
                 wp,
                 plane,

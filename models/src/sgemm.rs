@@ -55,17 +55,7 @@ impl PackedRhs {
         if w.len() != n * k {
             candle_core::bail!("weight of {} values is not {n} × {k}", w.len());
         }
-        let panels = n.div_ceil(NR);
-        let mut data = vec![0f32; panels * k * NR];
-        for (p, panel) in data.chunks_exact_mut(k * NR).enumerate() {
-            for j in 0..NR.min(n - p * NR) {
-                let row = &w[(p * NR + j) * k..(p * NR + j + 1) * k];
-                for (i, &v) in row.iter().enumerate() {
-                    panel[i * NR + j] = v;
-                }
-            }
-        }
-        Ok(Self { k, n, data })
+        Ok(Self::from_strided_rows(w, n, k, k))
     }
 
     /// Output columns.
@@ -200,17 +190,11 @@ impl PackedRhs {
 
     /// Packs `W` (`n` rows of `k` values, rows `ld` apart) for `x · Wᵀ`.
     fn from_strided_rows(w: &[f32], n: usize, k: usize, ld: usize) -> Self {
-        let panels = n.div_ceil(NR);
-        let mut data = vec![0f32; panels * k * NR];
-        for (p, panel) in data.chunks_exact_mut(k * NR).enumerate() {
-            for j in 0..NR.min(n - p * NR) {
-                let row = &w[(p * NR + j) * ld..(p * NR + j) * ld + k];
-                for (i, &v) in row.iter().enumerate() {
-                    panel[i * NR + j] = v;
-                }
-            }
+        Self {
+            k,
+            n,
+            data: interleave_rows(w, n, k, ld, NR),
         }
-        Self { k, n, data }
     }
 }
 
@@ -229,16 +213,11 @@ impl PackedLhs {
         if w.len() != m * k {
             candle_core::bail!("weight of {} values is not {m} × {k}", w.len());
         }
-        let mut data = vec![0f32; m.div_ceil(MR) * MR * k];
-        for (s, sliver) in data.chunks_exact_mut(MR * k).enumerate() {
-            for r in 0..MR.min(m - s * MR) {
-                let row = &w[(s * MR + r) * k..(s * MR + r + 1) * k];
-                for (i, &v) in row.iter().enumerate() {
-                    sliver[i * MR + r] = v;
-                }
-            }
-        }
-        Ok(Self { m, k, data })
+        Ok(Self {
+            m,
+            k,
+            data: interleave_rows(w, m, k, k, MR),
+        })
     }
 
     /// Rows (output channels).
@@ -473,6 +452,22 @@ fn softmax_in_place(row: &mut [f32], scale: f32) {
     for x in row.iter_mut() {
         *x *= inv;
     }
+}
+
+/// `rows` rows of `k` values (`ld` apart) in groups of `group` rows, each group stored
+/// value-major: `out[(g · k + i) · group + r] = w[(g · group + r) · ld + i]`, zero past the
+/// last row (the layout of both packed operands).
+fn interleave_rows(w: &[f32], rows: usize, k: usize, ld: usize, group: usize) -> Vec<f32> {
+    let mut data = vec![0f32; rows.div_ceil(group) * group * k];
+    for (g, block) in data.chunks_exact_mut(group * k).enumerate() {
+        for r in 0..group.min(rows - g * group) {
+            let row = &w[(g * group + r) * ld..(g * group + r) * ld + k];
+            for (i, &v) in row.iter().enumerate() {
+                block[i * group + r] = v;
+            }
+        }
+    }
+    data
 }
 
 thread_local! {
@@ -829,8 +824,22 @@ impl CustomOp1 for DenseOp<'_> {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// The largest absolute difference between two tensors of the same shape.
+    pub(crate) fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    }
 
     fn values(len: usize, seed: u32) -> Vec<f32> {
         (0..len)
@@ -932,16 +941,7 @@ mod tests {
                 let got = o.forward(&x).unwrap();
                 let want = t.forward(&x).unwrap();
                 assert_eq!(got.dims(), want.dims());
-                let err = (got - want)
-                    .unwrap()
-                    .abs()
-                    .unwrap()
-                    .flatten_all()
-                    .unwrap()
-                    .max(0)
-                    .unwrap()
-                    .to_scalar::<f32>()
-                    .unwrap();
+                let err = max_abs_diff(&got, &want);
                 assert!(err < 1e-5, "{shape:?}: {err}");
             }
         }
@@ -950,16 +950,7 @@ mod tests {
             .unwrap()
             .t()
             .unwrap();
-        let err = (ours.forward(&x).unwrap() - theirs.forward(&x).unwrap())
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let err = max_abs_diff(&ours.forward(&x).unwrap(), &theirs.forward(&x).unwrap());
         assert!(err < 1e-5);
     }
 
@@ -986,16 +977,7 @@ mod tests {
         }
         let want = Tensor::cat(&outs, 2).unwrap();
         assert_eq!(got.dims(), want.dims());
-        let err = (got - want)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let err = max_abs_diff(&got, &want);
         assert!(err < 1e-5, "{err}");
         let bad = Tensor::zeros((b, m, heads * d + 1), DType::F32, &dev).unwrap();
         assert!(attention_tensors(&q, &bad, &bad, heads, scale).is_err());
