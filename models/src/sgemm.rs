@@ -746,14 +746,6 @@ impl Dense {
         let w = vb.get((out, inp), "weight")?;
         Self::new(w, None)
     }
-
-    /// Loads with or without a bias.
-    pub fn load_b(inp: usize, out: usize, bias: bool, vb: VarBuilder) -> candle_core::Result<Self> {
-        match bias {
-            true => Self::load(inp, out, vb),
-            false => Self::load_no_bias(inp, out, vb),
-        }
-    }
 }
 
 impl Module for Dense {

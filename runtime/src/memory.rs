@@ -15,9 +15,10 @@
 //! and more itself and asks the kernel for transparent huge pages on them and on heap
 //! blocks from 4 MiB up: one page fault per 2 MiB instead of per 4 KiB; and it keeps up to
 //! 1 GiB of freed mappings for the next tensor of about the same size (no faults, no
-//! zeroing), until the worker's job ends. Loading the real-size SEED image tokenizer (2 GB of f16
-//! weights turned into 4 GB of f32) went from 41 s to 17 s with it, most of the difference
-//! being page faults, which are dear in a virtual machine.
+//! zeroing), until the worker's job ends. Page faults are dear in a virtual machine: `perf`
+//! of an unCLIP step still shows the kernel zeroing fresh pages at 8–16 %. (Loading the
+//! real-size SEED image tokenizer stayed at 37–41 s with this allocator, while one run with
+//! glibc's own `glibc.malloc.hugetlb=1` tunable took 17 s: not yet understood.)
 
 /// Called once at start-up, before the first model loads.
 pub fn tune_allocator() {
