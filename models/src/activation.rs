@@ -69,7 +69,7 @@ fn on_cpu_f32(xs: &Tensor) -> bool {
 
 /// The exact GELU of a tensor (the formula above for f32 on the CPU, candle's elsewhere).
 pub fn gelu_erf(xs: &Tensor) -> candle_core::Result<Tensor> {
-    if !on_cpu_f32(xs) {
+    if !on_cpu_f32(xs) || xs.rank() == 0 {
         return xs.gelu_erf();
     }
     xs.contiguous()?.apply_op1_no_bwd(&Geglu { gated: false })
@@ -104,13 +104,8 @@ impl CustomOp1 for Geglu {
         storage: &CpuStorage,
         layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let CpuStorage::F32(data) = storage else {
-            candle_core::bail!("mio-gelu: f32 input expected");
-        };
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("mio-gelu: contiguous input expected");
-        };
-        let xs = &data[start..end];
+        let last = layout.dims().last().copied().unwrap_or(1);
+        let xs = crate::lm::qgemv::input_rows(self.name(), storage, layout, last)?;
         if !self.gated {
             let mut out = xs.to_vec();
             gelu_erf_in_place(&mut out);
@@ -178,5 +173,8 @@ mod tests {
         assert_eq!(got.dims(), &[4, 3]);
         assert!(diff(&got, &want) < 2e-5);
         assert!(geglu(&x.narrow(1, 0, 5).unwrap()).is_err());
+        let scalar = Tensor::new(0.7f32, &dev).unwrap();
+        let got = gelu_erf(&scalar).unwrap().to_scalar::<f32>().unwrap();
+        assert!((got - scalar.gelu_erf().unwrap().to_scalar::<f32>().unwrap()).abs() < 1e-6);
     }
 }

@@ -792,18 +792,9 @@ impl CustomOp1 for DenseOp<'_> {
         storage: &CpuStorage,
         layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let CpuStorage::F32(data) = storage else {
-            candle_core::bail!("mio-dense: f32 input expected");
-        };
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("mio-dense: contiguous input expected");
-        };
         let k = self.rhs.k();
+        let x = crate::lm::qgemv::input_rows(self.name(), storage, layout, k)?;
         let mut dims = layout.dims().to_vec();
-        if dims.last() != Some(&k) {
-            candle_core::bail!("mio-dense: input {dims:?} does not end in {k} features");
-        }
-        let x = &data[start..end];
         let m = x.len() / k.max(1);
         let mut out = vec![0f32; m * self.rhs.n()];
         self.rhs.matmul(x, m, self.bias, &mut out)?;

@@ -345,7 +345,7 @@ impl CustomOp1 for PackedQ4K {
 }
 
 /// The contiguous f32 input of a matmul op, checked to end in `k` columns.
-fn input_rows<'s>(
+pub(crate) fn input_rows<'s>(
     name: &str,
     storage: &'s CpuStorage,
     layout: &Layout,
