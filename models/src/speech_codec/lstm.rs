@@ -323,18 +323,7 @@ mod tests {
             .unwrap();
         let h0 = Tensor::randn(0f32, 0.5, (2, hd), &dev).unwrap();
         let c0 = Tensor::randn(0f32, 0.5, (2, hd), &dev).unwrap();
-        let max_diff = |a: &Tensor, b: &Tensor| {
-            (a - b)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .max(0)
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap()
-        };
+        let max_diff = crate::sgemm::tests::max_abs_diff;
         for reverse in [false, true] {
             for state in [None, Some((h0.clone(), c0.clone()))] {
                 let (ya, (ha, ca)) = cell.run_cpu(&proj, reverse, state.clone()).unwrap();
