@@ -1,20 +1,21 @@
-//! `cargo bench -p mio-models --bench conv`: our CPU 3 × 3 convolution
-//! (`mio_models::cpu_conv::conv2d_s1`) against candle's `conv2d` at the unCLIP UNet's shapes
+//! `cargo bench -p mio-models --bench conv`: our CPU 3 × 3 convolutions (per tap, packed
+//! direct, and the packed entry point, which takes Winograd's F(2 × 2, 3 × 3) where it pays)
+//! against candle's `conv2d` at the unCLIP UNet's shapes
 //! for 96 × 96 latents with the two guidance branches batched, and at the VAE decoder's
 //! (best of 2 runs each); then one head of the UNet's largest self-attention.
 
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
-use mio_models::cpu_conv::{conv2d_s1, conv2d_s1_packed, PackedConv2d};
+use mio_models::cpu_conv::{conv2d_s1, conv2d_s1_packed, conv2d_s1_packed_direct, PackedConv2d};
 use mio_models::image_decoder::attention_rows;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dev = Device::Cpu;
     println!(
-        "| input (B, C, H, W) | candle conv2d s | ours, per tap s | ours, packed s | packed vs candle |"
+        "| input (B, C, H, W) | candle conv2d s | ours, per tap s | ours, packed direct s | ours, packed (Winograd) s | packed vs candle |"
     );
-    println!("|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|");
     // UNet (guidance batch of 2) and VAE decoder (1 image, 768 × 768 out) shapes.
     for (bs, c, hw) in [
         (2usize, 320usize, 96usize),
@@ -30,10 +31,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let b = Tensor::randn(0f32, 1.0, c, &dev)?;
         let packed = PackedConv2d::new(&w)?.ok_or("no dense kernel in this build")?;
         let bias = b.to_vec1::<f32>()?;
-        let mut best = [f64::MAX; 3];
+        let mut best = [f64::MAX; 4];
         for _ in 0..2 {
             let t = Instant::now();
             std::hint::black_box(conv2d_s1_packed(&xs, &packed, Some(&bias), 1)?);
+            best[3] = best[3].min(t.elapsed().as_secs_f64());
+            let t = Instant::now();
+            std::hint::black_box(conv2d_s1_packed_direct(&xs, &packed, Some(&bias), 1)?);
             best[2] = best[2].min(t.elapsed().as_secs_f64());
             let t = Instant::now();
             let ys = xs
@@ -47,11 +51,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             best[1] = best[1].min(t.elapsed().as_secs_f64());
         }
         println!(
-            "| ({bs}, {c}, {hw}, {hw}) | {:.3} | {:.3} | {:.3} | {:.2}x |",
+            "| ({bs}, {c}, {hw}, {hw}) | {:.3} | {:.3} | {:.3} | {:.3} | {:.2}x |",
             best[0],
             best[1],
             best[2],
-            best[0] / best[2]
+            best[3],
+            best[0] / best[3]
         );
     }
     // One head of the 96 × 96 latents' self-attention (9216 tokens, 64 dims, 2 branches):

@@ -327,11 +327,11 @@ fn run(g: &Geometry, b_sz: usize, x: &[f32], w: &[f32], out: &mut [f32]) {
 
 /// The output pointer, shared by the pool's threads (each writes its own blocks).
 #[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
+pub(crate) struct SendPtr(pub(crate) *mut f32);
 
 impl SendPtr {
     /// The pointer (a method, so closures capture the `Sync` wrapper, not the field).
-    fn get(self) -> *mut f32 {
+    pub(crate) fn get(self) -> *mut f32 {
         self.0
     }
 }
@@ -561,13 +561,51 @@ impl PackedConv2d {
         let lhs = PackedLhs::from_rows(cpu_f32(&store, layout)?, c_out, kh * kw * c_in)?;
         Ok(Some(Self { lhs, c_in, kh, kw }))
     }
+
+    /// The packed weight: `C_out` rows of depth `KH·KW·C_in` (index `tap · C_in + channel`).
+    pub fn lhs(&self) -> &PackedLhs {
+        &self.lhs
+    }
 }
 
-/// [`conv2d_s1`] with a packed weight: the taps are one product of depth `KH·KW·C_in`
-/// instead of `KH·KW` products of depth `C_in`, so each output block is written once per
-/// 1536-deep block instead of once per tap, and the weight is never repacked. The input's
-/// shifted rows are copied into the kernel's 16-column panels as they are needed.
+/// [`conv2d_s1`] with a packed weight. 3 × 3 kernels with padding 1 (the unCLIP UNet's and
+/// VAE's) go to Winograd's F(2 × 2, 3 × 3) ([`crate::winograd`]) where it pays. Otherwise
+/// the taps are one product of depth `KH·KW·C_in` instead of `KH·KW` products of depth
+/// `C_in`, so each output block is written once per 1536-deep block instead of once per
+/// tap, and the weight is never repacked; the input's shifted rows are copied into the
+/// kernel's 16-column panels as they are needed.
 pub fn conv2d_s1_packed(
+    xs: &Tensor,
+    w: &PackedConv2d,
+    bias: Option<&[f32]>,
+    padding: usize,
+) -> Result<Tensor> {
+    let geometry = Conv2dShape {
+        c_out: w.lhs.m(),
+        c_in: w.c_in,
+        kh: w.kh,
+        kw: w.kw,
+        padding,
+    };
+    if bias.is_some_and(|b| b.len() != geometry.c_out) {
+        return Err(Error::InvalidArgument(
+            "conv2d bias does not have the kernel's output channels".into(),
+        ));
+    }
+    if let Ok((b, x_in, h, wd)) = xs.dims4() {
+        if (w.kh, w.kw, padding) == (3, 3, 1)
+            && x_in == w.c_in
+            && crate::winograd::worth_it(b, h, wd, w.c_in, geometry.c_out)
+        {
+            let u = crate::winograd::transform_weights(&w.lhs, w.c_in)?;
+            return crate::winograd::conv3x3(xs, &u, bias);
+        }
+    }
+    conv2d_s1_packed_direct(xs, w, bias, padding)
+}
+
+/// [`conv2d_s1_packed`] without the Winograd path: the direct sum over the taps.
+pub fn conv2d_s1_packed_direct(
     xs: &Tensor,
     w: &PackedConv2d,
     bias: Option<&[f32]>,
@@ -815,6 +853,8 @@ mod tests {
             (2, 12, 10, 5, 6, 1, 0),
             (1, 3, 4, 6, 5, 3, 0),
             (1, 8, 300, 40, 33, 3, 1),
+            // Enough channels and tiles for the Winograd path of the packed convolution.
+            (1, 32, 24, 34, 31, 3, 1),
         ] {
             let xs = Tensor::randn(0f32, 1., (b, c_in, h, w), &dev).unwrap();
             let wt = Tensor::randn(0f32, 0.3, (c_out, c_in, k, k), &dev).unwrap();

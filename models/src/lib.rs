@@ -20,5 +20,6 @@ pub mod speech_codec;
 pub mod text;
 pub mod video;
 pub mod weights_file;
+pub mod winograd;
 
 pub use error::{Error, Result};

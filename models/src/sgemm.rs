@@ -245,6 +245,40 @@ impl PackedLhs {
         out: *mut f32,
         ldc: usize,
     ) {
+        // SAFETY: the caller's contract.
+        unsafe { self.product(n, fill, out, ldc, Init::Add) }
+    }
+
+    /// As [`Self::add_product`], but `out ← W · X` (what `out` held is overwritten, so it
+    /// need not be initialised to anything in particular).
+    ///
+    /// # Safety
+    /// As [`Self::add_product`].
+    #[allow(unsafe_code)]
+    pub unsafe fn set_product(
+        &self,
+        n: usize,
+        fill: impl Fn(usize, usize, usize, usize, &mut [f32]),
+        out: *mut f32,
+        ldc: usize,
+    ) {
+        // SAFETY: the caller's contract.
+        unsafe { self.product(n, fill, out, ldc, Init::Set) }
+    }
+
+    /// The product, the first depth block treating `out` as `first` says, the others adding.
+    ///
+    /// # Safety
+    /// As [`Self::add_product`].
+    #[allow(unsafe_code)]
+    unsafe fn product(
+        &self,
+        n: usize,
+        fill: impl Fn(usize, usize, usize, usize, &mut [f32]),
+        out: *mut f32,
+        ldc: usize,
+        first: Init,
+    ) {
         let (m, k) = (self.m, self.k);
         if m == 0 || n == 0 || k == 0 {
             return;
@@ -266,34 +300,106 @@ impl PackedLhs {
                     }
                     fill(pc, kc, p * NR, cols, panel);
                 }
-                for ic in (0..m).step_by(MC) {
-                    let mc = (m - ic).min(MC);
-                    for (p, panel) in bp.chunks_exact(NR * kc).enumerate() {
-                        let nr = NR.min(n - p * NR);
-                        for ir in (0..mc).step_by(MR) {
-                            let s = (ic + ir) / MR;
-                            let sliver = &self.data[(s * k + pc) * MR..(s * k + pc + kc) * MR];
-                            // SAFETY: rows `ic+ir .. +mr`, columns `p·16 .. +nr` lie in `out`
-                            // (the caller's contract).
-                            unsafe {
-                                tile(
-                                    kc,
-                                    sliver,
-                                    panel,
-                                    out.add((ic + ir) * ldc + p * NR),
-                                    ldc,
-                                    ((mc - ir).min(MR), nr),
-                                    Init::Add,
-                                    None,
-                                );
-                            }
-                        }
-                    }
-                }
+                let init = if pc == 0 { first } else { Init::Add };
+                let bp = &bp[..];
+                // SAFETY: the caller's contract.
+                unsafe {
+                    self.block(
+                        n,
+                        (pc, kc),
+                        |p| &bp[p * NR * kc..][..NR * kc],
+                        out,
+                        ldc,
+                        init,
+                    )
+                };
             }
         });
     }
+
+    /// `out ← W · X` where `X` (`k × n`) is given already in 16-column panels over the whole
+    /// depth: `panels[(p · k + i) · 16 + j] = X[i][p · 16 + j]` (columns past `n` are read
+    /// but their products are not stored).
+    ///
+    /// # Safety
+    /// As [`Self::add_product`]; `panels` holds `⌈n / 16⌉ · 16 · k` values.
+    #[allow(unsafe_code)]
+    pub unsafe fn set_product_panels(&self, n: usize, panels: &[f32], out: *mut f32, ldc: usize) {
+        let k = self.k;
+        if self.m == 0 || n == 0 || k == 0 || panels.len() < n.div_ceil(NR) * NR * k {
+            return;
+        }
+        let kcb = k.div_ceil(k.div_ceil(KC));
+        for pc in (0..k).step_by(kcb) {
+            let kc = (k - pc).min(kcb);
+            let init = if pc == 0 { Init::Set } else { Init::Add };
+            let panel = |p: usize| &panels[(p * k + pc) * NR..(p * k + pc + kc) * NR];
+            // SAFETY: the caller's contract.
+            unsafe { self.block(n, (pc, kc), panel, out, ldc, init) };
+        }
+    }
+
+    /// One depth block `pc .. pc+kc` of the product over all rows and the `n` columns, the
+    /// 16-column panels of `X` for that block given by `panel(p)` (`kc · 16` values).
+    ///
+    /// # Safety
+    /// As [`Self::add_product`].
+    #[allow(unsafe_code)]
+    unsafe fn block<'a>(
+        &self,
+        n: usize,
+        (pc, kc): (usize, usize),
+        panel: impl Fn(usize) -> &'a [f32],
+        out: *mut f32,
+        ldc: usize,
+        init: Init,
+    ) {
+        let (m, k) = (self.m, self.k);
+        for ic in (0..m).step_by(MC) {
+            let mc = (m - ic).min(MC);
+            for p in 0..n.div_ceil(NR) {
+                let (panel, nr) = (panel(p), NR.min(n - p * NR));
+                for ir in (0..mc).step_by(MR) {
+                    let s = (ic + ir) / MR;
+                    let sliver = &self.data[(s * k + pc) * MR..(s * k + pc + kc) * MR];
+                    // SAFETY: rows `ic+ir .. +mr`, columns `p·16 .. +nr` lie in `out` (the
+                    // caller's contract).
+                    unsafe {
+                        tile(
+                            kc,
+                            sliver,
+                            panel,
+                            out.add((ic + ir) * ldc + p * NR),
+                            ldc,
+                            ((mc - ir).min(MR), nr),
+                            init,
+                            None,
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// The packed values (`data[(s · k + i) · 6 + r] = W[s · 6 + r][i]`).
+    pub(crate) fn slivers(&self) -> &[f32] {
+        &self.data
+    }
+
+    /// A packed `m × k` matrix from values already in the packed layout ([`Self::slivers`]).
+    pub(crate) fn from_slivers(m: usize, k: usize, data: Vec<f32>) -> candle_core::Result<Self> {
+        if data.len() != m.div_ceil(MR) * MR * k {
+            candle_core::bail!(
+                "{} packed values are not {m} × {k} in 6-row slivers",
+                data.len()
+            );
+        }
+        Ok(Self { m, k, data })
+    }
 }
+
+/// Rows of a [`PackedLhs`] sliver.
+pub(crate) const SLIVER_ROWS: usize = MR;
 
 /// Rows of queries per task of [`attention`]: their scores against 9216 keys (the unCLIP
 /// UNet's 96 × 96 latents) are 3.5 MiB.
