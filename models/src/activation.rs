@@ -36,6 +36,47 @@ pub fn exp_value(x: f32) -> f32 {
     y * s1 * s2
 }
 
+/// [`exp_value`] of 8 lanes with AVX2/FMA, written out: the same operations in the same
+/// order, so the results are bit-for-bit equal (tested below), but free of the shuffles
+/// the compiler's own vectorization of an 8-wide loop around [`exp_value`] produced (the
+/// attention's softmax ran at 2 ns per value that way).
+///
+/// # Safety
+/// The CPU has AVX2 and FMA (this build's target features guarantee it).
+#[cfg(all(
+    target_arch = "x86_64",
+    target_feature = "avx2",
+    target_feature = "fma"
+))]
+#[allow(unsafe_code)]
+#[inline(always)]
+pub unsafe fn exp_avx2(x: std::arch::x86_64::__m256) -> std::arch::x86_64::__m256 {
+    use std::arch::x86_64::*;
+    // SAFETY: register-only intrinsics of features this build targets.
+    unsafe {
+        let c = _mm256_set1_ps;
+        let x = _mm256_min_ps(_mm256_max_ps(x, c(-87.3)), c(88.7));
+        let n = _mm256_floor_ps(_mm256_fmadd_ps(x, c(std::f32::consts::LOG2_E), c(0.5)));
+        let r = _mm256_fmadd_ps(n, c(-0.693_359_4), x);
+        let r = _mm256_fmadd_ps(n, c(2.121_944_4e-4), r);
+        let p = _mm256_fmadd_ps(c(1.987_569_1e-4), r, c(1.398_199_9e-3));
+        let p = _mm256_fmadd_ps(p, r, c(8.333_452e-3));
+        let p = _mm256_fmadd_ps(p, r, c(4.166_579_6e-2));
+        let p = _mm256_fmadd_ps(p, r, c(1.666_666_5e-1));
+        let p = _mm256_fmadd_ps(p, r, c(0.5));
+        let y = _mm256_add_ps(_mm256_fmadd_ps(_mm256_mul_ps(p, r), r, r), c(1.0));
+        let n = _mm256_cvtps_epi32(n);
+        let half = _mm256_srai_epi32(n, 1);
+        let bias = _mm256_set1_epi32(127);
+        let s1 = _mm256_slli_epi32(_mm256_add_epi32(half, bias), 23);
+        let s2 = _mm256_slli_epi32(_mm256_add_epi32(_mm256_sub_epi32(n, half), bias), 23);
+        _mm256_mul_ps(
+            _mm256_mul_ps(y, _mm256_castsi256_ps(s1)),
+            _mm256_castsi256_ps(s2),
+        )
+    }
+}
+
 /// `erf(x)` by Abramowitz and Stegun 7.1.26 (what PyTorch's vectorized CPU `erf` uses).
 #[inline(always)]
 pub fn erf_value(x: f32) -> f32 {
@@ -155,6 +196,25 @@ mod tests {
             );
         }
         assert_eq!(exp_value(-200.0), exp_value(-87.3));
+        // The AVX2 form gives the same bits, clamps included.
+        #[cfg(all(
+            target_arch = "x86_64",
+            target_feature = "avx2",
+            target_feature = "fma"
+        ))]
+        #[allow(unsafe_code)]
+        for i in -2600..=2600 {
+            let xs: [f32; 8] = std::array::from_fn(|l| (i * 8 + l as i32) as f32 / 97.0);
+            let mut got = [0f32; 8];
+            // SAFETY: this build targets AVX2/FMA; 8-float arrays.
+            unsafe {
+                use std::arch::x86_64::*;
+                _mm256_storeu_ps(got.as_mut_ptr(), exp_avx2(_mm256_loadu_ps(xs.as_ptr())));
+            }
+            for (x, g) in xs.iter().zip(got) {
+                assert_eq!(g.to_bits(), exp_value(*x).to_bits(), "exp({x})");
+            }
+        }
         assert!(exp_value(200.0).is_finite());
         assert_eq!(erf_value(40.0), 1.0);
         assert_eq!(erf_value(-40.0), -1.0);

@@ -408,9 +408,10 @@ const QUERY_ROWS: usize = 96;
 /// `softmax(scale · q kᵀ) v` for every head: `q` is `b` × `n` rows of `heads · d` values,
 /// `k` and `v` `b` × `m` rows of `heads · d`; the result is laid out like `q`. Per head, `k`
 /// and `v` are packed once; then each task (96 query rows of one head) computes its scores
-/// with the dense kernel, takes the softmax in place (the exponential of
-/// [`crate::activation::exp_value`], vectorized) and multiplies with `v`, on one thread, while
-/// the scores sit in cache. Tasks are spread over candle's pool.
+/// with the dense kernel, takes their exponentials in place (shifted by the row's maximum;
+/// [`crate::activation::exp_avx2`]), multiplies with `v` and divides each output row by
+/// its sum of exponentials (64 divisions per row instead of 9216), on one thread, while the
+/// scores sit in cache. Tasks are spread over candle's pool.
 pub fn attention(
     q: &[f32],
     k: &[f32],
@@ -439,12 +440,14 @@ pub fn attention(
             pool.execute(|tid| {
                 let out_ptr = out_at.get();
                 let mut scores = vec![0f32; QUERY_ROWS.min(n) * m];
+                let mut sums = vec![0f32; QUERY_ROWS];
                 for blk in (tid..blocks).step_by(threads) {
                     let r0 = blk * QUERY_ROWS;
                     let rows = QUERY_ROWS.min(n - r0);
                     let at = (bi * n + r0) * inner + h * d;
                     // SAFETY: `scores` holds `rows × m`; the output rows `r0 .. r0+rows` of
-                    // this batch entry, columns `h·d .. (h+1)·d`, belong to this task alone
+                    // this batch entry, columns `h·d .. (h+1)·d` (read back for the division
+                    // as `d` floats from row starts `at + r·inner`), belong to this task alone
                     // (blocks are dealt out to threads, heads run one after another); `q`'s
                     // rows start at `at`, `inner` apart, with `d` values each.
                     #[allow(unsafe_code)]
@@ -457,8 +460,8 @@ pub fn attention(
                             0,
                             m.div_ceil(NR),
                         );
-                        for row in scores.chunks_exact_mut(m).take(rows) {
-                            softmax_in_place(row, scale);
+                        for (row, sum) in scores.chunks_exact_mut(m).zip(&mut sums).take(rows) {
+                            *sum = softmax_unnormalized(row, scale);
                         }
                         vp.columns(
                             (&scores, m),
@@ -468,6 +471,14 @@ pub fn attention(
                             0,
                             d.div_ceil(NR),
                         );
+                        for (r, &sum) in sums.iter().enumerate().take(rows) {
+                            let row =
+                                std::slice::from_raw_parts_mut(out_ptr.add(at + r * inner), d);
+                            let inv = 1.0 / sum;
+                            for x in row {
+                                *x *= inv;
+                            }
+                        }
                     }
                 }
             });
@@ -526,9 +537,11 @@ fn cpu_slice<'a>(s: &'a candle_core::Storage, l: &Layout) -> candle_core::Result
     }
 }
 
-/// `row ← softmax(scale · row)`. Written as 8-lane reductions and a separate exponential
-/// pass so the compiler vectorizes all three (a plain `sum +=` loop stays scalar).
-fn softmax_in_place(row: &mut [f32], scale: f32) {
+/// `row ← exp(scale · row - max)`, returning the sum of the new values (dividing by it is
+/// left to the caller: [`attention`] scales its `d` outputs per row instead of the `m`
+/// weights). Written as 8-lane reductions so the compiler vectorizes them (a plain `sum +=`
+/// loop stays scalar).
+fn softmax_unnormalized(row: &mut [f32], scale: f32) -> f32 {
     const L: usize = 8;
     let mut lanes = [f32::NEG_INFINITY; L];
     let mut chunks = row.chunks_exact(L);
@@ -543,21 +556,40 @@ fn softmax_in_place(row: &mut [f32], scale: f32) {
         .chain(&lanes)
         .fold(f32::NEG_INFINITY, |a, &x| a.max(x));
     let shift = -max * scale;
-    for x in row.iter_mut() {
-        *x = crate::activation::exp_value(x.mul_add(scale, shift));
-    }
     let mut lanes = [0f32; L];
-    let mut chunks = row.chunks_exact(L);
+    let mut chunks = row.chunks_exact_mut(L);
+    #[cfg(all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        target_feature = "fma"
+    ))]
+    // SAFETY: unaligned loads and stores of whole 8-float chunks; the CPU has AVX2/FMA (the
+    // build's target features).
+    #[allow(unsafe_code)]
+    unsafe {
+        use std::arch::x86_64::*;
+        let (scale, shift) = (_mm256_set1_ps(scale), _mm256_set1_ps(shift));
+        let mut acc = _mm256_setzero_ps();
+        for c in &mut chunks {
+            let x = _mm256_loadu_ps(c.as_ptr());
+            let e = crate::activation::exp_avx2(_mm256_fmadd_ps(x, scale, shift));
+            _mm256_storeu_ps(c.as_mut_ptr(), e);
+            acc = _mm256_add_ps(acc, e);
+        }
+        _mm256_storeu_ps(lanes.as_mut_ptr(), acc);
+    }
     for c in &mut chunks {
-        for (s, &x) in lanes.iter_mut().zip(c) {
-            *s += x;
+        for (s, x) in lanes.iter_mut().zip(c) {
+            *x = crate::activation::exp_value(x.mul_add(scale, shift));
+            *s += *x;
         }
     }
-    let sum: f32 = chunks.remainder().iter().chain(&lanes).sum();
-    let inv = 1.0 / sum;
-    for x in row.iter_mut() {
-        *x *= inv;
+    let mut sum: f32 = 0.0;
+    for x in chunks.into_remainder() {
+        *x = crate::activation::exp_value(x.mul_add(scale, shift));
+        sum += *x;
     }
+    sum + lanes.iter().sum::<f32>()
 }
 
 /// `rows` rows of `k` values (`ld` apart) in groups of `group` rows, each group stored
