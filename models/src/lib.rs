@@ -13,6 +13,7 @@ pub mod image_decoder;
 pub mod image_tokenizer;
 pub mod imported;
 pub mod lm;
+pub mod norm;
 pub mod pickle;
 pub mod release;
 pub mod sgemm;

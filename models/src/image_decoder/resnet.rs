@@ -14,9 +14,10 @@
 use std::sync::Arc;
 
 use candle_core::{Module, Tensor, D};
-use candle_nn::{group_norm, GroupNorm, VarBuilder};
+use candle_nn::VarBuilder;
 
 use crate::cpu_conv::{conv2d_s1_packed, PackedConv2d};
+use crate::norm::{group_norm, GroupNorm};
 use crate::sgemm::Dense;
 
 use crate::Result;
@@ -143,9 +144,7 @@ impl ResnetBlock2D {
             Some(c) => c.forward(xs)?,
             None => xs.clone(),
         };
-        let h = self
-            .conv1
-            .forward(&candle_nn::ops::silu(&self.norm1.forward(xs)?)?)?;
+        let h = self.conv1.forward(&self.norm1.forward_silu(xs)?)?;
         let h = match (temb, &self.time_emb_proj) {
             (Some(temb), Some(proj)) => proj
                 .forward(&candle_nn::ops::silu(temb)?)?
@@ -154,9 +153,7 @@ impl ResnetBlock2D {
                 .broadcast_add(&h)?,
             _ => h,
         };
-        let h = self
-            .conv2
-            .forward(&candle_nn::ops::silu(&self.norm2.forward(&h)?)?)?;
+        let h = self.conv2.forward(&self.norm2.forward_silu(&h)?)?;
         Ok((shortcut + h)?)
     }
 }

@@ -11,10 +11,10 @@
 //! at a time to bound the memory of the 96×96 latents' 9216-token self-attention.
 
 use candle_core::{Module, Tensor, D};
-use candle_nn::{group_norm, layer_norm, GroupNorm, LayerNorm, VarBuilder};
+use candle_nn::{layer_norm, LayerNorm, VarBuilder};
 
+use crate::norm::{group_norm, GroupNorm};
 use crate::sgemm::Dense;
-
 use crate::Result;
 
 /// Query rows per block of [`attention_rows`]: the (b × 256 × 9216) scores of the 96×96

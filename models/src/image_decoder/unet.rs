@@ -15,7 +15,9 @@
 use std::path::Path;
 
 use candle_core::{DType, Device, Module, Tensor};
-use candle_nn::{group_norm, linear, GroupNorm, Linear, VarBuilder};
+use candle_nn::{linear, Linear, VarBuilder};
+
+use crate::norm::{group_norm, GroupNorm};
 
 use super::resnet::Conv2d;
 use serde::Deserialize;
@@ -301,7 +303,7 @@ impl UNet2DConditionModel {
         for block in &self.up_blocks {
             xs = block.forward(&xs, &mut skips, &emb, context)?;
         }
-        let xs = candle_nn::ops::silu(&self.conv_norm_out.forward(&xs)?)?;
+        let xs = self.conv_norm_out.forward_silu(&xs)?;
         Ok(self.conv_out.forward(&xs)?)
     }
 }

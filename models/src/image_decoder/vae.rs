@@ -15,7 +15,9 @@
 use std::path::Path;
 
 use candle_core::{DType, Device, Module, Tensor};
-use candle_nn::{group_norm, GroupNorm, VarBuilder};
+use candle_nn::VarBuilder;
+
+use crate::norm::{group_norm, GroupNorm};
 use serde::Deserialize;
 
 use crate::sgemm::Dense;
@@ -236,7 +238,7 @@ impl AutoencoderKl {
                 xs = conv.forward(&xs.upsample_nearest2d(2 * h, 2 * w)?)?;
             }
         }
-        let xs = candle_nn::ops::silu(&self.conv_norm_out.forward(&xs)?)?;
+        let xs = self.conv_norm_out.forward_silu(&xs)?;
         Ok(self.conv_out.forward(&xs)?)
     }
 }
