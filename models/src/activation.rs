@@ -148,8 +148,12 @@ impl CustomOp1 for Geglu {
         let last = layout.dims().last().copied().unwrap_or(1);
         let xs = crate::lm::qgemv::input_rows(self.name(), storage, layout, last)?;
         if !self.gated {
-            let mut out = xs.to_vec();
-            gelu_erf_in_place(&mut out);
+            let mut out = vec![0f32; xs.len()];
+            par_rows((xs, 1), (&mut out, 1), |src, dst| {
+                for (d, &x) in dst.iter_mut().zip(src) {
+                    *d = gelu_erf_value(x);
+                }
+            });
             return Ok((CpuStorage::F32(out), layout.shape().clone()));
         }
         let mut dims = layout.dims().to_vec();
@@ -160,15 +164,85 @@ impl CustomOp1 for Geglu {
         *last = half;
         let mut out = vec![0f32; xs.len() / 2];
         if half > 0 {
-            for (row, o) in xs.chunks_exact(2 * half).zip(out.chunks_exact_mut(half)) {
-                let (hidden, gate) = row.split_at(half);
-                for ((o, &h), &g) in o.iter_mut().zip(hidden).zip(gate) {
-                    *o = h * gelu_erf_value(g);
+            par_rows((xs, 2 * half), (&mut out, half), |src, dst| {
+                for (row, o) in src.chunks_exact(2 * half).zip(dst.chunks_exact_mut(half)) {
+                    let (hidden, gate) = row.split_at(half);
+                    for ((o, &h), &g) in o.iter_mut().zip(hidden).zip(gate) {
+                        *o = h * gelu_erf_value(g);
+                    }
                 }
-            }
+            });
         }
         Ok((CpuStorage::F32(out), Shape::from(dims)))
     }
+}
+
+/// ELU with `alpha = 1` (`nn.ELU()`): `x` for `x ≥ 0`, `e^x − 1` below (as `expm1`, like
+/// PyTorch's kernel), in parallel over candle's pool for f32 on the CPU (candle's `elu`,
+/// one thread and `exp(x) − 1`, elsewhere).
+pub fn elu(xs: &Tensor) -> candle_core::Result<Tensor> {
+    if !on_cpu_f32(xs) || xs.rank() == 0 {
+        return xs.elu(1.0);
+    }
+    xs.contiguous()?.apply_op1_no_bwd(&Elu)
+}
+
+struct Elu;
+
+impl CustomOp1 for Elu {
+    fn name(&self) -> &'static str {
+        "mio-elu"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let last = layout.dims().last().copied().unwrap_or(1);
+        let xs = crate::lm::qgemv::input_rows(self.name(), storage, layout, last)?;
+        let mut out = vec![0f32; xs.len()];
+        par_rows((xs, 1), (&mut out, 1), |src, dst| {
+            for (d, &x) in dst.iter_mut().zip(src) {
+                *d = if x.is_sign_positive() { x } else { x.exp_m1() };
+            }
+        });
+        Ok((CpuStorage::F32(out), layout.shape().clone()))
+    }
+}
+
+/// Runs `f(input rows, output rows)` over blocks of whole rows (`rows_in` input values and
+/// `rows_out` output values per row; about 64 Ki values per block) on candle's pool.
+fn par_rows(
+    (x, row_in): (&[f32], usize),
+    (out, row_out): (&mut [f32], usize),
+    f: impl Fn(&[f32], &mut [f32]) + Sync,
+) {
+    let rows = x.len() / row_in.max(1);
+    if rows == 0 || out.len() < rows * row_out {
+        return;
+    }
+    let per_block = ((1usize << 16) / row_in.max(1)).max(1);
+    let blocks = rows.div_ceil(per_block);
+    if blocks == 1 {
+        f(x, out);
+        return;
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let out_at = crate::cpu_conv::SendPtr(out.as_mut_ptr());
+    candle_core::utils::barrier_pool().execute(|_| loop {
+        let blk = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if blk >= blocks {
+            break;
+        }
+        let (r0, n) = (blk * per_block, per_block.min(rows - blk * per_block));
+        // SAFETY: block `blk` alone writes output rows `r0 .. r0+n`, inside `out` (checked
+        // to hold `rows · row_out` values).
+        #[allow(unsafe_code)]
+        let dst =
+            unsafe { std::slice::from_raw_parts_mut(out_at.get().add(r0 * row_out), n * row_out) };
+        f(&x[r0 * row_in..(r0 + n) * row_in], dst);
+    });
 }
 
 #[cfg(test)]
@@ -236,5 +310,27 @@ mod tests {
         let scalar = Tensor::new(0.7f32, &dev).unwrap();
         let got = gelu_erf(&scalar).unwrap().to_scalar::<f32>().unwrap();
         assert!((got - scalar.gelu_erf().unwrap().to_scalar::<f32>().unwrap()).abs() < 1e-6);
+        // Large enough to be split over the pool in several blocks (odd row sizes).
+        let big = Tensor::randn(0f32, 3.0, (301, 1234), &dev).unwrap();
+        assert!(diff(&gelu_erf(&big).unwrap(), &big.gelu_erf().unwrap()) < 2e-6);
+        let want = (big.narrow(1, 0, 617).unwrap()
+            * big.narrow(1, 617, 617).unwrap().gelu_erf().unwrap())
+        .unwrap();
+        assert!(diff(&geglu(&big).unwrap(), &want) < 1e-4);
+    }
+
+    #[test]
+    fn elu_matches_candle() {
+        let dev = Device::Cpu;
+        for shape in [(1, 5, 7), (2, 64, 1601)] {
+            let x = Tensor::randn(0f32, 3.0, shape, &dev).unwrap();
+            let got = elu(&x).unwrap();
+            assert_eq!(got.dims(), x.dims());
+            assert!(crate::sgemm::tests::max_abs_diff(&got, &x.elu(1.0).unwrap()) < 1e-6);
+            // A strided view is made contiguous first.
+            let t = x.transpose(1, 2).unwrap();
+            let want = t.elu(1.0).unwrap();
+            assert!(crate::sgemm::tests::max_abs_diff(&elu(&t).unwrap(), &want) < 1e-6);
+        }
     }
 }

@@ -415,7 +415,7 @@ impl Module for SConvTranspose1d {
 
 /// ELU(alpha = 1) activation (`nn.ELU()` of the SEANet blocks).
 pub(crate) fn elu(xs: &Tensor) -> Result<Tensor> {
-    Ok(xs.elu(1.0)?)
+    Ok(crate::activation::elu(xs)?)
 }
 
 #[cfg(test)]
