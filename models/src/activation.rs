@@ -167,13 +167,7 @@ impl CustomOp1 for Geglu {
         let last = layout.dims().last().copied().unwrap_or(1);
         let xs = crate::lm::qgemv::input_rows(self.name(), storage, layout, last)?;
         if !self.gated {
-            let mut out = vec![0f32; xs.len()];
-            par_rows((xs, 1), (&mut out, 1), |src, dst| {
-                for (d, &x) in dst.iter_mut().zip(src) {
-                    *d = gelu_erf_value(x);
-                }
-            });
-            return Ok((CpuStorage::F32(out), layout.shape().clone()));
+            return Ok(map_values(xs, layout, gelu_erf_value));
         }
         let mut dims = layout.dims().to_vec();
         let Some(last) = dims.last_mut() else {
@@ -220,18 +214,25 @@ impl CustomOp1 for Elu {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let last = layout.dims().last().copied().unwrap_or(1);
         let xs = crate::lm::qgemv::input_rows(self.name(), storage, layout, last)?;
-        let mut out = vec![0f32; xs.len()];
-        par_rows((xs, 1), (&mut out, 1), |src, dst| {
-            for (d, &x) in dst.iter_mut().zip(src) {
-                *d = if x.is_sign_positive() {
-                    x
-                } else {
-                    expm1_value(x)
-                };
+        Ok(map_values(xs, layout, |x| {
+            if x.is_sign_positive() {
+                x
+            } else {
+                expm1_value(x)
             }
-        });
-        Ok((CpuStorage::F32(out), layout.shape().clone()))
+        }))
     }
+}
+
+/// `f` of every value, on candle's pool, as a storage of the layout's shape.
+fn map_values(xs: &[f32], layout: &Layout, f: impl Fn(f32) -> f32 + Sync) -> (CpuStorage, Shape) {
+    let mut out = vec![0f32; xs.len()];
+    par_rows((xs, 1), (&mut out, 1), |src, dst| {
+        for (d, &x) in dst.iter_mut().zip(src) {
+            *d = f(x);
+        }
+    });
+    (CpuStorage::F32(out), layout.shape().clone())
 }
 
 /// Runs `f(input rows, output rows)` over blocks of whole rows (`rows_in` input values and

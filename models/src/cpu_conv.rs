@@ -580,22 +580,11 @@ pub fn conv2d_s1_packed(
     bias: Option<&[f32]>,
     padding: usize,
 ) -> Result<Tensor> {
-    let geometry = Conv2dShape {
-        c_out: w.lhs.m(),
-        c_in: w.c_in,
-        kh: w.kh,
-        kw: w.kw,
-        padding,
-    };
-    if bias.is_some_and(|b| b.len() != geometry.c_out) {
-        return Err(Error::InvalidArgument(
-            "conv2d bias does not have the kernel's output channels".into(),
-        ));
-    }
+    // Both paths check the bias and the input's shape.
     if let Ok((b, x_in, h, wd)) = xs.dims4() {
         if (w.kh, w.kw, padding) == (3, 3, 1)
             && x_in == w.c_in
-            && crate::winograd::worth_it(b, h, wd, w.c_in, geometry.c_out)
+            && crate::winograd::worth_it(b, h, wd, w.c_in, w.lhs.m())
         {
             let u = crate::winograd::transform_weights(&w.lhs, w.c_in)?;
             return crate::winograd::conv3x3(xs, &u, bias);
