@@ -116,13 +116,6 @@ pub fn gelu_erf_value(x: f32) -> f32 {
     0.5 * x * (1.0 + erf_value(x * std::f32::consts::FRAC_1_SQRT_2))
 }
 
-/// Applies [`gelu_erf_value`] to every value of `xs` in place.
-pub fn gelu_erf_in_place(xs: &mut [f32]) {
-    for x in xs.iter_mut() {
-        *x = gelu_erf_value(*x);
-    }
-}
-
 fn on_cpu_f32(xs: &Tensor) -> bool {
     matches!(xs.device(), Device::Cpu) && xs.dtype() == DType::F32
 }

@@ -245,40 +245,6 @@ impl PackedLhs {
         out: *mut f32,
         ldc: usize,
     ) {
-        // SAFETY: the caller's contract.
-        unsafe { self.product(n, fill, out, ldc, Init::Add) }
-    }
-
-    /// As [`Self::add_product`], but `out ← W · X` (what `out` held is overwritten, so it
-    /// need not be initialised to anything in particular).
-    ///
-    /// # Safety
-    /// As [`Self::add_product`].
-    #[allow(unsafe_code)]
-    pub unsafe fn set_product(
-        &self,
-        n: usize,
-        fill: impl Fn(usize, usize, usize, usize, &mut [f32]),
-        out: *mut f32,
-        ldc: usize,
-    ) {
-        // SAFETY: the caller's contract.
-        unsafe { self.product(n, fill, out, ldc, Init::Set) }
-    }
-
-    /// The product, the first depth block treating `out` as `first` says, the others adding.
-    ///
-    /// # Safety
-    /// As [`Self::add_product`].
-    #[allow(unsafe_code)]
-    unsafe fn product(
-        &self,
-        n: usize,
-        fill: impl Fn(usize, usize, usize, usize, &mut [f32]),
-        out: *mut f32,
-        ldc: usize,
-        first: Init,
-    ) {
         let (m, k) = (self.m, self.k);
         if m == 0 || n == 0 || k == 0 {
             return;
@@ -300,7 +266,6 @@ impl PackedLhs {
                     }
                     fill(pc, kc, p * NR, cols, panel);
                 }
-                let init = if pc == 0 { first } else { Init::Add };
                 let bp = &bp[..];
                 // SAFETY: the caller's contract.
                 unsafe {
@@ -310,7 +275,7 @@ impl PackedLhs {
                         |p| &bp[p * NR * kc..][..NR * kc],
                         out,
                         ldc,
-                        init,
+                        Init::Add,
                     )
                 };
             }
