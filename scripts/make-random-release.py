@@ -6,6 +6,12 @@ release ships (for measuring `mio import`; not run in CI, never commit its outpu
     python3 -m venv ~/venvs/imp && ~/venvs/imp/bin/pip install numpy sentencepiece protobuf
     ~/venvs/imp/bin/python scripts/make-random-release.py --layers 2 --out /tmp/rel2
 
+`--format safetensors-f16` writes float16 `model-0000K-of-0000M.safetensors` shards with an
+index instead (the layout `mio import` produces; half the bytes, loads without conversion:
+for timing the whole 32-layer LM, e.g. on a GPU machine). `--fast` repeats one random block
+of 16M values through every matrix instead of drawing each value (the write is then bound by
+the disk; for timing only, the values do not matter).
+
 Shapes (DESIGN.md, Yi-6B): hidden 4096, intermediate 11008, 32 heads, 4 KV heads (k/v
 rows 512), vocab 64000 text + 6 specials + 8192 image + 4096 speech = 76294, untied
 lm_head. The tokenizer is the tiny model's (tests/fixtures/release-layout) widened to that
@@ -124,10 +130,37 @@ def write_shard(path, items, rng):
         z.writestr("archive/version", "3\n")
 
 
-def shards(items, limit=10 << 30):
+def write_safetensors(path, items, rng, fast_block):
+    """One float16 safetensors file: 8-byte header length, JSON header, raw data."""
+    header, offset = {}, 0
+    for name, shape in items:
+        n = 2 * int(np.prod(shape))
+        header[name] = {"dtype": "F16", "shape": shape, "data_offsets": [offset, offset + n]}
+        offset += n
+    head = json.dumps(header).encode()
+    head += b" " * (-len(head) % 8)
+    with open(path, "wb") as f:
+        f.write(len(head).to_bytes(8, "little"))
+        f.write(head)
+        for name, shape in items:
+            n = int(np.prod(shape))
+            done = 0
+            while done < n:
+                m = min(n - done, 1 << 24)
+                if len(shape) == 1:
+                    chunk = np.ones(m, dtype="<f2")
+                elif fast_block is not None:
+                    chunk = fast_block[:m]
+                else:
+                    chunk = (rng.standard_normal(m, dtype=np.float32) * 0.02).astype("<f2")
+                f.write(chunk.tobytes())
+                done += m
+
+
+def shards(items, limit=10 << 30, width=4):
     groups, cur, size = [], [], 0
     for name, shape in items:
-        b = 4 * int(np.prod(shape))
+        b = width * int(np.prod(shape))
         if cur and size + b > limit:
             groups.append(cur)
             cur, size = [], 0
@@ -175,14 +208,30 @@ def main():
     ap.add_argument("--layers", type=int, required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--format", choices=["bin", "safetensors-f16"], default="bin")
+    ap.add_argument("--fast", action="store_true")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
     rng = np.random.default_rng(a.seed)
-    groups = shards(tensors(a.layers))
-    for k, items in enumerate(groups, 1):
-        path = os.path.join(a.out, f"pytorch_model-{k:05d}-of-{len(groups):05d}.bin")
-        write_shard(path, items, rng)
-        print(path, os.path.getsize(path) / 2**30, "GiB", flush=True)
+    if a.format == "bin":
+        groups = shards(tensors(a.layers))
+        for k, items in enumerate(groups, 1):
+            path = os.path.join(a.out, f"pytorch_model-{k:05d}-of-{len(groups):05d}.bin")
+            write_shard(path, items, rng)
+            print(path, os.path.getsize(path) / 2**30, "GiB", flush=True)
+    else:
+        block = None
+        if a.fast:
+            block = (rng.standard_normal(1 << 24, dtype=np.float32) * 0.02).astype("<f2")
+        groups = shards(tensors(a.layers), limit=5 << 30, width=2)
+        weight_map = {}
+        for k, items in enumerate(groups, 1):
+            name = f"model-{k:05d}-of-{len(groups):05d}.safetensors"
+            write_safetensors(os.path.join(a.out, name), items, rng, block)
+            weight_map.update({t: name for t, _ in items})
+            print(name, os.path.getsize(os.path.join(a.out, name)) / 2**30, "GiB", flush=True)
+        with open(os.path.join(a.out, "model.safetensors.index.json"), "w") as f:
+            json.dump({"metadata": {}, "weight_map": weight_map}, f, indent=1)
     config(a.out, a.layers)
     tokenizer(a.out)
     for name in ["generation_config.json", "special_tokens_map.json"]:

@@ -2,9 +2,32 @@
 
 use std::path::PathBuf;
 
-/// `tests/fixtures/` of this crate.
+use candle_core::Device;
+
+/// `tests/fixtures/` of this crate (`$MIO_FIXTURES_DIR` when set, for test binaries run
+/// away from the checkout they were built in, e.g. on a GPU machine).
 pub fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures")
+    match std::env::var_os("MIO_FIXTURES_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures"),
+    }
+}
+
+/// The device the numeric parity tests run their models on: `$MIO_TEST_DEVICE` = `cpu`
+/// (the default), `cuda[:N]` or `metal[:N]` (the latter two need a build with that feature of
+/// `mio-models`). Goldens stay on the CPU; outputs are compared there.
+pub fn device() -> anyhow::Result<Device> {
+    let name = std::env::var("MIO_TEST_DEVICE").unwrap_or_else(|_| "cpu".to_string());
+    let (kind, ordinal) = match name.split_once(':') {
+        Some((k, n)) => (k, n.parse::<usize>()?),
+        None => (name.as_str(), 0),
+    };
+    Ok(match kind {
+        "cpu" => Device::Cpu,
+        "cuda" => Device::new_cuda(ordinal)?,
+        "metal" => Device::new_metal(ordinal)?,
+        other => anyhow::bail!("MIO_TEST_DEVICE={other}: use cpu, cuda[:N] or metal[:N]"),
+    })
 }
 
 /// The tiny release-shaped model folder (`model/`: safetensors + index).

@@ -20,7 +20,7 @@ use mio_tests::{golden, golden_json, tiny_model};
 use serde_json::Value;
 
 fn session() -> Result<LmSession> {
-    let lm = LlamaForCausalLm::load(&tiny_model(), DType::F32, &Device::Cpu)
+    let lm = LlamaForCausalLm::load(&tiny_model(), DType::F32, &mio_tests::device()?)
         .context("loading the tiny LM")?;
     Ok(LmSession::new(Arc::new(lm)))
 }

@@ -21,8 +21,12 @@ use mio_tests::{golden, tiny_model};
 const ATOL: f32 = 1e-4;
 const RTOL: f32 = 1e-4;
 
+/// A golden file's tensors, on the device the models run on (they are fed in as inputs).
 fn load(name: &str) -> Result<HashMap<String, Tensor>> {
-    Ok(candle_core::safetensors::load(golden(name), &Device::Cpu)?)
+    Ok(candle_core::safetensors::load(
+        golden(name),
+        &mio_tests::device()?,
+    )?)
 }
 
 /// Asserts `|got - want| <= ATOL + RTOL |want|` elementwise; returns the max abs error.
@@ -50,7 +54,7 @@ fn assert_close(what: &str, got: &Tensor, want: &Tensor) -> Result<f32> {
 
 fn decode_head() -> Result<SeedDecodeHead> {
     let path = tiny_model().join("seed-tokenizer-2/seed_quantizer.pt");
-    Ok(SeedDecodeHead::load(&path, &Device::Cpu)?)
+    Ok(SeedDecodeHead::load(&path, &mio_tests::device()?)?)
 }
 
 #[test]
@@ -96,7 +100,7 @@ fn decode_head_matches_golden_embedding() -> Result<()> {
 fn decode_head_rejects_out_of_range_codes() -> Result<()> {
     let head = decode_head()?;
     let n = head.config().n_embed as u32;
-    let codes = Tensor::new(&[[0u32, n]], &Device::Cpu)?;
+    let codes = Tensor::new(&[[0u32, n]], &mio_tests::device()?)?;
     ensure!(head.forward(&codes).is_err());
     Ok(())
 }
@@ -116,7 +120,11 @@ fn noised_image_embedding_matches_golden() -> Result<()> {
     let g = load("image_decode.safetensors")?;
     let cfg = SchedulerConfig::load(&dir.join("image_noising_scheduler/scheduler_config.json"))?;
     let noising = DdpmNoising::new(&cfg)?;
-    let norm = StableUnclipImageNormalizer::load(&dir.join("image_normalizer"), 512, &Device::Cpu)?;
+    let norm = StableUnclipImageNormalizer::load(
+        &dir.join("image_normalizer"),
+        512,
+        &mio_tests::device()?,
+    )?;
     let got = norm.noise_image_embeddings(&noising, &g["image_embeds"], &g["noise"], 0)?;
     assert_close(
         "noised_image_embeds_with_level",
@@ -160,7 +168,11 @@ fn pndm_timesteps_and_steps_match_golden() -> Result<()> {
 #[test]
 fn unet_calls_match_golden() -> Result<()> {
     let g = load("image_decode.safetensors")?;
-    let unet = UNet2DConditionModel::load(&unclip_dir().join("unet"), DType::F32, &Device::Cpu)?;
+    let unet = UNet2DConditionModel::load(
+        &unclip_dir().join("unet"),
+        DType::F32,
+        &mio_tests::device()?,
+    )?;
     let timesteps: Vec<i64> = g["timesteps"].to_vec1()?;
     for (i, &t) in timesteps.iter().enumerate() {
         let ctx = &g["unet_call0.encoder_hidden_states"];
@@ -180,7 +192,7 @@ fn unet_calls_match_golden() -> Result<()> {
 }
 
 fn decoder() -> Result<UnclipDecoder> {
-    Ok(UnclipDecoder::load(&tiny_model(), &Device::Cpu)?)
+    Ok(UnclipDecoder::load(&tiny_model(), &mio_tests::device()?)?)
 }
 
 fn golden_opts() -> DecodeOptions {
@@ -195,7 +207,7 @@ fn golden_opts() -> DecodeOptions {
 #[test]
 fn vae_decode_matches_golden() -> Result<()> {
     let g = load("image_decode.safetensors")?;
-    let vae = AutoencoderKl::load(&unclip_dir().join("vae"), DType::F32, &Device::Cpu)?;
+    let vae = AutoencoderKl::load(&unclip_dir().join("vae"), DType::F32, &mio_tests::device()?)?;
     let out = vae.decode(&g["final_latents"])?;
     assert_close("vae_decode_out", &out, &g["vae_decode_out"])?;
     Ok(())
@@ -323,7 +335,7 @@ fn empty_prompt_embedding_matches_golden() -> Result<()> {
     let ids = empty_prompt_ids(&unclip_dir().join("tokenizer"), 77)?;
     let want: Vec<i64> = g["empty_prompt_input_ids"].flatten_all()?.to_vec1()?;
     assert_eq!(ids.iter().map(|&i| i as i64).collect::<Vec<_>>(), want);
-    let embeds = encode_empty_prompt(&unclip_dir(), &Device::Cpu)?;
+    let embeds = encode_empty_prompt(&unclip_dir(), &mio_tests::device()?)?;
     assert_close("empty_prompt_embeds", &embeds, &g["empty_prompt_embeds"])?;
     let stored = candle_core::safetensors::load(
         unclip_dir().join("empty_prompt_embeds.safetensors"),
@@ -344,8 +356,12 @@ fn unet_loads_from_bin_like_safetensors() -> Result<()> {
     let bin_dir = mio_tests::fixtures().join("unclip-bin/unet");
     let path = mio_models::image_decoder::component_weights(&bin_dir)?;
     assert!(path.ends_with("diffusion_pytorch_model.bin"));
-    let from_bin = UNet2DConditionModel::load(&bin_dir, DType::F32, &Device::Cpu)?;
-    let from_st = UNet2DConditionModel::load(&unclip_dir().join("unet"), DType::F32, &Device::Cpu)?;
+    let from_bin = UNet2DConditionModel::load(&bin_dir, DType::F32, &mio_tests::device()?)?;
+    let from_st = UNet2DConditionModel::load(
+        &unclip_dir().join("unet"),
+        DType::F32,
+        &mio_tests::device()?,
+    )?;
     let args = (
         &g["unet_call1.sample"],
         334,
@@ -399,7 +415,7 @@ fn release_without_prompt_cache() -> Result<tempfile::TempDir> {
 #[test]
 fn decoder_without_prompt_cache_runs_the_text_encoder() -> Result<()> {
     let root = release_without_prompt_cache()?;
-    let dec = UnclipDecoder::load(root.path(), &Device::Cpu)?;
+    let dec = UnclipDecoder::load(root.path(), &mio_tests::device()?)?;
     assert_eq!(dec.prompt_source(), PromptSource::Computed);
     decodes_golden(&dec)
 }
@@ -436,7 +452,8 @@ fn cache_entries(cache: &std::path::Path) -> Result<Vec<String>> {
 fn empty_prompt_embedding_is_cached_by_text_encoder_checksum() -> Result<()> {
     let root = release_without_prompt_cache()?;
     let cache = tempfile::tempdir()?;
-    let open = || UnclipDecoder::load_with_cache(root.path(), &Device::Cpu, Some(cache.path()));
+    let dev = mio_tests::device()?;
+    let open = || UnclipDecoder::load_with_cache(root.path(), &dev, Some(cache.path()));
 
     // Cold: the text encoder runs and the result lands in the cache under its sha256.
     let cold = open()?;
@@ -483,7 +500,7 @@ fn empty_prompt_embedding_is_cached_by_text_encoder_checksum() -> Result<()> {
 
     // An imported folder's own file wins over the cache.
     assert_eq!(
-        UnclipDecoder::load_with_cache(&tiny_model(), &Device::Cpu, Some(cache.path()))?
+        UnclipDecoder::load_with_cache(&tiny_model(), &mio_tests::device()?, Some(cache.path()))?
             .prompt_source(),
         PromptSource::Folder
     );
@@ -492,7 +509,7 @@ fn empty_prompt_embedding_is_cached_by_text_encoder_checksum() -> Result<()> {
 
 #[test]
 fn decoder_loads_from_release_layout() -> Result<()> {
-    let dec = UnclipDecoder::load(&mio_tests::release_layout(), &Device::Cpu)?;
+    let dec = UnclipDecoder::load(&mio_tests::release_layout(), &mio_tests::device()?)?;
     assert_eq!(dec.image_size(), (64, 64));
     assert_eq!(dec.latent_shape(), (1, 4, 8, 8));
     Ok(())

@@ -40,7 +40,10 @@ fn input(name: &str) -> PathBuf {
 }
 
 fn encoder() -> Result<SeedImageEncoder> {
-    Ok(SeedImageEncoder::load(&tiny_model(), &Device::Cpu)?)
+    Ok(SeedImageEncoder::load(
+        &tiny_model(),
+        &mio_tests::device()?,
+    )?)
 }
 
 fn bytes(t: &Tensor) -> Result<Vec<u8>> {
@@ -136,7 +139,7 @@ fn normalisation_matches() -> Result<()> {
             bytes(g(&gold, k, "resized_uint8")?)?,
         )
         .context("resized buffer")?;
-        let px = mio_models::image_tokenizer::normalize_clip(&img, &Device::Cpu)?;
+        let px = mio_models::image_tokenizer::normalize_clip(&img, &mio_tests::device()?)?;
         assert_close(
             &format!("img{k}.pixel_values"),
             &px,
@@ -244,8 +247,9 @@ fn corrupt_jpegs_never_panic() -> Result<()> {
 fn intermediates_match() -> Result<()> {
     let gold = goldens()?;
     let enc = encoder()?;
+    let dev = mio_tests::device()?;
     for (k, _) in IMAGES {
-        let trace = enc.encode_pixels(g(&gold, k, "pixel_values")?)?;
+        let trace = enc.encode_pixels(&g(&gold, k, "pixel_values")?.to_device(&dev)?)?;
         let pairs = [
             ("vit_out", &trace.vit_out),
             ("ln_vision_out", &trace.ln_vision_out),
@@ -281,7 +285,7 @@ fn codes_from_files_match_exactly() -> Result<()> {
     let json = golden_json("image_encode.json")?;
     let tok = TextTokenizer::load(&tiny_model())?;
     for root in [tiny_model(), release_layout()] {
-        let enc = SeedImageEncoder::load(&root, &Device::Cpu)?;
+        let enc = SeedImageEncoder::load(&root, &mio_tests::device()?)?;
         for (k, file) in IMAGES {
             let codes = enc.encode_file(&input(file))?;
             ensure!(
@@ -303,7 +307,7 @@ fn codes_from_files_match_exactly() -> Result<()> {
 /// Loading from `seed-tokenizer-2/` itself works as from the release root.
 #[test]
 fn loads_from_seed_folder() -> Result<()> {
-    let enc = SeedImageEncoder::load(&tiny_model().join(SEED_DIR), &Device::Cpu)?;
+    let enc = SeedImageEncoder::load(&tiny_model().join(SEED_DIR), &mio_tests::device()?)?;
     ensure!(enc.config().vit.embed_dim == 64 && enc.config().qformer.hidden_size == 48);
     ensure!(enc.config().vit.mlp_hidden == 279);
     Ok(())

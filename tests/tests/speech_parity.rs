@@ -19,18 +19,23 @@ use serde_json::Value;
 const KEYS: [&str; 2] = ["s16k", "s22k"];
 const TOL: f32 = 1e-4;
 
+/// The device the codec runs on (`MIO_TEST_DEVICE`).
+fn dev() -> Device {
+    mio_tests::device().expect("MIO_TEST_DEVICE")
+}
+
 fn model() -> &'static SpeechTokenizer {
     static M: OnceLock<SpeechTokenizer> = OnceLock::new();
     M.get_or_init(|| {
         let dir = mio_tests::tiny_model().join("SpeechTokenizer");
-        SpeechTokenizer::load(&dir, &Device::Cpu).expect("load SpeechTokenizer")
+        SpeechTokenizer::load(&dir, &dev()).expect("load SpeechTokenizer")
     })
 }
 
 fn golden() -> &'static HashMap<String, Tensor> {
     static G: OnceLock<HashMap<String, Tensor>> = OnceLock::new();
     G.get_or_init(|| {
-        candle_core::safetensors::load(mio_tests::golden("speech.safetensors"), &Device::Cpu)
+        candle_core::safetensors::load(mio_tests::golden("speech.safetensors"), &dev())
             .expect("speech.safetensors")
     })
 }
@@ -55,11 +60,19 @@ fn g(name: &str) -> &'static Tensor {
         .unwrap_or_else(|| panic!("golden {name}"))
 }
 
-/// Max |a - b| after checking shapes.
+/// Max |a - b| after checking shapes (on the CPU).
 fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
     assert_eq!(a.dims(), b.dims(), "shape");
-    let a = a.to_dtype(DType::F32).unwrap();
-    let b = b.to_dtype(DType::F32).unwrap();
+    let a = a
+        .to_dtype(DType::F32)
+        .unwrap()
+        .to_device(&Device::Cpu)
+        .unwrap();
+    let b = b
+        .to_dtype(DType::F32)
+        .unwrap()
+        .to_device(&Device::Cpu)
+        .unwrap();
     (a - b)
         .unwrap()
         .abs()
@@ -176,7 +189,7 @@ fn mio_speech_strings_match_golden() {
 fn decode_of_4_layers_matches_golden_waveform() {
     for key in KEYS {
         let layers = golden_codes(&format!("{key}.decode_codes_4q"));
-        let codes = codes_tensor(&layers, &Device::Cpu).unwrap();
+        let codes = codes_tensor(&layers, &dev()).unwrap();
         let q = model().decoder_input(&codes, 0).unwrap();
         assert_close(
             &format!("{key}.decoder_input"),
@@ -244,7 +257,7 @@ fn streaming_decode_equals_whole_clip_decode() {
     let layers = golden_codes("s16k.decode_codes_4q");
     let mut state = model().new_decode_state();
     for n_layers in [4, 1] {
-        let codes = codes_tensor(&layers[..n_layers], &Device::Cpu).unwrap();
+        let codes = codes_tensor(&layers[..n_layers], &dev()).unwrap();
         let whole = model().decode(&codes, 0).unwrap();
         assert_eq!(whole.dims(), [1, 1, 32000]);
         for chunk in [1, 2, 7, 25, 100] {
@@ -263,7 +276,7 @@ fn streaming_decode_equals_whole_clip_decode() {
         assert_close("after reset", &streamed(&codes, 10, &mut state), &whole);
     }
     // A 4-layer golden decode differs from the content-only preview (layers are summed).
-    let content = codes_tensor(&layers[..1], &Device::Cpu).unwrap();
+    let content = codes_tensor(&layers[..1], &dev()).unwrap();
     assert!(max_diff(&model().decode(&content, 0).unwrap(), g("s16k.decoded_wav")) > TOL);
 }
 
@@ -272,7 +285,7 @@ fn streaming_decode_equals_whole_clip_decode() {
 #[test]
 fn streaming_lag_is_under_four_frames() {
     let layers = golden_codes("s16k.decode_codes_4q");
-    let codes = codes_tensor(&layers, &Device::Cpu).unwrap();
+    let codes = codes_tensor(&layers, &dev()).unwrap();
     let mut state = model().new_decode_state();
     let mut out = 0;
     for k in 1..=20 {
@@ -289,7 +302,7 @@ fn streaming_lag_is_under_four_frames() {
 #[test]
 fn every_needed_checkpoint_tensor_is_read() {
     let dir = mio_tests::tiny_model().join("SpeechTokenizer");
-    let (_, unread) = SpeechTokenizer::load_with_unread(&dir, &Device::Cpu).unwrap();
+    let (_, unread) = SpeechTokenizer::load_with_unread(&dir, &dev()).unwrap();
     let needed: Vec<&String> = unread.iter().filter(|n| !is_training_buffer(n)).collect();
     assert!(needed.is_empty(), "tensors never read: {needed:?}");
     // The training buffers are 3 per RVQ layer and all of them are skipped.
@@ -299,7 +312,7 @@ fn every_needed_checkpoint_tensor_is_read() {
 #[test]
 fn bad_input_is_a_clear_error() {
     let m = model();
-    let dev = Device::Cpu;
+    let dev = dev();
     let err = |r: mio_models::Result<Tensor>| r.expect_err("must fail").to_string();
     // Wrong shapes.
     let e = err(m.encode(&Tensor::zeros((1, 32000), DType::F32, &dev).unwrap()));
@@ -348,10 +361,10 @@ fn bad_input_is_a_clear_error() {
 /// Tiny inputs (shorter than the reflect padding) work as upstream's `pad1d` makes them.
 #[test]
 fn very_short_clips_encode_and_decode() {
-    let xs = Tensor::ones((1, 1, 5), DType::F32, &Device::Cpu).unwrap();
+    let xs = Tensor::ones((1, 1, 5), DType::F32, &dev()).unwrap();
     let codes = model().encode(&xs).unwrap();
     assert_eq!(codes.dims(), [8, 1, 1]);
-    let one = codes_tensor(&[vec![3]], &Device::Cpu).unwrap();
+    let one = codes_tensor(&[vec![3]], &dev()).unwrap();
     let whole = model().decode(&one, 0).unwrap();
     assert_eq!(whole.dims(), [1, 1, 320]);
     let mut st = model().new_decode_state();
@@ -362,7 +375,7 @@ fn very_short_clips_encode_and_decode() {
 #[test]
 fn release_layout_loads_the_same_codec() {
     let root = mio_tests::release_layout();
-    let codec = SpeechTokenizer::load(&root.join("SpeechTokenizer"), &Device::Cpu).unwrap();
+    let codec = SpeechTokenizer::load(&root.join("SpeechTokenizer"), &dev()).unwrap();
     let tok = TextTokenizer::load(&root).unwrap();
     let audio = read_wav(wav_path("s16k")).unwrap();
     let codes = codec.encode_audio(&audio).unwrap();
@@ -373,7 +386,7 @@ fn release_layout_loads_the_same_codec() {
         input("s16k")["speech_string_with_timbre"].as_str().unwrap()
     );
     // The `transform` feature of layer 0: (1, frames, semantic_dimension).
-    let feats = codec.semantic_features(&codes_tensor(&codes, &Device::Cpu).unwrap());
+    let feats = codec.semantic_features(&codes_tensor(&codes, &dev()).unwrap());
     assert_eq!(feats.unwrap().dims(), [1, 100, 16]);
     let cfg = codec.config();
     assert_eq!(

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Builds, on a machine WITHOUT a GPU or a CUDA install, what scripts/gpu-check.sh runs on a
+# GPU machine that has no Rust toolchain: `mio` and the five numeric parity test binaries
+# with `--features mio-models/cuda` (candle's CUDA kernels for sm_$CUDA_COMPUTE_CAP), stripped
+# and xz-compressed into gpu-bin/ (git-ignored; about 25 MB in all).
+#
+# The CUDA 13 compiler, headers and libraries come from PyPI's `cuda-toolkit` wheels (into
+# /opt/cu13, ~1.2 GB); the driver library is not shipped there, so a link-only libcuda.so
+# with the driver API's symbol names (from cudarc's bindings) stands in for it at link time.
+# At run time the GPU machine's own libcuda.so.1 is loaded.
+#
+#   bash scripts/build-gpu-check.sh          # then: scripts/gpu-check.sh on the GPU machine
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CU=/opt/cu13/nvidia/cu13
+export CUDA_COMPUTE_CAP=${CUDA_COMPUTE_CAP:-90}
+if [ ! -x "$CU/bin/nvcc" ]; then
+  python3 -m pip install -q --target /opt/cu13 \
+    'cuda-toolkit[nvcc,cublas,cudart,curand,nvrtc,cccl,crt]==13.0.*'
+fi
+for l in cublas cublasLt cudart nvrtc; do ln -sf "lib$l.so.13" "$CU/lib/lib$l.so"; done
+ln -sf libcurand.so.10 "$CU/lib/libcurand.so"
+if [ ! -f /opt/cu13/stub/libcuda.so ]; then
+  mkdir -p /opt/cu13/stub
+  bindings=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/cudarc-0.19.*/src/driver/sys/mod.rs | tail -1)
+  grep -ohE '^\s+(pub )?fn cu[A-Za-z0-9_]+\(' "$bindings" \
+    | sed -E 's/.*fn (cu[A-Za-z0-9_]+)\(/void \1(void){}/' | sort -u >/opt/cu13/stub/stub.c
+  gcc -shared -fPIC -o /opt/cu13/stub/libcuda.so -Wl,-soname,libcuda.so.1 /opt/cu13/stub/stub.c
+fi
+export CUDA_PATH=$CU CUDA_ROOT=$CU PATH=$CU/bin:$PATH
+export LIBRARY_PATH=/opt/cu13/stub:$CU/lib
+export RUSTFLAGS="-L /opt/cu13/stub -L $CU/lib"
+export CARGO_TARGET_DIR=${CUDA_TARGET_DIR:-$HOME/.cache/mio-cuda}
+features=mio-models/cuda
+cargo build --release -p mio-runtime --bin mio --features "$features"
+tests=(lm_parity generation_parity image_encode_parity image_decode_parity speech_parity)
+args=()
+for t in "${tests[@]}"; do args+=(--test "$t"); done
+cargo test --release -p mio-tests --features "$features" --no-run "${args[@]}" \
+  --message-format json >"$CARGO_TARGET_DIR/gpu-tests.json"
+rm -rf gpu-bin && mkdir -p gpu-bin
+strip -o gpu-bin/mio "$CARGO_TARGET_DIR/release/mio"
+python3 - "$CARGO_TARGET_DIR/gpu-tests.json" "${tests[@]}" <<'EOF'
+import json, shutil, sys
+wanted = set(sys.argv[2:])
+for line in open(sys.argv[1]):
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable"):
+        name = m["target"]["name"]
+        if name in wanted and "test" in m["target"]["kind"]:
+            shutil.copy(m["executable"], f"gpu-bin/{name}")
+EOF
+for f in gpu-bin/*; do strip "$f"; done
+xz -T0 -6 gpu-bin/*
+ls -la gpu-bin
