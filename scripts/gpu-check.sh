@@ -6,12 +6,17 @@
 #   cli    `mio` on the tiny model: the same commands on cpu and cuda, outputs compared
 #   lm     `mio bench lm` on a random MIO-7B-shaped LM (32 layers, f16 safetensors written by
 #          scripts/make-random-release.py --fast), f16 and bf16 on cuda
+#   codecs the real-size random SpeechTokenizer, SEED encoder and unCLIP decoder written by
+#          scripts/bench-pytorch/*.py, benchmarked on cuda by PyTorch and by `mio bench`,
+#          side by side (needs diffusers, speechtokenizer, beartype and importlib_metadata:
+#          wheels in .whl/ are installed first when present)
 # Logs and a summary go to $OUT (default /tmp/gpu-check).
-#   bash scripts/gpu-check.sh [tests] [cli] [lm]      (no argument: all three)
+#   lmq    after lm: that LM converted to q4_k_m GGUF, `mio bench lm` on cuda
+#   bash scripts/gpu-check.sh [tests] [cli] [lm] [lmq] [codecs]  (default: all but lmq)
 set -u
 OUT=${OUT:-/tmp/gpu-check}
 mkdir -p "$OUT"
-stages=${*:-tests cli lm}
+stages=${*:-tests cli lm codecs}
 S=$OUT/summary.txt
 say() { echo "$*" | tee -a "$S"; }
 since() { awk -v s="$1" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }'; }
@@ -93,6 +98,47 @@ if [[ " $stages " == *" lm "* ]]; then
       --prompt-tokens 128 --decode-tokens 64 --repeat 2 >"$OUT/bench_lm_$p.txt" 2>&1
     say "bench lm cuda $p rc=$?: $(tail -3 "$OUT/bench_lm_$p.txt" | tr '\n' ' ')"
   done
-  nvidia-smi --query-gpu=memory.used --format=csv,noheader | tee -a "$S"
+fi
+
+if [[ " $stages " == *" lmq "* ]]; then # after lm: the same LM as q4_k_m GGUF (candle's CUDA k-quant kernels)
+  R=/tmp/mio-7b-f16
+  start=$(date +%s.%N)
+  timeout 300 "$B/mio" convert --model "$R" --out /tmp/mio-7b-q4km.gguf --type q4_k_m \
+    >"$OUT/convert.log" 2>&1
+  say "convert q4_k_m rc=$? $(since "$start")s"
+  timeout 240 "$B/mio" bench lm --model "$R" --lm /tmp/mio-7b-q4km.gguf --device cuda \
+    --prompt-tokens 128 --decode-tokens 64 --repeat 2 >"$OUT/bench_lm_q4km.txt" 2>&1
+  say "bench lm cuda q4_k_m rc=$?: $(tail -3 "$OUT/bench_lm_q4km.txt" | tr '\n' ' ')"
+fi
+if [[ " $stages " == *" codecs "* ]]; then
+  if [ -d .whl ]; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl \
+      && export PYTHONPATH=/tmp/site
+  fi
+  D=/tmp/mio-real
+  P=scripts/bench-pytorch
+  for part in speech image_encode image_decode; do
+    start=$(date +%s.%N)
+    python3 "$P/$part.py" write --out "$D" >"$OUT/write_$part.log" 2>&1
+    say "write $part rc=$? $(since "$start")s"
+  done
+  bench() { # bench PART MIO-SUBCOMMAND PYTHON-ARGS -- MIO-ARGS
+    local part=$1 sub=$2
+    shift 2
+    local py=() mio=()
+    while [ $# -gt 0 ] && [ "$1" != "--" ]; do py+=("$1"); shift; done
+    [ $# -gt 0 ] && shift
+    mio=("$@")
+    timeout 300 python3 "$P/$part.py" bench --model "$D" --device cuda "${py[@]}" \
+      --json "$OUT/pt_$part.json" >"$OUT/pt_$part.log" 2>&1
+    say "pytorch $part rc=$?"
+    timeout 300 "$B/mio" bench "$sub" --model "$D" --device cuda "${mio[@]}" \
+      --pytorch "$OUT/pt_$part.json" >"$OUT/mio_$part.txt" 2>&1
+    say "mio $sub rc=$?:"
+    tail -25 "$OUT/mio_$part.txt" | tee -a "$S"
+  }
+  bench speech speech --repeat 3 -- --repeat 3
+  bench image_encode image-encode --batch 8 --repeat 3 -- --batch 8 --repeat 3
+  bench image_decode image-decode --steps 5 -- --steps 20 --warmup 1 --repeat 1
 fi
 say "done"

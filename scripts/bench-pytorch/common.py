@@ -20,13 +20,30 @@ def set_threads(n):
     torch.set_num_interop_threads(1)
 
 
-def best_of(repeat, fn):
+def sync(device):
+    """Waits for the GPU's queued work (timings on `cuda` must include it)."""
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def set_device(device):
+    """float32 stays float32 on a GPU too (no TF32 in matrix products or cuDNN
+    convolutions), as candle computes it, so both sides do the same arithmetic."""
+    if str(device).startswith("cuda"):
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    return torch.device(device)
+
+
+def best_of(repeat, fn, device="cpu"):
     """Best wall time of `repeat` calls after one warm-up, and the last result."""
     out = fn()
+    sync(device)
     best = float("inf")
     for _ in range(repeat):
         t = time.perf_counter()
         out = fn()
+        sync(device)
         best = min(best, time.perf_counter() - t)
     return best, out
 
@@ -69,6 +86,7 @@ def cli(doc, write, bench, bench_args):
     b = sub.add_parser("bench")
     b.add_argument("--model", required=True)
     b.add_argument("--threads", type=int, default=os.cpu_count())
+    b.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     for flag, ty, default in bench_args:
         b.add_argument(flag, type=ty, default=default)
     b.add_argument("--json", default="-")

@@ -85,10 +85,11 @@ def bench(args):
     from diffusers import AutoencoderKL, PNDMScheduler, UNet2DConditionModel
 
     common.set_threads(args.threads)
+    dev = common.set_device(args.device)
     d = os.path.join(args.model, SD)
     f32 = {"torch_dtype": torch.float32, "low_cpu_mem_usage": True}
-    unet = UNet2DConditionModel.from_pretrained(os.path.join(d, "unet"), **f32).eval()
-    vae = AutoencoderKL.from_pretrained(os.path.join(d, "vae"), **f32).eval()
+    unet = UNet2DConditionModel.from_pretrained(os.path.join(d, "unet"), **f32).eval().to(dev)
+    vae = AutoencoderKL.from_pretrained(os.path.join(d, "vae"), **f32).eval().to(dev)
     sched = PNDMScheduler.from_pretrained(os.path.join(d, "scheduler"))
     sched.set_timesteps(20)
     g = torch.Generator().manual_seed(0)
@@ -96,6 +97,7 @@ def bench(args):
     latents = torch.randn(1, 4, s, s, generator=g)
     context = torch.randn(1, 77, 1024, generator=g).expand(2, -1, -1)
     labels = torch.cat([torch.zeros(1, 2048), torch.randn(1, 2048, generator=g)])
+    latents, context, labels = latents.to(dev), context.to(dev), labels.to(dev)
     times = []
     with torch.inference_mode():
         for i, t in enumerate(sched.timesteps[: args.steps + 1]):
@@ -103,14 +105,17 @@ def bench(args):
             out = unet(torch.cat([latents] * 2), t, context, class_labels=labels).sample
             uncond, cond = out.chunk(2)
             latents = sched.step(uncond + 10.0 * (cond - uncond), t, latents).prev_sample
+            common.sync(dev)
             if i > 0:  # the first call is the warm-up
                 times.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
         img = vae.decode(latents / vae.config.scaling_factor).sample
+        common.sync(dev)
         vae_s = time.perf_counter() - t0
     step = min(times)
     common.write_json(args.json, {
         "impl": "diffusers", "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "device": str(dev),
         "latent": [2, 4, s, s], "steps_timed": len(times), "step_times": times,
         "seconds_per_step": step, "vae_s": vae_s, "before_first_step_s": 0.0,
         "image": list(img.shape), "peak_rss_bytes": common.peak_rss_bytes(),

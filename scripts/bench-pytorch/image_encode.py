@@ -168,7 +168,7 @@ def encode(model, w, x):
         v = blk(v)
     v = F.layer_norm(v, (WIDTH,), w["ln_vision.weight"], w["ln_vision.bias"], 1e-5)
     b = v.shape[0]
-    mask = (1.0 - torch.tril(torch.ones(QUERIES, QUERIES))) * -10000.0
+    mask = (1.0 - torch.tril(torch.ones(QUERIES, QUERIES, device=v.device))) * -10000.0
     h = F.layer_norm(w["query_tokens"].expand(b, -1, -1), (H,),
                      w["Qformer.bert.embeddings.LayerNorm.weight"],
                      w["Qformer.bert.embeddings.LayerNorm.bias"], 1e-12)
@@ -193,6 +193,7 @@ def encode(model, w, x):
 
 def bench(args):
     common.set_threads(args.threads)
+    dev = common.set_device(args.device)
     d = os.path.join(args.model, "seed-tokenizer-2")
     # Built on the meta device and filled from the float16 file converted tensor by
     # tensor, so that the peak memory is the float32 model's, not a random init's on top.
@@ -206,11 +207,14 @@ def bench(args):
             if buf.is_meta:  # the non-persistent zero k bias
                 mod.register_buffer(name, torch.zeros(buf.shape, dtype=buf.dtype), persistent=False)
     w = torch.load(os.path.join(d, "seed_quantizer.pt"), map_location="cpu", mmap=True)
-    x = pixels(args.batch)
+    model = model.to(dev)
+    w = {k: v.to(dev) if torch.is_tensor(v) else v for k, v in w.items()}
+    x = pixels(args.batch).to(dev)
     with torch.inference_mode():
-        best, codes = common.best_of(args.repeat, lambda: encode(model, w, x))
+        best, codes = common.best_of(args.repeat, lambda: encode(model, w, x), dev)
+    codes = codes.cpu()
     common.write_json(args.json, {
-        "impl": "pytorch (timm Eva + Q-Former)", "torch": torch.__version__,
+        "impl": "pytorch (timm Eva + Q-Former)", "torch": torch.__version__, "device": str(dev),
         "threads": torch.get_num_threads(), "images": args.batch, "seconds": best,
         "images_per_s": args.batch / best, "peak_rss_bytes": common.peak_rss_bytes(),
         "load_average": common.load_average(), "codes": codes.tolist(),

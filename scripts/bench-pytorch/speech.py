@@ -87,6 +87,7 @@ def write(args):
 def bench(args):
     SpeechTokenizer = import_speechtokenizer()
     common.set_threads(args.threads)
+    dev = common.set_device(args.device)
     d = os.path.join(args.model, "SpeechTokenizer")
     with open(os.path.join(d, "config.json")) as f:
         cfg = json.load(f)
@@ -94,14 +95,16 @@ def bench(args):
     sd = torch.load(os.path.join(d, "SpeechTokenizer.pt"), map_location="cpu", mmap=True)
     model.load_state_dict(sd)
     del sd
-    x = clip(args.seconds, cfg["sample_rate"])
+    model = model.to(dev)
+    x = clip(args.seconds, cfg["sample_rate"]).to(dev)
     with torch.inference_mode():
-        enc_s, codes = common.best_of(args.repeat, lambda: model.encode(x))
+        enc_s, codes = common.best_of(args.repeat, lambda: model.encode(x), dev)
         c4 = codes[:4]
-        dec_s, wav = common.best_of(args.repeat, lambda: model.decode(c4))
-    wav = wav.flatten()
+        dec_s, wav = common.best_of(args.repeat, lambda: model.decode(c4), dev)
+    codes, wav = codes.cpu(), wav.flatten().cpu()
     common.write_json(args.json, {
         "impl": "pytorch", "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "device": str(dev),
         "seconds_of_audio": args.seconds, "encode_s": enc_s, "decode_s": dec_s,
         "decode_layers": 4, "encode_rtf": enc_s / args.seconds, "decode_rtf": dec_s / args.seconds,
         "peak_rss_bytes": common.peak_rss_bytes(), "load_average": common.load_average(),
