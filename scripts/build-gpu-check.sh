@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds, on a machine WITHOUT a GPU or a CUDA install, what scripts/gpu-check.sh runs on a
-# GPU machine that has no Rust toolchain: `mio` and the five numeric parity test binaries
-# with `--features mio-models/cuda` (candle's CUDA kernels for sm_$CUDA_COMPUTE_CAP), stripped
-# and xz-compressed into gpu-bin/ (git-ignored; about 25 MB in all).
+# GPU machine that has no Rust toolchain: `mio` and the `gpu_parity` test binary (the five
+# numeric parity suites) with candle's CUDA kernels for sm_$CUDA_COMPUTE_CAP, stripped and
+# xz-compressed into gpu-bin/ (git-ignored).
 #
 # The CUDA 13 compiler, headers and libraries come from PyPI's `cuda-toolkit` wheels (into
 # /opt/cu13, ~1.2 GB); the driver library is not shipped there, so a link-only libcuda.so
@@ -31,25 +31,17 @@ export CUDA_PATH=$CU CUDA_ROOT=$CU PATH=$CU/bin:$PATH
 export LIBRARY_PATH=/opt/cu13/stub:$CU/lib
 export RUSTFLAGS="-L /opt/cu13/stub -L $CU/lib"
 export CARGO_TARGET_DIR=${CUDA_TARGET_DIR:-$HOME/.cache/mio-cuda}
-features=mio-models/cuda
-cargo build --release -p mio-runtime --bin mio --features "$features"
-tests=(lm_parity generation_parity image_encode_parity image_decode_parity speech_parity)
-args=()
-for t in "${tests[@]}"; do args+=(--test "$t"); done
-cargo test --release -p mio-tests --features "$features" --no-run "${args[@]}" \
+cargo build --release -p mio-runtime --bin mio --features mio-models/cuda
+cargo test --release -p mio-tests --features cuda --no-run --test gpu_parity \
   --message-format json >"$CARGO_TARGET_DIR/gpu-tests.json"
 rm -rf gpu-bin && mkdir -p gpu-bin
 strip -o gpu-bin/mio "$CARGO_TARGET_DIR/release/mio"
-python3 - "$CARGO_TARGET_DIR/gpu-tests.json" "${tests[@]}" <<'EOF'
-import json, shutil, sys
-wanted = set(sys.argv[2:])
+test_bin=$(python3 -c '
+import json, sys
 for line in open(sys.argv[1]):
     m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m.get("executable"):
-        name = m["target"]["name"]
-        if name in wanted and "test" in m["target"]["kind"]:
-            shutil.copy(m["executable"], f"gpu-bin/{name}")
-EOF
-for f in gpu-bin/*; do strip "$f"; done
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "gpu_parity":
+        print(m["executable"])' "$CARGO_TARGET_DIR/gpu-tests.json")
+strip -o gpu-bin/gpu_parity "$test_bin"
 xz -T0 -6 gpu-bin/*
 ls -la gpu-bin
