@@ -29,9 +29,11 @@ if [ ! -f /opt/cu13/stub/libcuda.so ]; then
 fi
 export CUDA_PATH=$CU CUDA_ROOT=$CU PATH=$CU/bin:$PATH
 export LIBRARY_PATH=/opt/cu13/stub:$CU/lib
-export RUSTFLAGS="-L /opt/cu13/stub -L $CU/lib"
+# (RUSTFLAGS replaces .cargo/config.toml's flags: repeat its CPU baseline.)
+export RUSTFLAGS="-C target-cpu=x86-64-v3 -L /opt/cu13/stub -L $CU/lib"
 export CARGO_TARGET_DIR=${CUDA_TARGET_DIR:-$HOME/.cache/mio-cuda}
-cargo build --release -p mio-runtime --bin mio --features mio-models/cuda
+# Without the default `video` feature: no FFmpeg libraries to find on the GPU machine.
+cargo build --release -p mio-runtime --bin mio --no-default-features --features mio-models/cuda
 cargo test --release -p mio-tests --features cuda --no-run --test gpu_parity \
   --message-format json >"$CARGO_TARGET_DIR/gpu-tests.json"
 rm -rf gpu-bin && mkdir -p gpu-bin
@@ -44,4 +46,7 @@ for line in open(sys.argv[1]):
         print(m["executable"])' "$CARGO_TARGET_DIR/gpu-tests.json")
 strip -o gpu-bin/gpu_parity "$test_bin"
 xz -T0 -6 gpu-bin/*
-ls -la gpu-bin
+# ALSA (cpal) and OpenMP (llama.cpp) from this machine, in case the GPU machine lacks them.
+mkdir -p gpu-bin/lib
+for l in libasound.so.2 libgomp.so.1; do cp -L "$(ldconfig -p | awk -v l=$l '$1 == l { print $NF; exit }')" gpu-bin/lib/; done
+ls -la gpu-bin gpu-bin/lib

@@ -24,11 +24,11 @@ since() { awk -v s="$1" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }'; 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee -a "$S"
 B=$PWD/gpu-bin
 for f in "$B"/*.xz; do [ -e "$f" ] && xz -d -f -T0 "$f"; done
-chmod +x "$B"/*
+chmod +x "$B"/mio "$B"/gpu_parity
 # cuBLAS, cuRAND and NVRTC of CUDA 13 (the toolkit's, or the pip wheels').
 libs=$(find /usr/local /opt /usr/lib -xdev \( -name 'libcublas.so.13' -o -name 'libnvrtc.so.13' \
-  -o -name 'libcurand.so.10' \) 2>/dev/null | xargs -r -n1 dirname | sort -u | tr '\n' ':')
-export LD_LIBRARY_PATH=${libs}${LD_LIBRARY_PATH:-}
+  -o -name 'libcurand.so.10' -o -name 'libcudart.so.13' \) 2>/dev/null | xargs -r -n1 dirname | sort -u | tr '\n' ':')
+export LD_LIBRARY_PATH=${libs}${LD_LIBRARY_PATH:-}:$B/lib
 M=$PWD/tests/fixtures/model
 export MIO_FIXTURES_DIR=$PWD/tests/fixtures MIO_CACHE_DIR=$OUT/cache
 

@@ -19,7 +19,7 @@ use mio_models::video::{
     KeyframeMode, KeyframePlan, DEFAULT_MAX_FRAMES,
 };
 
-use super::decode::{VideoInfo, VideoReader};
+use super::{VideoInfo, VideoReader};
 
 /// The instruction the reference puts before video frames (base-model video captioning in
 /// `infer.py`); the instruct examples ask their own question before or after the frames.
