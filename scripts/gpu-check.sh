@@ -9,7 +9,8 @@
 #   codecs the real-size random SpeechTokenizer, SEED encoder and unCLIP decoder written by
 #          scripts/bench-pytorch/*.py, benchmarked on cuda by PyTorch and by `mio bench`,
 #          side by side (needs diffusers, speechtokenizer, beartype and importlib_metadata:
-#          wheels in .whl/ are installed first when present)
+#          wheels in .whl/ are installed first when present); CODECS="speech image_encode
+#          image_decode" (the default) picks the parts
 # Logs and a summary go to $OUT (default /tmp/gpu-check).
 #   lmq    after lm: that LM converted to q4_k_m GGUF, `mio bench lm` on cuda
 #   bash scripts/gpu-check.sh [tests] [cli] [lm] [lmq] [codecs]  (default: all but lmq)
@@ -116,7 +117,8 @@ if [[ " $stages " == *" codecs "* ]]; then
   fi
   D=/tmp/mio-real
   P=scripts/bench-pytorch
-  for part in speech image_encode image_decode; do
+  parts=${CODECS:-speech image_encode image_decode}
+  for part in $parts; do
     start=$(date +%s.%N)
     python3 "$P/$part.py" write --out "$D" >"$OUT/write_$part.log" 2>&1
     say "write $part rc=$? $(since "$start")s"
@@ -136,8 +138,10 @@ if [[ " $stages " == *" codecs "* ]]; then
     say "mio $sub rc=$?:"
     tail -25 "$OUT/mio_$part.txt" | tee -a "$S"
   }
-  bench speech speech --repeat 3 -- --repeat 3
-  bench image_encode image-encode --batch 8 --repeat 3 -- --batch 8 --repeat 3
-  bench image_decode image-decode --steps 5 -- --steps 20 --warmup 1 --repeat 1
+  [[ " $parts " == *" speech "* ]] && bench speech speech --repeat 3 -- --repeat 3
+  [[ " $parts " == *" image_encode "* ]] && bench image_encode image-encode --batch 8 --repeat 3 \
+    -- --batch 8 --repeat 3
+  [[ " $parts " == *" image_decode "* ]] && bench image_decode image-decode --steps 5 \
+    -- --steps 20 --warmup 1 --repeat 1
 fi
 say "done"

@@ -870,7 +870,8 @@ impl Module for Dense {
                     [bsize, _, _] => w.broadcast_left(*bsize)?.t()?,
                     _ => w.t()?,
                 };
-                let x = xs.matmul(&w)?;
+                // CUDA's matmul takes only (batch-)contiguous or transposed operands.
+                let x = xs.contiguous()?.matmul(&w)?;
                 match &self.bias {
                     None => Ok(x),
                     Some(bias) => x.broadcast_add(bias),

@@ -2,6 +2,8 @@
 //! GPU machine with `MIO_TEST_DEVICE=cuda` (scripts/build-gpu-check.sh, scripts/gpu-check.sh).
 //! The same goldens and tolerances as on the CPU.
 
+#[path = "gpu/device_ops.rs"]
+mod device_ops;
 #[path = "generation_parity.rs"]
 mod generation_parity;
 #[path = "image_decode_parity.rs"]

@@ -33,7 +33,7 @@ impl VectorQuantizer2 {
     /// Reads `embedding.weight` `(n_embed, e_dim)`.
     pub fn new(n_embed: usize, e_dim: usize, vb: VarBuilder) -> Result<Self> {
         let embedding = vb.get((n_embed, e_dim), "embedding.weight")?;
-        let embedding_sq = embedding.sqr()?.sum(1)?;
+        let embedding_sq = crate::norm::sum_keepdim(&embedding.sqr()?, 1)?.squeeze(1)?;
         Ok(Self {
             embedding,
             embedding_sq,
@@ -44,7 +44,7 @@ impl VectorQuantizer2 {
     pub fn forward(&self, z: &Tensor) -> Result<(Tensor, Tensor)> {
         let (b_sz, seq_len, e_dim) = z.dims3()?;
         let flat = z.reshape((b_sz * seq_len, e_dim))?;
-        let z_sq = flat.sqr()?.sum_keepdim(1)?;
+        let z_sq = crate::norm::sum_keepdim(&flat.sqr()?, 1)?;
         let ze = flat.matmul(&self.embedding.t()?)?;
         let d = z_sq
             .broadcast_add(&self.embedding_sq)?

@@ -39,7 +39,9 @@ impl Module for Linear {
         let in_dtype = xs.dtype();
         match self {
             Linear::Dense(w) => {
-                let xs = xs.to_dtype(w.dtype())?;
+                // CUDA's matmul takes only (batch-)contiguous or transposed operands; the
+                // last-position rows of a batch are a strided view.
+                let xs = xs.to_dtype(w.dtype())?.contiguous()?;
                 let w = match *xs.dims() {
                     [b1, b2, _, _] => w.broadcast_left((b1, b2))?.t()?,
                     [b, _, _] => w.broadcast_left(b)?.t()?,

@@ -30,7 +30,10 @@ use crate::{Error, Result};
 fn weight_norm(vb: &VarBuilder, shape: (usize, usize, usize)) -> Result<Tensor> {
     let v = vb.get(shape, "weight_v")?;
     let g = vb.get((shape.0, 1, 1), "weight_g")?;
-    let norm = v.sqr()?.sum_keepdim((1, 2))?.sqrt()?;
+    let flat = v.sqr()?.reshape((shape.0, shape.1 * shape.2))?;
+    let norm = crate::norm::sum_keepdim(&flat, 1)?
+        .sqrt()?
+        .reshape((shape.0, 1, 1))?;
     Ok(v.broadcast_mul(&g.broadcast_div(&norm)?)?)
 }
 

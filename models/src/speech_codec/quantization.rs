@@ -27,13 +27,13 @@ impl EuclideanCodebook {
     /// Loads `vb.embed`.
     pub fn new(dim: usize, codebook_size: usize, vb: VarBuilder) -> Result<Self> {
         let embed = vb.get((codebook_size, dim), "embed")?;
-        let embed_sq = embed.sqr()?.sum_keepdim(1)?.t()?;
+        let embed_sq = crate::norm::sum_keepdim(&embed.sqr()?, 1)?.t()?;
         Ok(Self { embed, embed_sq })
     }
 
     /// `(N, D)` → nearest codes `(N,)`.
     pub fn encode(&self, xs: &Tensor) -> Result<Tensor> {
-        let x_sq = xs.sqr()?.sum_keepdim(1)?;
+        let x_sq = crate::norm::sum_keepdim(&xs.sqr()?, 1)?;
         let xe = xs.matmul(&self.embed.t()?)?;
         let dist = x_sq
             .broadcast_sub(&(xe * 2.0)?)?
