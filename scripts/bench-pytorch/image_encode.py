@@ -206,6 +206,10 @@ def bench(args):
         for name, buf in list(mod.named_buffers(recurse=False)):
             if buf.is_meta:  # the non-persistent zero k bias
                 mod.register_buffer(name, torch.zeros(buf.shape, dtype=buf.dtype), persistent=False)
+        for name, p in list(mod.named_parameters(recurse=False)):
+            if p.is_meta:  # the classifier head, not in the file and never run
+                setattr(mod, name, torch.nn.Parameter(torch.zeros(p.shape, dtype=p.dtype),
+                                                      requires_grad=False))
     w = torch.load(os.path.join(d, "seed_quantizer.pt"), map_location="cpu", mmap=True)
     model = model.to(dev)
     w = {k: v.to(dev) if torch.is_tensor(v) else v for k, v in w.items()}
