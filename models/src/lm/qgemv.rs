@@ -470,6 +470,7 @@ mod portable {
     }
 
     /// One ggml `q4_K` row · one input row (the reference for the packed kernels' tests).
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(super) fn dot_q4k(w: &[u8], ys: &[Q8K]) -> f32 {
         let mut sum = 0f32;
         for (b, y) in w.chunks_exact(Q4K_BYTES).zip(ys) {
