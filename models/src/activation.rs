@@ -230,7 +230,7 @@ fn map_values(xs: &[f32], layout: &Layout, f: impl Fn(f32) -> f32 + Sync) -> (Cp
 
 /// Runs `f(input rows, output rows)` over blocks of whole rows (`rows_in` input values and
 /// `rows_out` output values per row; about 64 Ki values per block) on candle's pool.
-fn par_rows(
+pub(crate) fn par_rows(
     (x, row_in): (&[f32], usize),
     (out, row_out): (&mut [f32], usize),
     f: impl Fn(&[f32], &mut [f32]) + Sync,

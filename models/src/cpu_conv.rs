@@ -207,6 +207,38 @@ fn on_cpu_f32(xs: &Tensor, w: &Tensor) -> bool {
         && w.dtype() == candle_core::DType::F32
 }
 
+/// Reflect padding of the last dimension of an f32 CPU tensor (`left` and `right` both
+/// shorter than it), row by row on candle's pool: each row is one copy plus the mirrored
+/// ends, where candle's `index_select` gathers every value through an index on one thread.
+/// `None` for other tensors.
+pub fn pad_reflect_last(xs: &Tensor, left: usize, right: usize) -> Result<Option<Tensor>> {
+    let len = xs.dim(candle_core::D::Minus1)?;
+    if !on_cpu_f32(xs, xs) || len <= left.max(right) {
+        return Ok(None);
+    }
+    let xs = xs.contiguous()?;
+    let (storage, layout) = xs.storage_and_layout();
+    let src = cpu_f32(&storage, layout)?;
+    let width = left + len + right;
+    let mut out = vec![0f32; src.len() / len * width];
+    crate::activation::par_rows((src, len), (&mut out, width), |src, dst| {
+        for (s, d) in src.chunks_exact(len).zip(dst.chunks_exact_mut(width)) {
+            for (j, v) in d[..left].iter_mut().enumerate() {
+                *v = s[left - j];
+            }
+            d[left..left + len].copy_from_slice(s);
+            for (j, v) in d[left + len..].iter_mut().enumerate() {
+                *v = s[len - 2 - j];
+            }
+        }
+    });
+    let mut dims = xs.dims().to_vec();
+    if let Some(last) = dims.last_mut() {
+        *last = width;
+    }
+    Ok(Some(Tensor::from_vec(out, dims, &Device::Cpu)?))
+}
+
 /// The bias as f32 values, checked to have `c_out` of them.
 fn bias_values(bias: Option<&Tensor>, c_out: usize, op: &str) -> Result<Option<Vec<f32>>> {
     let Some(bias) = bias else { return Ok(None) };

@@ -60,6 +60,9 @@ pub(crate) fn pad1d_reflect(xs: &Tensor, left: usize, right: usize) -> Result<Te
     if left == 0 && right == 0 {
         return Ok(xs.clone());
     }
+    if let Some(padded) = crate::cpu_conv::pad_reflect_last(xs, left, right)? {
+        return Ok(padded);
+    }
     let len = xs.dim(D::Minus1)?;
     let max_pad = left.max(right);
     let extra = if len <= max_pad { max_pad - len + 1 } else { 0 };
@@ -426,6 +429,42 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use candle_core::Device;
+
+    #[test]
+    fn fast_reflect_padding_equals_the_gather() {
+        let xs = Tensor::randn(0f32, 1.0, (2, 3, 50_000), &Device::Cpu).unwrap();
+        for (l, r) in [(0, 3), (3, 0), (5, 7), (1, 1)] {
+            let fast = crate::cpu_conv::pad_reflect_last(&xs, l, r)
+                .unwrap()
+                .unwrap();
+            let idx = Tensor::from_vec(reflect_indices(50_000, l, r), 50_000 + l + r, &Device::Cpu)
+                .unwrap();
+            let want = xs.index_select(&idx, D::Minus1).unwrap();
+            assert_eq!(fast.dims(), want.dims());
+            let diff = (fast - want).unwrap().abs().unwrap().max_all().unwrap();
+            assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0);
+        }
+        // Strided input (a transposed view) is made contiguous first.
+        let t = Tensor::randn(0f32, 1.0, (2, 9, 4), &Device::Cpu)
+            .unwrap()
+            .transpose(1, 2)
+            .unwrap();
+        let fast = crate::cpu_conv::pad_reflect_last(&t, 2, 2)
+            .unwrap()
+            .unwrap();
+        let idx = Tensor::from_vec(reflect_indices(9, 2, 2), 13, &Device::Cpu).unwrap();
+        let want = t
+            .contiguous()
+            .unwrap()
+            .index_select(&idx, D::Minus1)
+            .unwrap();
+        let diff = (fast - want).unwrap().abs().unwrap().max_all().unwrap();
+        assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0);
+        // Padding as long as the input is not taken (upstream zero-extends it first).
+        assert!(crate::cpu_conv::pad_reflect_last(&t, 9, 0)
+            .unwrap()
+            .is_none());
+    }
 
     #[test]
     fn reflect_padding_matches_torch() {
