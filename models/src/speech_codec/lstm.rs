@@ -11,10 +11,9 @@
 
 use std::sync::Mutex;
 
-use candle_core::{CpuStorage, Device, Module, Storage, Tensor, D};
+use candle_core::{CpuStorage, Device, Storage, Tensor, D};
 use candle_nn::VarBuilder;
 
-use crate::sgemm::Dense;
 use crate::{Error, Result};
 
 /// `1 / (1 + e^{-x})`, as candle's `sigmoid`.
@@ -39,10 +38,11 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 /// One direction of one LSTM layer.
 #[derive(Debug, Clone)]
 struct LstmCell {
-    /// The input projection `xs · W_ihᵀ + b_ih` (our dense kernel on the CPU).
-    input_proj: Dense,
+    /// `(In, 4H)`.
+    w_ih_t: Tensor,
     /// `(4H, H)`, as stored (rows: gates i, f, g, o).
     w_hh: Tensor,
+    b_ih: Tensor,
     b_hh: Tensor,
     hidden: usize,
 }
@@ -51,13 +51,14 @@ impl LstmCell {
     fn new(in_dim: usize, hidden: usize, suffix: &str, vb: &VarBuilder) -> Result<Self> {
         let g = 4 * hidden;
         Ok(Self {
-            input_proj: Dense::new(
-                vb.get((g, in_dim), &format!("weight_ih_{suffix}"))?,
-                Some(vb.get(g, &format!("bias_ih_{suffix}"))?),
-            )?,
+            w_ih_t: vb
+                .get((g, in_dim), &format!("weight_ih_{suffix}"))?
+                .t()?
+                .contiguous()?,
             w_hh: vb
                 .get((g, hidden), &format!("weight_hh_{suffix}"))?
                 .contiguous()?,
+            b_ih: vb.get(g, &format!("bias_ih_{suffix}"))?,
             b_hh: vb.get(g, &format!("bias_hh_{suffix}"))?,
             hidden,
         })
@@ -71,7 +72,9 @@ impl LstmCell {
         reverse: bool,
         state: Option<(Tensor, Tensor)>,
     ) -> Result<(Tensor, (Tensor, Tensor))> {
-        let proj = self.input_proj.forward(xs)?;
+        let proj = xs
+            .broadcast_matmul(&self.w_ih_t)?
+            .broadcast_add(&self.b_ih)?;
         if matches!(xs.device(), Device::Cpu) && xs.dtype() == candle_core::DType::F32 {
             return self.run_cpu(&proj, reverse, state);
         }
@@ -313,7 +316,11 @@ mod tests {
         let vb = VarBuilder::from_tensors(ts, DType::F32, &dev);
         let cell = LstmCell::new(in_dim, hd, "l0", &vb).unwrap();
         let xs = Tensor::randn(0f32, 1., (2, 7, in_dim), &dev).unwrap();
-        let proj = cell.input_proj.forward(&xs).unwrap();
+        let proj = xs
+            .broadcast_matmul(&cell.w_ih_t)
+            .unwrap()
+            .broadcast_add(&cell.b_ih)
+            .unwrap();
         let h0 = Tensor::randn(0f32, 0.5, (2, hd), &dev).unwrap();
         let c0 = Tensor::randn(0f32, 0.5, (2, hd), &dev).unwrap();
         let max_diff = crate::sgemm::tests::max_abs_diff;
