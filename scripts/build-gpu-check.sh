@@ -28,9 +28,9 @@ if [ ! -f /opt/cu13/stub/libcuda.so ]; then
   gcc -shared -fPIC -o /opt/cu13/stub/libcuda.so -Wl,-soname,libcuda.so.1 /opt/cu13/stub/stub.c
 fi
 export CUDA_PATH=$CU CUDA_ROOT=$CU PATH=$CU/bin:$PATH
+# The linker finds the stub and the libraries through LIBRARY_PATH (RUSTFLAGS would replace
+# .cargo/config.toml's CPU baseline).
 export LIBRARY_PATH=/opt/cu13/stub:$CU/lib
-# (RUSTFLAGS replaces .cargo/config.toml's flags: repeat its CPU baseline.)
-export RUSTFLAGS="-C target-cpu=x86-64-v3 -L /opt/cu13/stub -L $CU/lib"
 export CARGO_TARGET_DIR=${CUDA_TARGET_DIR:-$HOME/.cache/mio-cuda}
 # Without the default `video` feature: no FFmpeg libraries to find on the GPU machine.
 cargo build --release -p mio-runtime --bin mio --no-default-features --features mio-models/cuda
