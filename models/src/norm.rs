@@ -29,8 +29,9 @@ pub struct GroupNorm {
     eps: f64,
     weight: Vec<f32>,
     bias: Vec<f32>,
-    /// candle's, for tensors our kernel does not take.
-    candle: candle_nn::GroupNorm,
+    /// The scale and shift as given (on the model's device), for the tensor path.
+    weight_t: Tensor,
+    bias_t: Tensor,
 }
 
 /// Loads `vb.{weight,bias}` of a group norm over `channels` channels.
@@ -54,15 +55,24 @@ impl GroupNorm {
         groups: usize,
         eps: f64,
     ) -> candle_core::Result<Self> {
-        let values = |t: &Tensor| t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>();
-        let (w, b) = (values(&weight)?, values(&bias)?);
-        let candle = candle_nn::GroupNorm::new(weight, bias, channels, groups, eps)?;
+        if groups == 0 || !channels.is_multiple_of(groups) {
+            candle_core::bail!("GroupNorm: {channels} channels in {groups} groups");
+        }
+        if weight.dims() != [channels] || bias.dims() != [channels] {
+            candle_core::bail!(
+                "GroupNorm: scale {:?} and shift {:?} for {channels} channels",
+                weight.dims(),
+                bias.dims()
+            );
+        }
+        let values = |t: &Tensor| t.to_dtype(DType::F32)?.to_vec1::<f32>();
         Ok(Self {
             groups,
             eps,
-            weight: w,
-            bias: b,
-            candle,
+            weight: values(&weight)?,
+            bias: values(&bias)?,
+            weight_t: weight,
+            bias_t: bias,
         })
     }
 
@@ -162,8 +172,8 @@ impl GroupNorm {
     fn forward_tensors(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
         let dims = xs.dims();
         let c = self.weight.len();
-        if dims.len() < 2 || dims[1] != c || self.groups == 0 || !c.is_multiple_of(self.groups) {
-            return self.candle.forward(xs);
+        if dims.len() < 2 || dims[1] != c {
+            candle_core::bail!("GroupNorm over {c} channels of a {dims:?} tensor");
         }
         let b = dims[0];
         let n = xs.elem_count() / (b * self.groups);
@@ -177,12 +187,18 @@ impl GroupNorm {
         let x = x.broadcast_div(&(var + self.eps)?.sqrt()?)?;
         let mut shape = vec![1, c];
         shape.resize(dims.len(), 1);
-        let w = Tensor::from_slice(&self.weight, shape.as_slice(), xs.device())?;
-        let bias = Tensor::from_slice(&self.bias, shape.as_slice(), xs.device())?;
+        let w = self
+            .weight_t
+            .reshape(shape.as_slice())?
+            .to_dtype(xs.dtype())?;
+        let bias = self
+            .bias_t
+            .reshape(shape.as_slice())?
+            .to_dtype(xs.dtype())?;
         x.reshape(dims)?
             .to_dtype(xs.dtype())?
-            .broadcast_mul(&w.to_dtype(xs.dtype())?)?
-            .broadcast_add(&bias.to_dtype(xs.dtype())?)
+            .broadcast_mul(&w)?
+            .broadcast_add(&bias)
     }
 }
 
@@ -287,7 +303,12 @@ mod tests {
             let want = theirs.forward(&xs).unwrap();
             assert!(crate::sgemm::tests::max_abs_diff(&got, &want) < 2e-2);
         }
-        // A channel count the norm was not made for is candle's error, not a panic.
+        // Channels that do not split into the groups, or a scale of the wrong size: refused.
+        let ones = |n: usize| Tensor::ones(n, DType::F32, &dev).unwrap();
+        assert!(GroupNorm::new(ones(4), ones(4), 4, 3, 1e-5).is_err());
+        assert!(GroupNorm::new(ones(4), ones(4), 4, 0, 1e-5).is_err());
+        assert!(GroupNorm::new(ones(3), ones(4), 4, 2, 1e-5).is_err());
+        // A channel count the norm was not made for is one error, not a panic.
         let ours = GroupNorm::new(
             Tensor::ones(4, DType::F32, &dev).unwrap(),
             Tensor::zeros(4, DType::F32, &dev).unwrap(),
