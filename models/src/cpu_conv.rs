@@ -113,7 +113,37 @@ pub fn conv1d_packed(
     stride: usize,
     dilation: usize,
 ) -> Result<Tensor> {
+    conv1d_packed_reflect(xs, w, bias, stride, dilation, (0, 0))
+}
+
+/// [`conv1d_packed`] of the input reflect-padded by `(left, right)` (PyTorch's
+/// `F.pad(x, …, mode='reflect')`, both shorter than the input), without the padded copy:
+/// the panels read the mirrored samples where a tap falls in the padding.
+pub fn conv1d_packed_reflect(
+    xs: &Tensor,
+    w: &PackedConv1d,
+    bias: Option<&[f32]>,
+    stride: usize,
+    dilation: usize,
+    (left, right): (usize, usize),
+) -> Result<Tensor> {
     let (b_sz, c_in, len) = xs.dims3()?;
+    if (left > 0 || right > 0) && len <= left.max(right) {
+        return Err(Error::InvalidArgument(format!(
+            "reflect padding ({left}, {right}) of an input of {len} samples"
+        )));
+    }
+    // Padded position `p` → input sample.
+    let source = |p: usize| {
+        if p < left {
+            left - p
+        } else if p - left >= len {
+            2 * (len - 1) - (p - left)
+        } else {
+            p - left
+        }
+    };
+    let padded_len = len + left + right;
     let (c_out, k) = (w.lhs.m(), w.k);
     if w.c_in != c_in || stride == 0 || dilation == 0 || k == 0 {
         return Err(Error::InvalidArgument(format!(
@@ -128,12 +158,12 @@ pub fn conv1d_packed(
         ));
     }
     let span = (k - 1) * dilation + 1;
-    if len < span {
+    if padded_len < span {
         return Err(Error::InvalidArgument(format!(
-            "conv1d input of {len} samples is shorter than the kernel's span {span}"
+            "conv1d input of {padded_len} samples is shorter than the kernel's span {span}"
         )));
     }
-    let l_out = (len - span) / stride + 1;
+    let l_out = (padded_len - span) / stride + 1;
     let xs = xs.contiguous()?;
     let mut out = output_with_bias(b_sz * c_out, l_out, bias);
     {
@@ -146,12 +176,19 @@ pub fn conv1d_packed(
                 // Depth index = tap · C_in + channel, walked without a division per row.
                 let (mut t, mut c) = (i0 / c_in, i0 % c_in);
                 for dst in panel.chunks_exact_mut(16).take(rows) {
-                    let at = c * len + (c0 + j0) * stride + t * dilation;
-                    if stride == 1 {
-                        dst[..n].copy_from_slice(&xb[at..at + n]);
+                    let row = &xb[c * len..(c + 1) * len];
+                    // Padded positions `first + j·stride`, j < n.
+                    let first = (c0 + j0) * stride + t * dilation;
+                    let last = first + (n.max(1) - 1) * stride;
+                    if first < left || last >= left + len {
+                        for (j, d) in dst[..n].iter_mut().enumerate() {
+                            *d = row[source(first + j * stride)];
+                        }
+                    } else if stride == 1 {
+                        dst[..n].copy_from_slice(&row[first - left..first - left + n]);
                     } else {
                         for (j, d) in dst[..n].iter_mut().enumerate() {
-                            *d = xb[at + j * stride];
+                            *d = row[first - left + j * stride];
                         }
                     }
                     c += 1;
@@ -162,8 +199,8 @@ pub fn conv1d_packed(
                 }
             };
             // SAFETY: this job alone writes columns c0..c0+cols of batch row b's `C_out`
-            // rows (`l_out` apart); the panel reads stay below (l_out-1)·s + (K-1)·d + 1 ≤
-            // len inside each channel's row.
+            // rows (`l_out` apart); the panel reads are slice-indexed inside each channel's
+            // row (padded positions below (l_out-1)·s + (K-1)·d + 1 ≤ the padded length).
             #[allow(unsafe_code)]
             unsafe {
                 w.lhs
@@ -812,6 +849,45 @@ mod tests {
         let theirs = xs.conv1d(&w, 0, 1, 1, 1).unwrap();
         let diff = (ours - theirs).unwrap().abs().unwrap().max_all().unwrap();
         assert!(diff.to_scalar::<f32>().unwrap() < 1e-4);
+    }
+
+    #[test]
+    fn reflect_padding_read_in_place_equals_padding_first() {
+        let dev = Device::Cpu;
+        // (b, c_in, c_out, len, k, stride, dilation, left, right): the SEANet shapes (k 7,
+        // dilated k 3, strided k = 2s with the extra right padding), pads up to len - 1, and
+        // column blocks that start and end inside the padding.
+        for &(b, c_in, c_out, len, k, st, d, l, r) in &[
+            (1, 1, 8, 300, 7, 1, 1, 3, 3),
+            (2, 5, 7, 97, 3, 1, 3, 3, 3),
+            (1, 6, 9, 1003, 16, 8, 1, 4, 9),
+            (2, 4, 6, 5, 5, 1, 1, 4, 4),
+            (1, 3, 5, 40, 4, 2, 1, 1, 2),
+            (1, 8, 8, 20_000, 7, 1, 1, 6, 0),
+        ] {
+            let xs = Tensor::randn(0f32, 1., (b, c_in, len), &dev).unwrap();
+            let w = Tensor::randn(0f32, 0.3, (c_out, c_in, k), &dev).unwrap();
+            let bv: Vec<f32> = (0..c_out).map(|i| i as f32 * 0.1).collect();
+            let Some(packed) = PackedConv1d::new(&w).unwrap() else {
+                assert!(!crate::sgemm::KERNELS);
+                return;
+            };
+            let padded = pad_reflect_last(&xs, l, r).unwrap().unwrap();
+            let first = conv1d_packed(&padded, &packed, Some(&bv), st, d).unwrap();
+            let fused = conv1d_packed_reflect(&xs, &packed, Some(&bv), st, d, (l, r)).unwrap();
+            assert_eq!(fused.dims(), first.dims());
+            // Same products in the same order: bit-equal.
+            assert_eq!(
+                fused.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                first.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                "{b} {c_in} {c_out} {len} {k} {st} {d} {l} {r}"
+            );
+        }
+        let xs = Tensor::randn(0f32, 1., (1, 2, 4), &dev).unwrap();
+        let w = Tensor::randn(0f32, 0.3, (3, 2, 3), &dev).unwrap();
+        if let Some(packed) = PackedConv1d::new(&w).unwrap() {
+            assert!(conv1d_packed_reflect(&xs, &packed, None, 1, 1, (4, 0)).is_err());
+        }
     }
 
     #[test]

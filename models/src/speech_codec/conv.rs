@@ -258,6 +258,21 @@ impl Module for SConv1d {
         let total = self.padding_total();
         let extra = extra_padding(len, self.kernel_size, self.stride, total);
         let (left, right) = self.split_padding();
+        if let ConvWeights::Packed(packed) = &self.weights {
+            if len > left.max(right + extra) && matches!(xs.device(), candle_core::Device::Cpu) {
+                // The padding read in place by the packed kernel (no padded copy).
+                let (w, bias) = packed.as_ref();
+                return crate::cpu_conv::conv1d_packed_reflect(
+                    &xs.to_dtype(candle_core::DType::F32)?,
+                    w,
+                    Some(bias),
+                    self.stride,
+                    self.dilation,
+                    (left, right + extra),
+                )
+                .map_err(candle_core::Error::wrap);
+            }
+        }
         let padded = pad1d_reflect(xs, left, right + extra).map_err(candle_core::Error::wrap)?;
         self.conv(&padded).map_err(candle_core::Error::wrap)
     }
