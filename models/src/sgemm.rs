@@ -49,6 +49,12 @@ pub struct PackedRhs {
     data: Vec<f32>,
 }
 
+impl std::fmt::Debug for PackedRhs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PackedRhs({} → {})", self.k, self.n)
+    }
+}
+
 impl PackedRhs {
     /// Packs `w`, `n` rows of `k` values.
     pub fn from_rows(w: &[f32], n: usize, k: usize) -> candle_core::Result<Self> {
