@@ -211,6 +211,112 @@ pub fn conv1d_packed_reflect(
     Ok(Tensor::from_vec(out, (b_sz, c_out, l_out), &Device::Cpu)?)
 }
 
+/// A transposed 1-D convolution (`K` a multiple of the stride `s`, `m = K / s`) as one
+/// packed stride-1 convolution: output sample `t·s + r` of channel `o` is
+/// `Σ_q Σ_ci w[o, q·s + r, ci] · x[ci, t − q]`, i.e. for each phase `r` a correlation of the
+/// zero-padded input with `m` taps. The phases become output rows `o·s + r` (taps reversed),
+/// so the whole layer is one product of depth `m·C_in` by our kernel, then the phases are
+/// interleaved back into time. Same multiplications as the direct form, none on zeros.
+pub struct PackedConvTranspose1d {
+    conv: PackedConv1d,
+    c_out: usize,
+    k: usize,
+    stride: usize,
+}
+
+impl std::fmt::Debug for PackedConvTranspose1d {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "PackedConvTranspose1d({} → {}, k {}, stride {})",
+            self.conv.c_in, self.c_out, self.k, self.stride
+        )
+    }
+}
+
+impl PackedConvTranspose1d {
+    /// From the weight rows `w_rows (C_out·K, C_in)` (row `o·K + j` = tap `j` of output
+    /// channel `o`), f32 on the CPU; `None` on builds without the dense kernel, other
+    /// devices or dtypes.
+    pub fn new(w_rows: &Tensor, c_out: usize, k: usize, stride: usize) -> Result<Option<Self>> {
+        if !crate::sgemm::KERNELS || !on_cpu_f32(w_rows, w_rows) {
+            return Ok(None);
+        }
+        let (rows, c_in) = w_rows.dims2()?;
+        if stride == 0 || k == 0 || !k.is_multiple_of(stride) || rows != c_out * k {
+            return Err(Error::InvalidArgument(format!(
+                "transposed conv1d weight rows {:?} for {c_out} channels, kernel {k}, stride {stride}",
+                w_rows.dims()
+            )));
+        }
+        let m = k / stride;
+        let w = w_rows.flatten_all()?.to_vec1::<f32>()?;
+        let mut phases = vec![0f32; c_out * stride * c_in * m];
+        for o in 0..c_out {
+            for r in 0..stride {
+                for ci in 0..c_in {
+                    for q in 0..m {
+                        let j = (m - 1 - q) * stride + r;
+                        phases[((o * stride + r) * c_in + ci) * m + q] = w[(o * k + j) * c_in + ci];
+                    }
+                }
+            }
+        }
+        let phases = Tensor::from_vec(phases, (c_out * stride, c_in, m), &Device::Cpu)?;
+        Ok(PackedConv1d::new(&phases)?.map(|conv| Self {
+            conv,
+            c_out,
+            k,
+            stride,
+        }))
+    }
+}
+
+/// [`conv_transpose1d_full`] with a [`PackedConvTranspose1d`]: `(B, C_in, T)` →
+/// `(B, C_out, (T − 1)·s + K)`, no bias.
+pub fn conv_transpose1d_packed(xs: &Tensor, w: &PackedConvTranspose1d) -> Result<Tensor> {
+    let (b_sz, c_in, t_len) = xs.dims3()?;
+    if c_in != w.conv.c_in || t_len == 0 {
+        return Err(Error::InvalidArgument(format!(
+            "transposed conv1d of input {:?} with {} input channels",
+            xs.dims(),
+            w.conv.c_in
+        )));
+    }
+    let (s, m) = (w.stride, w.k / w.stride);
+    let xs = xs.to_dtype(candle_core::DType::F32)?;
+    let padded = if m > 1 {
+        xs.pad_with_zeros(candle_core::D::Minus1, m - 1, m - 1)?
+    } else {
+        xs
+    };
+    // (B, C_out·s, T + m − 1): phase r of channel o in row o·s + r.
+    let phases = conv1d_packed(&padded, &w.conv, None, 1, 1)?;
+    let width = t_len + m - 1;
+    let mut out = vec![0f32; b_sz * w.c_out * width * s];
+    {
+        let (store, layout) = phases.storage_and_layout();
+        let src = cpu_f32(&store, layout)?;
+        crate::activation::par_rows((src, s * width), (&mut out, width * s), |src, dst| {
+            for (src, dst) in src
+                .chunks_exact(s * width)
+                .zip(dst.chunks_exact_mut(width * s))
+            {
+                for (r, row) in src.chunks_exact(width).enumerate() {
+                    for (t, &v) in row.iter().enumerate() {
+                        dst[t * s + r] = v;
+                    }
+                }
+            }
+        });
+    }
+    Ok(Tensor::from_vec(
+        out,
+        (b_sz, w.c_out, width * s),
+        &Device::Cpu,
+    )?)
+}
+
 /// Runs `job(b, c0, cols)` for every block of output columns `c0 .. c0+cols` of every batch
 /// row (`width` columns of `c_out` rows each; blocks of about `BLOCK_FLOATS` outputs), the
 /// blocks dealt out over candle's pool as threads come free.
@@ -924,6 +1030,23 @@ mod tests {
             let ours = conv_transpose1d_full(&xs, &rows, c_out, k, s)
                 .unwrap()
                 .unwrap();
+            // The packed form (phases as output rows), where this build has the kernel.
+            let packed = PackedConvTranspose1d::new(&rows, c_out, k, s).unwrap();
+            assert_eq!(packed.is_some(), crate::sgemm::KERNELS);
+            if let Some(packed) = packed {
+                let phased = conv_transpose1d_packed(&xs, &packed).unwrap();
+                assert_eq!(phased.dims(), theirs.dims());
+                let diff = (phased - &theirs)
+                    .unwrap()
+                    .abs()
+                    .unwrap()
+                    .max_all()
+                    .unwrap();
+                assert!(
+                    diff.to_scalar::<f32>().unwrap() < 1e-4,
+                    "packed {b} {c_in} {c_out} {t} {k} {s}"
+                );
+            }
             assert_eq!(ours.dims(), theirs.dims());
             let diff = (ours - theirs).unwrap().abs().unwrap().max_all().unwrap();
             assert!(

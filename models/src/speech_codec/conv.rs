@@ -284,6 +284,8 @@ impl Module for SConv1d {
 pub struct SConvTranspose1d {
     /// `(C_out · kernel, C_in)`: rows `o·kernel + j`.
     weight: Tensor,
+    /// The same weight packed for our CPU kernel (f32 on the CPU with the kernel).
+    packed: Option<std::sync::Arc<crate::cpu_conv::PackedConvTranspose1d>>,
     bias: Tensor,
     out_c: usize,
     kernel_size: usize,
@@ -324,7 +326,11 @@ impl SConvTranspose1d {
         let w = weight_norm(&vb, (in_c, out_c, kernel_size))?;
         let weight = w.reshape((in_c, out_c * kernel_size))?.t()?.contiguous()?;
         let bias = vb.get(out_c, "bias")?;
+        let packed =
+            crate::cpu_conv::PackedConvTranspose1d::new(&weight, out_c, kernel_size, stride)?
+                .map(std::sync::Arc::new);
         Ok(Self {
+            packed,
             weight,
             bias,
             out_c,
@@ -341,6 +347,11 @@ impl SConvTranspose1d {
 
     /// Full `ConvTranspose1d` output without bias: `(B, C_out, (T + m - 1)·s)`, `m = k / s`.
     fn overlap_add(&self, xs: &Tensor) -> Result<Tensor> {
+        if let Some(packed) = &self.packed {
+            if matches!(xs.device(), candle_core::Device::Cpu) {
+                return crate::cpu_conv::conv_transpose1d_packed(xs, packed);
+            }
+        }
         if let Some(full) = crate::cpu_conv::conv_transpose1d_full(
             xs,
             &self.weight,
