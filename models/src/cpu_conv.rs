@@ -399,13 +399,18 @@ fn bias_values(bias: Option<&Tensor>, c_out: usize, op: &str) -> Result<Option<V
 
 /// A zeroed `(rows, row_len)` output, row `r` set to `bias[r % C_out]` when there is one.
 fn output_with_bias(rows: usize, row_len: usize, bias: Option<&[f32]>) -> Vec<f32> {
-    let mut out = vec![0f32; rows * row_len];
-    if let Some(b) = bias {
-        for (row, &v) in out.chunks_exact_mut(row_len.max(1)).zip(b.iter().cycle()) {
-            row.fill(v);
+    match bias {
+        // Written once with the bias (no zeroing pass first: a reused block of the tensor
+        // allocator would be cleared with a memset).
+        Some(b) if !b.is_empty() => {
+            let mut out = Vec::with_capacity(rows * row_len);
+            for &v in b.iter().cycle().take(rows) {
+                out.extend(std::iter::repeat_n(v, row_len));
+            }
+            out
         }
+        _ => vec![0f32; rows * row_len],
     }
-    out
 }
 
 fn cpu_f32<'a>(storage: &'a Storage, layout: &Layout) -> Result<&'a [f32]> {

@@ -666,10 +666,17 @@ unsafe fn tile(
         target_feature = "avx2",
         target_feature = "fma"
     ))]
-    // SAFETY: `a` holds 6·kc and `b` 16·kc floats (slices), the features are compiled in.
-    unsafe {
-        avx2::product(kc, a, b, &mut acc)
-    };
+    {
+        if mr == MR && nr == NR && a.len() >= MR * kc && b.len() >= NR * kc {
+            // A whole tile: written back from the registers (the same additions as below).
+            // SAFETY: the slices hold 6·kc and 16·kc floats (checked), the tile's 6 rows of
+            // 16 floats are writable (the contract), `bias` has `nr` = 16 values when given.
+            unsafe { avx2::tile_full(kc, a, b, out, ldc, init == Init::Add, bias) };
+            return;
+        }
+        // SAFETY: `a` holds 6·kc and `b` 16·kc floats (slices), the features are compiled in.
+        unsafe { avx2::product(kc, a, b, &mut acc) };
+    }
     #[cfg(not(all(
         target_arch = "x86_64",
         target_feature = "avx2",
@@ -726,15 +733,70 @@ mod avx2 {
     use super::{MR, NR};
     use std::arch::x86_64::*;
 
+    /// A whole 6 × 16 tile: the product of [`product`], then per row either `out = acc + bias`
+    /// (or `acc`) or `out = out + acc` (`add`), straight from the registers.
+    ///
+    /// # Safety
+    /// As [`product`]; `out` points at 6 writable rows of 16 floats, `ldc` apart; `bias`, when
+    /// given, holds at least 16 values.
+    #[inline]
+    pub unsafe fn tile_full(
+        kc: usize,
+        a: &[f32],
+        b: &[f32],
+        out: *mut f32,
+        ldc: usize,
+        add: bool,
+        bias: Option<&[f32]>,
+    ) {
+        // SAFETY: the contract; loads and stores stay in row r's 16 floats at out + r·ldc.
+        unsafe {
+            let rows = registers(kc, a, b);
+            for (r, (lo, hi)) in rows.into_iter().enumerate() {
+                let dst = out.add(r * ldc);
+                let (lo, hi) = if add {
+                    (
+                        _mm256_add_ps(_mm256_loadu_ps(dst), lo),
+                        _mm256_add_ps(_mm256_loadu_ps(dst.add(8)), hi),
+                    )
+                } else if let Some(bias) = bias {
+                    (
+                        _mm256_add_ps(lo, _mm256_loadu_ps(bias.as_ptr())),
+                        _mm256_add_ps(hi, _mm256_loadu_ps(bias.as_ptr().add(8))),
+                    )
+                } else {
+                    (lo, hi)
+                };
+                _mm256_storeu_ps(dst, lo);
+                _mm256_storeu_ps(dst.add(8), hi);
+            }
+        }
+    }
+
     /// `acc[r][j] = Σ_i a[i·6 + r] · b[i·16 + j]` for `i < kc`, 12 accumulators in registers.
     ///
     /// # Safety
     /// `a` holds at least `6 · kc` and `b` at least `16 · kc` floats.
     #[inline]
     pub unsafe fn product(kc: usize, a: &[f32], b: &[f32], acc: &mut [[f32; NR]; MR]) {
+        // SAFETY: the contract; stores go to `acc`, 6 rows of 16 floats.
+        unsafe {
+            let rows = registers(kc, a, b);
+            for (dst, (lo, hi)) in acc.iter_mut().zip(rows) {
+                _mm256_storeu_ps(dst.as_mut_ptr(), lo);
+                _mm256_storeu_ps(dst.as_mut_ptr().add(8), hi);
+            }
+        }
+    }
+
+    /// The 6 × 16 product as six pairs of registers (row r: columns 0–7, 8–15).
+    ///
+    /// # Safety
+    /// `a` holds at least `6 · kc` and `b` at least `16 · kc` floats.
+    #[inline(always)]
+    unsafe fn registers(kc: usize, a: &[f32], b: &[f32]) -> [(__m256, __m256); MR] {
         debug_assert!(a.len() >= MR * kc && b.len() >= NR * kc);
-        // SAFETY: every load below is within `a[..6·kc]` / `b[..16·kc]` (the contract);
-        // stores go to `acc`, 6 rows of 16 floats.
+        // SAFETY: every load below is within `a[..6·kc]` / `b[..16·kc]` (the contract).
         unsafe {
             let (mut pa, mut pb) = (a.as_ptr(), b.as_ptr());
             let z = _mm256_setzero_ps();
@@ -764,18 +826,14 @@ mod avx2 {
                 pa = pa.add(MR);
                 pb = pb.add(NR);
             }
-            let rows = [
+            [
                 (c00, c01),
                 (c10, c11),
                 (c20, c21),
                 (c30, c31),
                 (c40, c41),
                 (c50, c51),
-            ];
-            for (dst, (lo, hi)) in acc.iter_mut().zip(rows) {
-                _mm256_storeu_ps(dst.as_mut_ptr(), lo);
-                _mm256_storeu_ps(dst.as_mut_ptr().add(8), hi);
-            }
+            ]
         }
     }
 }
