@@ -77,6 +77,25 @@ pub unsafe fn exp_avx2(x: std::arch::x86_64::__m256) -> std::arch::x86_64::__m25
     }
 }
 
+/// The sum of the 8 lanes of `v` (AVX).
+#[cfg(all(
+    target_arch = "x86_64",
+    target_feature = "avx2",
+    target_feature = "fma"
+))]
+#[allow(unsafe_code)]
+#[inline(always)]
+pub fn hsum_avx2(v: std::arch::x86_64::__m256) -> f32 {
+    use std::arch::x86_64::*;
+    // SAFETY: register-only intrinsics of features this build targets.
+    unsafe {
+        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+        _mm_cvtss_f32(s)
+    }
+}
+
 /// `eˣ − 1` for f32, without the cancellation of `exp(x) − 1` near 0: a Taylor polynomial
 /// to `x⁸` where `|x| < 0.35` (remainder below 3e-9 relative), [`exp_value`] − 1 elsewhere;
 /// both are computed and one is selected, so loops over it vectorize (libm's scalar

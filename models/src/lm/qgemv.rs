@@ -553,16 +553,7 @@ mod avx2 {
         m
     };
 
-    #[inline(always)]
-    fn hsum(v: __m256) -> f32 {
-        // SAFETY: AVX is enabled at compile time (this module's cfg).
-        unsafe {
-            let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-            let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-            let s = _mm_add_ss(s, _mm_movehdup_ps(s));
-            _mm_cvtss_f32(s)
-        }
-    }
+    use crate::activation::hsum_avx2 as hsum;
 
     /// 8 rows of a [`super::PackedQ4K`] group (whole packed blocks) · one `q8_K` input row;
     /// lane `r` of every vector is row `r`.

@@ -91,17 +91,7 @@ fn dot4(rows: [&[f32]; 4], x: &[f32]) -> [f32; 4] {
 mod avx2 {
     use std::arch::x86_64::*;
 
-    /// Horizontal sum of 8 lanes.
-    #[inline]
-    unsafe fn hsum(v: __m256) -> f32 {
-        // SAFETY: register-only operations (AVX compiled in).
-        unsafe {
-            let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-            let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-            let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-            _mm_cvtss_f32(s)
-        }
-    }
+    use crate::activation::hsum_avx2 as hsum;
 
     /// [`super::dot4`] with AVX2/FMA.
     ///

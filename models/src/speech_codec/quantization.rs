@@ -30,12 +30,12 @@ pub struct EuclideanCodebook {
     cpu: Option<Arc<CpuCodebook>>,
 }
 
-/// The codebook as [`ResidualVectorQuantizer::encode`]'s CPU loop reads it.
+/// The codebook as [`ResidualVectorQuantizer::encode`]'s CPU loop reads it (its values
+/// are read from `embed` itself).
 #[derive(Debug)]
 struct CpuCodebook {
     packed: PackedRhs,
     embed_sq: Vec<f32>,
-    embed: Vec<f32>,
 }
 
 impl EuclideanCodebook {
@@ -51,7 +51,6 @@ impl EuclideanCodebook {
             Some(Arc::new(CpuCodebook {
                 packed: PackedRhs::from_rows(&values, codebook_size, dim)?,
                 embed_sq: embed_sq.flatten_all()?.to_vec1::<f32>()?,
-                embed: values,
             }))
         } else {
             None
@@ -176,17 +175,19 @@ impl ResidualVectorQuantizer {
     /// residual update in place; no `(N, K)` distance tensor, transposes or gathers. `None`
     /// where the layers were not packed (other devices, dtypes, builds).
     fn encode_cpu(&self, xs: &Tensor, layers: &[VectorQuantization]) -> Result<Option<Tensor>> {
-        let books: Option<Vec<&CpuCodebook>> =
-            layers.iter().map(|l| l.codebook.cpu.as_deref()).collect();
+        let books: Option<Vec<(&CpuCodebook, &Tensor)>> = layers
+            .iter()
+            .map(|l| l.codebook.cpu.as_deref().map(|c| (c, &l.codebook.embed)))
+            .collect();
         let Some(books) = books else { return Ok(None) };
         if !matches!(xs.device(), candle_core::Device::Cpu) {
             return Ok(None);
         }
         let (b_sz, dim, seq_len) = xs.dims3()?;
-        if books.iter().any(|b| b.packed.k() != dim) {
+        if books.iter().any(|(b, _)| b.packed.k() != dim) {
             return Err(Error::InvalidArgument(format!(
                 "RVQ input of {dim} channels for codebooks of {}",
-                books.first().map_or(0, |b| b.packed.k())
+                books.first().map_or(0, |(b, _)| b.packed.k())
             )));
         }
         let rows = b_sz * seq_len;
@@ -198,7 +199,14 @@ impl ResidualVectorQuantizer {
             .to_vec1::<f32>()?;
         let mut products = Vec::new();
         let mut all = Vec::with_capacity(books.len());
-        for book in books {
+        for (book, embed) in books {
+            let (store, layout) = embed.storage_and_layout();
+            let embed = match (&*store, layout.contiguous_offsets()) {
+                (candle_core::Storage::Cpu(candle_core::CpuStorage::F32(v)), Some((a, b))) => {
+                    &v[a..b]
+                }
+                _ => return Ok(None),
+            };
             let size = book.packed.n();
             products.resize(rows * size, 0f32);
             book.packed.matmul(&residual, rows, None, &mut products)?;
@@ -217,7 +225,7 @@ impl ResidualVectorQuantizer {
                     }
                 }
                 *code = best.1 as u32;
-                let e = &book.embed[best.1 * dim..(best.1 + 1) * dim];
+                let e = &embed[best.1 * dim..(best.1 + 1) * dim];
                 for (x, e) in x.iter_mut().zip(e) {
                     *x -= e;
                 }
