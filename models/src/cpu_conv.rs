@@ -1062,6 +1062,20 @@ mod tests {
         let xs = Tensor::zeros((1, 3, 5), candle_core::DType::F32, &dev).unwrap();
         let rows = Tensor::zeros((7, 3), candle_core::DType::F32, &dev).unwrap();
         assert!(conv_transpose1d_full(&xs, &rows, 2, 4, 2).is_err());
+        // The packed form: weight rows that are not C_out·K, a kernel that is not a multiple
+        // of the stride, an input of other channels.
+        if crate::sgemm::KERNELS {
+            assert!(PackedConvTranspose1d::new(&rows, 2, 4, 2).is_err());
+            let rows = Tensor::zeros((6, 3), candle_core::DType::F32, &dev).unwrap();
+            assert!(PackedConvTranspose1d::new(&rows, 2, 3, 2).is_err());
+            let packed = PackedConvTranspose1d::new(&rows, 3, 2, 2).unwrap().unwrap();
+            let four = Tensor::zeros((1, 4, 5), candle_core::DType::F32, &dev).unwrap();
+            assert!(conv_transpose1d_packed(&four, &packed).is_err());
+            assert_eq!(
+                conv_transpose1d_packed(&xs, &packed).unwrap().dims(),
+                &[1, 3, 10]
+            );
+        }
         let f16 = xs.to_dtype(candle_core::DType::F16).unwrap();
         assert!(conv_transpose1d_full(&f16, &rows, 2, 4, 2)
             .unwrap()

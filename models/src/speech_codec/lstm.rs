@@ -67,6 +67,11 @@ fn dot4(rows: [&[f32]; 4], x: &[f32]) -> [f32; 4] {
         #[allow(unsafe_code)]
         return unsafe { avx2::dot4(rows, x) };
     }
+    dot4_portable(rows, x)
+}
+
+/// [`dot4`] in plain Rust (builds without AVX2/FMA, e.g. Apple silicon).
+fn dot4_portable(rows: [&[f32]; 4], x: &[f32]) -> [f32; 4] {
     let mut acc = [[0f32; 8]; 4];
     let n = x.len() / 8 * 8;
     for (k, xs) in x[..n].chunks_exact(8).enumerate() {
@@ -406,6 +411,29 @@ mod tests {
     use super::*;
     use candle_core::DType;
     use std::collections::HashMap;
+
+    #[test]
+    fn both_dot_products_match_a_double_precision_sum() {
+        // 37 values: two 16-wide steps, one 8-wide step of the portable loop, and tails.
+        let x: Vec<f32> = (0..37).map(|i| (i as f32 * 0.37).sin()).collect();
+        let rows: Vec<Vec<f32>> = (0..4)
+            .map(|g| {
+                (0..37)
+                    .map(|i| ((i * 7 + g * 3) as f32 * 0.11).cos())
+                    .collect()
+            })
+            .collect();
+        let refs = [&rows[0][..], &rows[1][..], &rows[2][..], &rows[3][..]];
+        let exact: Vec<f64> = rows
+            .iter()
+            .map(|r| r.iter().zip(&x).map(|(&w, &v)| w as f64 * v as f64).sum())
+            .collect();
+        for got in [dot4(refs, &x), dot4_portable(refs, &x)] {
+            for (g, e) in got.iter().zip(&exact) {
+                assert!((*g as f64 - e).abs() < 1e-5, "{got:?} vs {exact:?}");
+            }
+        }
+    }
 
     #[test]
     fn vectorizable_gates_match_libm() {
