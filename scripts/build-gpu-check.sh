@@ -20,6 +20,8 @@ if [ ! -x "$CU/bin/nvcc" ]; then
 fi
 for l in cublas cublasLt cudart nvrtc; do ln -sf "lib$l.so.13" "$CU/lib/lib$l.so"; done
 ln -sf libcurand.so.10 "$CU/lib/libcurand.so"
+# The stub below reads cudarc's sources from the registry: fetch them on a fresh machine.
+cargo fetch --locked
 if [ ! -f /opt/cu13/stub/libcuda.so ]; then
   mkdir -p /opt/cu13/stub
   bindings=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/cudarc-0.19.*/src/driver/sys/mod.rs | tail -1)
