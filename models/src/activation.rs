@@ -202,6 +202,16 @@ impl CustomOp1 for Geglu {
     }
 }
 
+/// ELU (α = 1) of one value, as [`elu`] computes it.
+#[inline(always)]
+pub fn elu_value(x: f32) -> f32 {
+    if x.is_sign_positive() {
+        x
+    } else {
+        expm1_value(x)
+    }
+}
+
 /// ELU with `alpha = 1` (`nn.ELU()`): `x` for `x ≥ 0`, `e^x − 1` below (as `expm1`, like
 /// PyTorch's kernel), in parallel over candle's pool for f32 on the CPU (candle's `elu`,
 /// one thread and `exp(x) − 1`, elsewhere).
@@ -226,13 +236,7 @@ impl CustomOp1 for Elu {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let last = layout.dims().last().copied().unwrap_or(1);
         let xs = crate::lm::qgemv::input_rows(self.name(), storage, layout, last)?;
-        Ok(map_values(xs, layout, |x| {
-            if x.is_sign_positive() {
-                x
-            } else {
-                expm1_value(x)
-            }
-        }))
+        Ok(map_values(xs, layout, elu_value))
     }
 }
 

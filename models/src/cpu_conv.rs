@@ -211,6 +211,75 @@ pub fn conv1d_packed_reflect(
     Ok(Tensor::from_vec(out, (b_sz, c_out, l_out), &Device::Cpu)?)
 }
 
+/// Two 1×1 convolutions of inputs of the same length summed, as one product of depth
+/// `C_a + C_b`: `out = W_a · f(a) + W_b · b + bias`, where `w` packs `[W_a | W_b]` (the
+/// two weights concatenated along the input channels, `k = 1`) and `f` is ELU when
+/// `elu_a`, else the identity, applied as the panels are filled. For a SEANet residual
+/// block's tail (`block.3(ELU(h)) + shortcut(x)`): no ELU pass over `h`, no separate
+/// shortcut output, no add pass, and a deeper product for the kernel.
+pub fn conv1x1_pair(
+    (a, elu_a): (&Tensor, bool),
+    b: &Tensor,
+    w: &PackedConv1d,
+    bias: Option<&[f32]>,
+) -> Result<Tensor> {
+    let (b_sz, c_a, len) = a.dims3()?;
+    let (b_sz_b, c_b, len_b) = b.dims3()?;
+    let c_out = w.lhs.m();
+    if w.k != 1 || w.c_in != c_a + c_b || b_sz_b != b_sz || len_b != len {
+        return Err(Error::InvalidArgument(format!(
+            "1×1 convolution pair of inputs {:?} and {:?} with a kernel of {} input channels and {} taps",
+            a.dims(),
+            b.dims(),
+            w.c_in,
+            w.k
+        )));
+    }
+    if bias.is_some_and(|v| v.len() != c_out) {
+        return Err(Error::InvalidArgument(
+            "conv1d bias does not have the kernel's output channels".into(),
+        ));
+    }
+    let (a, b) = (a.contiguous()?, b.contiguous()?);
+    let mut out = output_with_bias(b_sz * c_out, len, bias);
+    {
+        let (a_store, a_layout) = a.storage_and_layout();
+        let (b_store, b_layout) = b.storage_and_layout();
+        let (xa, xb) = (cpu_f32(&a_store, a_layout)?, cpu_f32(&b_store, b_layout)?);
+        let out_ptr = SendPtr(out.as_mut_ptr());
+        for_column_blocks(b_sz, c_out, len, |bi, c0, cols| {
+            let (ra, rb) = (&xa[bi * c_a * len..], &xb[bi * c_b * len..]);
+            let fill = |i0: usize, rows: usize, j0: usize, n: usize, panel: &mut [f32]| {
+                let at = c0 + j0;
+                for (i, dst) in (i0..).zip(panel.chunks_exact_mut(16).take(rows)) {
+                    if i < c_a {
+                        let src = &ra[i * len + at..i * len + at + n];
+                        if elu_a {
+                            for (d, &x) in dst[..n].iter_mut().zip(src) {
+                                *d = crate::activation::elu_value(x);
+                            }
+                        } else {
+                            dst[..n].copy_from_slice(src);
+                        }
+                    } else {
+                        let c = i - c_a;
+                        dst[..n].copy_from_slice(&rb[c * len + at..c * len + at + n]);
+                    }
+                }
+            };
+            // SAFETY: this job alone writes columns c0..c0+cols of batch row bi's `C_out`
+            // rows (`len` apart); the panel reads are slice-indexed inside one channel's row
+            // of `a` or `b` (columns below c0 + cols ≤ len).
+            #[allow(unsafe_code)]
+            unsafe {
+                w.lhs
+                    .add_product(cols, fill, out_ptr.get().add(bi * c_out * len + c0), len)
+            };
+        });
+    }
+    Ok(Tensor::from_vec(out, (b_sz, c_out, len), &Device::Cpu)?)
+}
+
 /// A transposed 1-D convolution (`K` a multiple of the stride `s`, `m = K / s`) as one
 /// packed stride-1 convolution: output sample `t·s + r` of channel `o` is
 /// `Σ_q Σ_ci w[o, q·s + r, ci] · x[ci, t − q]`, i.e. for each phase `r` a correlation of the
@@ -904,6 +973,43 @@ fn run_conv2d_s1(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pair_of_1x1_convolutions_is_their_sum() {
+        let dev = Device::Cpu;
+        let (c_a, c_b, c_out, len) = (13, 21, 29, 700);
+        let a = Tensor::randn(0f32, 1., (2, c_a, len), &dev).unwrap();
+        let b = Tensor::randn(0f32, 1., (2, c_b, len), &dev).unwrap();
+        let wa = Tensor::randn(0f32, 0.3, (c_out, c_a, 1), &dev).unwrap();
+        let wb = Tensor::randn(0f32, 0.3, (c_out, c_b, 1), &dev).unwrap();
+        let bias = Tensor::randn(0f32, 1., c_out, &dev).unwrap();
+        let Some(w) = PackedConv1d::new(&Tensor::cat(&[&wa, &wb], 1).unwrap()).unwrap() else {
+            assert!(!crate::sgemm::KERNELS);
+            return;
+        };
+        let bv = bias.to_vec1::<f32>().unwrap();
+        for elu_a in [false, true] {
+            let fa = if elu_a {
+                a.elu(1.0).unwrap()
+            } else {
+                a.clone()
+            };
+            let want = (fa.conv1d(&wa, 0, 1, 1, 1).unwrap() + b.conv1d(&wb, 0, 1, 1, 1).unwrap())
+                .unwrap()
+                .broadcast_add(&bias.reshape((1, (), 1)).unwrap())
+                .unwrap();
+            let got = conv1x1_pair((&a, elu_a), &b, &w, Some(&bv)).unwrap();
+            assert_eq!(got.dims(), want.dims());
+            let diff = crate::sgemm::tests::max_abs_diff(&got, &want);
+            assert!(diff < 1e-5, "elu {elu_a}: {diff}");
+        }
+        // Inputs that do not fit the kernel or each other.
+        let short = b.narrow(2, 0, len - 1).unwrap();
+        assert!(conv1x1_pair((&a, true), &short, &w, None).is_err());
+        let fewer = a.narrow(1, 0, c_a - 1).unwrap();
+        assert!(conv1x1_pair((&fewer, true), &b, &w, None).is_err());
+        assert!(conv1x1_pair((&a, true), &b, &w, Some(&bv[1..])).is_err());
+    }
 
     fn check(b: usize, c_in: usize, c_out: usize, len: usize, k: usize, s: usize, d: usize) {
         let dev = Device::Cpu;

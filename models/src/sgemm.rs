@@ -956,16 +956,25 @@ mod avx512 {
             }
             let mask: __mmask16 = if nr >= NR { !0 } else { (1u16 << nr) - 1 };
             let bias = bias.map(|b| _mm512_maskz_loadu_ps(mask, b.as_ptr()));
-            for (row, c) in acc.iter().flatten().enumerate().take(rows) {
-                let dst = out.add(row * ldc);
-                let v = if add {
-                    _mm512_add_ps(_mm512_maskz_loadu_ps(mask, dst), *c)
-                } else if let Some(bias) = bias {
-                    _mm512_add_ps(*c, bias)
-                } else {
-                    *c
-                };
-                _mm512_mask_storeu_ps(dst, mask, v);
+            // Constant indices only (no early exit): the loops unroll and `acc` stays in
+            // registers; a data-dependent walk over it made LLVM keep it in memory and
+            // store every accumulator on every step of the depth loop.
+            #[allow(clippy::needless_range_loop)]
+            for t in 0..S {
+                for r in 0..MR {
+                    let row = t * MR + r;
+                    if row < rows {
+                        let (c, dst) = (acc[t][r], out.add(row * ldc));
+                        let v = if add {
+                            _mm512_add_ps(_mm512_maskz_loadu_ps(mask, dst), c)
+                        } else if let Some(bias) = bias {
+                            _mm512_add_ps(c, bias)
+                        } else {
+                            c
+                        };
+                        _mm512_mask_storeu_ps(dst, mask, v);
+                    }
+                }
             }
         }
     }

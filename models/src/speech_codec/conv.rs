@@ -252,6 +252,55 @@ impl SConv1d {
     }
 }
 
+/// `conv_a(ELU(a)) + conv_b(b)` for two 1×1 [`SConv1d`]s of the same output channels (a
+/// SEANet residual block's last convolution and its shortcut) as one packed product
+/// ([`crate::cpu_conv::conv1x1_pair`]): f32 on the CPU with the dense kernel only.
+#[derive(Clone)]
+pub struct SConv1x1Pair {
+    packed: Arc<(PackedConv1d, Vec<f32>)>,
+}
+
+impl std::fmt::Debug for SConv1x1Pair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "SConv1x1Pair({} → {})",
+            self.packed.1.len(),
+            self.packed.1.len()
+        )
+    }
+}
+
+impl SConv1x1Pair {
+    /// Loads the two convolutions (`(in_a | in_b) → out`, as [`SConv1d::new`] does from
+    /// `vb_a` and `vb_b`); `None` where the packed kernel does not run.
+    pub fn new(
+        (in_a, in_b): (usize, usize),
+        out_c: usize,
+        vb_a: VarBuilder,
+        vb_b: VarBuilder,
+    ) -> Result<Option<Self>> {
+        let (vb_a, vb_b) = (vb_a.pp("conv").pp("conv"), vb_b.pp("conv").pp("conv"));
+        let wa = weight_norm(&vb_a, (out_c, in_a, 1))?;
+        let wb = weight_norm(&vb_b, (out_c, in_b, 1))?;
+        let Some(w) = PackedConv1d::new(&Tensor::cat(&[&wa, &wb], 1)?)? else {
+            return Ok(None);
+        };
+        let ba = vb_a.get(out_c, "bias")?.to_vec1::<f32>()?;
+        let bb = vb_b.get(out_c, "bias")?.to_vec1::<f32>()?;
+        let bias = ba.iter().zip(&bb).map(|(a, b)| a + b).collect();
+        Ok(Some(Self {
+            packed: Arc::new((w, bias)),
+        }))
+    }
+
+    /// `conv_a(ELU(a)) + conv_b(b)`; `a` and `b` `(B, in_a | in_b, T)`.
+    pub fn forward(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        let (w, bias) = self.packed.as_ref();
+        crate::cpu_conv::conv1x1_pair((a, true), b, w, Some(bias))
+    }
+}
+
 impl Module for SConv1d {
     fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
         let len = xs.dim(D::Minus1)?;

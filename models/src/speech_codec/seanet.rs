@@ -16,7 +16,9 @@ use candle_core::{Module, Tensor};
 use candle_nn::VarBuilder;
 
 use super::config::Config;
-use super::conv::{elu, SConv1d, SConv1dState, SConvTranspose1d, SConvTranspose1dState};
+use super::conv::{
+    elu, SConv1d, SConv1dState, SConv1x1Pair, SConvTranspose1d, SConvTranspose1dState,
+};
 use super::lstm::{SLSTMState, SLSTM};
 use super::stream::{cat_opt, SumJoin};
 use crate::Result;
@@ -132,6 +134,9 @@ pub struct SEANetResnetBlock {
     /// `block`: ELU, conv(k, d), ELU, conv(1).
     block: Vec<Layer>,
     shortcut: SConv1d,
+    /// `block.3` and `shortcut` as one product with the ELU before `block.3` fused in (f32
+    /// on the CPU with the dense kernel); `forward` uses it, streaming keeps the two.
+    tail: Option<SConv1x1Pair>,
 }
 
 /// Streaming state of a [`SEANetResnetBlock`].
@@ -167,11 +172,21 @@ impl SEANetResnetBlock {
             Layer::Conv(SConv1d::new(hidden, dim, 1, 1, 1, vbb.pp(3))?),
         ];
         let shortcut = SConv1d::new(dim, dim, 1, 1, 1, vb.pp("shortcut"))?;
-        Ok(Self { block, shortcut })
+        let tail = SConv1x1Pair::new((hidden, dim), dim, vbb.pp(3), vb.pp("shortcut"))?;
+        Ok(Self {
+            block,
+            shortcut,
+            tail,
+        })
     }
 
     /// `shortcut(x) + block(x)`.
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        if let Some(tail) = &self.tail {
+            // ELU and the first convolution, then ELU + `block.3` + shortcut in one product.
+            let h = chain_forward(&self.block[..2], xs)?;
+            return tail.forward(&h, xs);
+        }
         Ok((self.shortcut.forward(xs)? + chain_forward(&self.block, xs)?)?)
     }
 
