@@ -13,8 +13,9 @@
 //!
 //! The AVX2/FMA kernel is compiled on x86-64 builds with those features (this repository's
 //! baseline, `.cargo/config.toml`); CPUs with AVX-512F run a 24 × 16 tile instead (chosen at
-//! run time, same additions in the same order, see [`tiles`]); elsewhere a portable kernel keeps the module working,
-//! but [`Dense`] then keeps candle's own matmul, which has NEON kernels. Results equal
+//! run time, same additions in the same order: `tiles` below); elsewhere a portable kernel
+//! keeps the module working, but [`Dense`] then keeps candle's own matmul, which has NEON
+//! kernels. Results equal
 //! candle's up to float summation order (tests below).
 
 use std::cell::RefCell;
