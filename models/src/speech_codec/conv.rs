@@ -262,12 +262,7 @@ pub struct SConv1x1Pair {
 
 impl std::fmt::Debug for SConv1x1Pair {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "SConv1x1Pair({} → {})",
-            self.packed.1.len(),
-            self.packed.1.len()
-        )
+        write!(f, "SConv1x1Pair(→ {} channels)", self.packed.1.len())
     }
 }
 
