@@ -182,7 +182,9 @@ impl SEANetResnetBlock {
 
     /// `shortcut(x) + block(x)`.
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        if let Some(tail) = &self.tail {
+        let cpu_f32 = matches!(xs.device(), candle_core::Device::Cpu)
+            && xs.dtype() == candle_core::DType::F32;
+        if let Some(tail) = self.tail.as_ref().filter(|_| cpu_f32) {
             // ELU and the first convolution, then ELU + `block.3` + shortcut in one product.
             let h = chain_forward(&self.block[..2], xs)?;
             return tail.forward(&h, xs);
