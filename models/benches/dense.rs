@@ -10,6 +10,8 @@ use mio_models::image_decoder::attention_rows;
 use mio_models::sgemm::{attention_tensors, Dense};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // `MIO_NO_AVX512=1`: the AVX2 tile on AVX-512 CPUs too, to compare the two.
+    mio_models::sgemm::keep_avx2_tile(std::env::var_os("MIO_NO_AVX512").is_some());
     let dev = Device::Cpu;
     println!(
         "| layer | rows × in → out | candle Linear ms | ours ms | ours vs candle | ours GFLOP/s |"

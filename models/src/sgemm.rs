@@ -894,13 +894,22 @@ mod avx2 {
     }
 }
 
+/// Set by [`keep_avx2_tile`].
+static KEEP_AVX2: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Keeps the AVX2 tile even where the CPU has AVX-512 (`true`), or lets the wider tile run
+/// again: for comparing the two in benchmarks (`mio` and `cargo bench --bench dense` set it
+/// from `MIO_NO_AVX512`); results are bit-equal either way.
+pub fn keep_avx2_tile(keep: bool) {
+    KEEP_AVX2.store(keep, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// The AVX-512 tile: up to four 6-row slivers against one 16-column panel, 24 accumulators
 /// of 16 floats. On Zen 4 a 512-bit FMA does the work of two 256-bit ones, so the gain is
 /// not in arithmetic but in everything around it: one panel load feeds 24 FMAs (the AVX2
 /// tile: 2 loads per 12), the panel is read from cache a quarter as often, and a quarter
 /// of the instructions are issued. Chosen at run time (this repository's baseline is
-/// x86-64-v3); `MIO_NO_AVX512` set in the environment keeps the AVX2 tile (for comparing
-/// the two in benchmarks).
+/// x86-64-v3); [`keep_avx2_tile`] turns it off (for comparing the two in benchmarks).
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 mod avx512 {
@@ -911,13 +920,12 @@ mod avx512 {
     /// Slivers per tile.
     pub const SLIVERS: usize = 4;
 
-    /// Whether this CPU runs the AVX-512 tile (and it is not turned off).
+    /// Whether this CPU runs the AVX-512 tile (and [`super::keep_avx2_tile`] did not turn it
+    /// off).
     pub fn available() -> bool {
-        static AVAILABLE: OnceLock<bool> = OnceLock::new();
-        *AVAILABLE.get_or_init(|| {
-            std::arch::is_x86_feature_detected!("avx512f")
-                && std::env::var_os("MIO_NO_AVX512").is_none()
-        })
+        static DETECTED: OnceLock<bool> = OnceLock::new();
+        !super::KEEP_AVX2.load(std::sync::atomic::Ordering::Relaxed)
+            && *DETECTED.get_or_init(|| std::arch::is_x86_feature_detected!("avx512f"))
     }
 
     /// `S` slivers (`a[t · stride ..]`, `6 · kc` values each) times the panel `b`

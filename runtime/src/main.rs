@@ -21,6 +21,9 @@ fn main() -> ExitCode {
         eprintln!("error: internal error ({msg}); please report it");
     }));
     mio_runtime::memory::tune_allocator();
+    // `MIO_NO_AVX512=1`: the AVX2 matrix tile on AVX-512 CPUs too (bit-equal results; for
+    // comparing the two in `mio bench`).
+    mio_models::sgemm::keep_avx2_tile(std::env::var_os("MIO_NO_AVX512").is_some());
     let cli = mio_runtime::cli::Cli::parse();
     match mio_runtime::commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
