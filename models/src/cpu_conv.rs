@@ -165,7 +165,7 @@ pub fn conv1d_packed_reflect(
     }
     let l_out = (padded_len - span) / stride + 1;
     let xs = xs.contiguous()?;
-    let mut out = output_with_bias(b_sz * c_out, l_out, bias);
+    let mut out = vec![0f32; b_sz * c_out * l_out];
     {
         let (xs_store, xs_layout) = xs.storage_and_layout();
         let x = cpu_f32(&xs_store, xs_layout)?;
@@ -185,8 +185,10 @@ pub fn conv1d_packed_reflect(
                             *d = row[source(first + j * stride)];
                         }
                     } else if stride == 1 {
-                        dst[..n].copy_from_slice(&row[first - left..first - left + n]);
+                        prefetch_ahead(row, first - left);
+                        copy_panel_row(dst, &row[first - left..], n);
                     } else {
+                        prefetch_ahead(row, first - left + 48 * stride);
                         for (j, d) in dst[..n].iter_mut().enumerate() {
                             *d = row[first - left + j * stride];
                         }
@@ -203,8 +205,8 @@ pub fn conv1d_packed_reflect(
             // row (padded positions below (l_out-1)·s + (K-1)·d + 1 ≤ the padded length).
             #[allow(unsafe_code)]
             unsafe {
-                w.lhs
-                    .add_product(cols, fill, out_ptr.get().add(b * c_out * l_out + c0), l_out)
+                let out = out_ptr.get().add(b * c_out * l_out + c0);
+                w.lhs.set_product(cols, fill, out, l_out, bias)
             };
         });
     }
@@ -216,12 +218,16 @@ pub fn conv1d_packed_reflect(
 /// two weights concatenated along the input channels, `k = 1`) and `f` is ELU when
 /// `elu_a`, else the identity, applied as the panels are filled. For a SEANet residual
 /// block's tail (`block.3(ELU(h)) + shortcut(x)`): no ELU pass over `h`, no separate
-/// shortcut output, no add pass, and a deeper product for the kernel.
+/// shortcut output, no add pass, and a deeper product for the kernel. With `elu_out`, the
+/// result is `ELU(out)` (the ELU that follows a residual block in SEANet), applied to each
+/// block of columns while it is still in the caches: no pass over the whole output and no
+/// second tensor of its size.
 pub fn conv1x1_pair(
     (a, elu_a): (&Tensor, bool),
     b: &Tensor,
     w: &PackedConv1d,
     bias: Option<&[f32]>,
+    elu_out: bool,
 ) -> Result<Tensor> {
     let (b_sz, c_a, len) = a.dims3()?;
     let (b_sz_b, c_b, len_b) = b.dims3()?;
@@ -241,7 +247,7 @@ pub fn conv1x1_pair(
         ));
     }
     let (a, b) = (a.contiguous()?, b.contiguous()?);
-    let mut out = output_with_bias(b_sz * c_out, len, bias);
+    let mut out = vec![0f32; b_sz * c_out * len];
     {
         let (a_store, a_layout) = a.storage_and_layout();
         let (b_store, b_layout) = b.storage_and_layout();
@@ -253,17 +259,17 @@ pub fn conv1x1_pair(
                 let at = c0 + j0;
                 for (i, dst) in (i0..).zip(panel.chunks_exact_mut(16).take(rows)) {
                     if i < c_a {
+                        prefetch_ahead(ra, i * len + at);
                         let src = &ra[i * len + at..i * len + at + n];
                         if elu_a {
-                            for (d, &x) in dst[..n].iter_mut().zip(src) {
-                                *d = crate::activation::elu_value(x);
-                            }
+                            elu_panel_row(dst, src, n);
                         } else {
-                            dst[..n].copy_from_slice(src);
+                            copy_panel_row(dst, src, n);
                         }
                     } else {
                         let c = i - c_a;
-                        dst[..n].copy_from_slice(&rb[c * len + at..c * len + at + n]);
+                        prefetch_ahead(rb, c * len + at);
+                        copy_panel_row(dst, &rb[c * len + at..], n);
                     }
                 }
             };
@@ -272,8 +278,17 @@ pub fn conv1x1_pair(
             // of `a` or `b` (columns below c0 + cols ≤ len).
             #[allow(unsafe_code)]
             unsafe {
-                w.lhs
-                    .add_product(cols, fill, out_ptr.get().add(bi * c_out * len + c0), len)
+                let out = out_ptr.get().add(bi * c_out * len + c0);
+                w.lhs.set_product(cols, fill, out, len, bias);
+                if elu_out {
+                    for r in 0..c_out {
+                        // SAFETY: as above: row r's columns c0..c0+cols are this job's.
+                        let row = std::slice::from_raw_parts_mut(out.add(r * len), cols);
+                        for v in row {
+                            *v = crate::activation::elu_value(*v);
+                        }
+                    }
+                }
             };
         });
     }
@@ -467,6 +482,62 @@ fn bias_values(bias: Option<&Tensor>, c_out: usize, op: &str) -> Result<Option<V
 }
 
 /// A zeroed `(rows, row_len)` output, row `r` set to `bias[r % C_out]` when there is one.
+/// Asks the CPU to start loading `data[at + 64 ..]` (four 16-column panels further along
+/// the same row) into the caches. A panel fill reads 64 bytes from each of `K` rows of
+/// the input, rows far apart in a long signal: more streams than the hardware prefetcher
+/// follows, so without this most of those reads wait on memory. A hint only: an address
+/// past the end is never dereferenced.
+#[inline(always)]
+fn prefetch_ahead(data: &[f32], at: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let p = data.as_ptr().wrapping_add(at + 64);
+        // SAFETY: a prefetch hint does not access memory (no fault on any address).
+        #[allow(unsafe_code)]
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast())
+        };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (data, at);
+}
+
+/// `dst[..n] = src[..n]` for one row of a 16-column panel: whole rows (`n = 16`, all but
+/// a block's last panel) as a fixed-size copy the compiler turns into a register move,
+/// instead of a `memcpy` call per row, which cost as much as the product itself in a
+/// convolution with few output channels.
+#[inline(always)]
+fn copy_panel_row(dst: &mut [f32], src: &[f32], n: usize) {
+    let whole = (
+        dst.get_mut(..16)
+            .and_then(|d| <&mut [f32; 16]>::try_from(d).ok()),
+        src.get(..16).and_then(|s| <&[f32; 16]>::try_from(s).ok()),
+    );
+    match whole {
+        (Some(d), Some(s)) if n == 16 => *d = *s,
+        _ => dst[..n].copy_from_slice(&src[..n]),
+    }
+}
+
+/// `dst[..n] = ELU(src[..n])`, whole rows at a fixed size (as [`copy_panel_row`]) so the
+/// loop vectorizes.
+#[inline(always)]
+fn elu_panel_row(dst: &mut [f32], src: &[f32], n: usize) {
+    let elu = crate::activation::elu_value;
+    match (dst.get_mut(..16), src.get(..16)) {
+        (Some(d), Some(s)) if n == 16 => {
+            for (d, &x) in d.iter_mut().zip(s) {
+                *d = elu(x);
+            }
+        }
+        _ => {
+            for (d, &x) in dst[..n].iter_mut().zip(src) {
+                *d = elu(x);
+            }
+        }
+    }
+}
+
 fn output_with_bias(rows: usize, row_len: usize, bias: Option<&[f32]>) -> Vec<f32> {
     match bias {
         // Written once with the bias (no zeroing pass first: a reused block of the tensor
@@ -997,17 +1068,25 @@ mod tests {
                 .unwrap()
                 .broadcast_add(&bias.reshape((1, (), 1)).unwrap())
                 .unwrap();
-            let got = conv1x1_pair((&a, elu_a), &b, &w, Some(&bv)).unwrap();
+            let got = conv1x1_pair((&a, elu_a), &b, &w, Some(&bv), false).unwrap();
             assert_eq!(got.dims(), want.dims());
             let diff = crate::sgemm::tests::max_abs_diff(&got, &want);
             assert!(diff < 1e-5, "elu {elu_a}: {diff}");
+            // The ELU of the output fused in: exactly our ELU pass over the plain result.
+            let fused = conv1x1_pair((&a, elu_a), &b, &w, Some(&bv), true).unwrap();
+            let separate = crate::activation::elu(&got).unwrap();
+            let bits = |t: &Tensor| -> Vec<u32> {
+                let v = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                v.into_iter().map(f32::to_bits).collect()
+            };
+            assert_eq!(bits(&fused), bits(&separate), "elu {elu_a}");
         }
         // Inputs that do not fit the kernel or each other.
         let short = b.narrow(2, 0, len - 1).unwrap();
-        assert!(conv1x1_pair((&a, true), &short, &w, None).is_err());
+        assert!(conv1x1_pair((&a, true), &short, &w, None, false).is_err());
         let fewer = a.narrow(1, 0, c_a - 1).unwrap();
-        assert!(conv1x1_pair((&fewer, true), &b, &w, None).is_err());
-        assert!(conv1x1_pair((&a, true), &b, &w, Some(&bv[1..])).is_err());
+        assert!(conv1x1_pair((&fewer, true), &b, &w, None, false).is_err());
+        assert!(conv1x1_pair((&a, true), &b, &w, Some(&bv[1..]), false).is_err());
     }
 
     fn check(b: usize, c_in: usize, c_out: usize, len: usize, k: usize, s: usize, d: usize) {

@@ -286,6 +286,75 @@ impl PackedLhs {
         });
     }
 
+    /// `out ← W · X + bias` (`bias[r]` added to row `r`, when given), `X` filled as for
+    /// [`Self::add_product`]. The first depth block's tiles store their sums without reading
+    /// `out` (nothing in it is read: it may hold anything), the bias is added to each tile
+    /// while it is in L1, later blocks add on: every output is `(Σ₁ + bias) + Σ₂ …`, the
+    /// same values and roundings as `add_product` onto an output holding the bias. Where
+    /// the output is large (a long audio signal's convolution) this saves the pass that
+    /// writes the bias and, above all, the kernel's loads of an output that had left the
+    /// caches by then.
+    ///
+    /// # Safety
+    /// As [`Self::add_product`]; `bias` (when given) holds `m` values.
+    #[allow(unsafe_code)]
+    pub unsafe fn set_product(
+        &self,
+        n: usize,
+        fill: impl Fn(usize, usize, usize, usize, &mut [f32]),
+        out: *mut f32,
+        ldc: usize,
+        bias: Option<&[f32]>,
+    ) {
+        let (m, k) = (self.m, self.k);
+        if m == 0 || n == 0 {
+            return;
+        }
+        if k == 0 {
+            for r in 0..m {
+                let v = bias.and_then(|b| b.get(r)).copied().unwrap_or(0.0);
+                // SAFETY: row `r < m` has `n` writable floats (the contract).
+                unsafe { std::slice::from_raw_parts_mut(out.add(r * ldc), n) }.fill(v);
+            }
+            return;
+        }
+        let kcb = k.div_ceil(k.div_ceil(KC));
+        let panels = n.div_ceil(NR);
+        PACK.with(|buf| {
+            let mut buf = buf.borrow_mut();
+            if buf.len() < panels * NR * kcb {
+                buf.resize(panels * NR * kcb, 0.0);
+            }
+            for pc in (0..k).step_by(kcb) {
+                let kc = (k - pc).min(kcb);
+                let bp = &mut buf[..panels * NR * kc];
+                for (p, panel) in bp.chunks_exact_mut(NR * kc).enumerate() {
+                    let cols = NR.min(n - p * NR);
+                    if cols < NR {
+                        panel.fill(0.0);
+                    }
+                    fill(pc, kc, p * NR, cols, panel);
+                }
+                let bp = &bp[..];
+                let (init, row_bias) = match pc {
+                    0 => (Init::Set, bias),
+                    _ => (Init::Add, None),
+                };
+                // SAFETY: the caller's contract.
+                unsafe {
+                    self.block_with_row_bias(
+                        n,
+                        (pc, kc),
+                        |p| &bp[p * NR * kc..][..NR * kc],
+                        (out, ldc),
+                        init,
+                        row_bias,
+                    )
+                };
+            }
+        });
+    }
+
     /// `out ← W · X` where `X` (`k × n`) is given already in 16-column panels over the whole
     /// depth: `panels[(p · k + i) · 16 + j] = X[i][p · 16 + j]` (columns past `n` are read
     /// but their products are not stored).
@@ -323,6 +392,25 @@ impl PackedLhs {
         ldc: usize,
         init: Init,
     ) {
+        // SAFETY: the caller's contract.
+        unsafe { self.block_with_row_bias(n, (pc, kc), panel, (out, ldc), init, None) }
+    }
+
+    /// [`Self::block`], then `bias[r]` added to every stored value of row `r` (when given),
+    /// tile by tile.
+    ///
+    /// # Safety
+    /// As [`Self::add_product`]; `bias` (when given) holds `m` values.
+    #[allow(unsafe_code)]
+    unsafe fn block_with_row_bias<'a>(
+        &self,
+        n: usize,
+        (pc, kc): (usize, usize),
+        panel: impl Fn(usize) -> &'a [f32],
+        (out, ldc): (*mut f32, usize),
+        init: Init,
+        bias: Option<&[f32]>,
+    ) {
         let (m, k) = (self.m, self.k);
         for ic in (0..m).step_by(MC) {
             let mc = (m - ic).min(MC);
@@ -330,6 +418,16 @@ impl PackedLhs {
             let slivers = &self.data[(ic / MR * k + pc) * MR..];
             for p in 0..n.div_ceil(NR) {
                 let (panel, nr) = (panel(p), NR.min(n - p * NR));
+                #[cfg(target_arch = "x86_64")]
+                for r in 0..mc {
+                    let at = out.wrapping_add((ic + r) * ldc + p * NR + 4 * NR);
+                    // SAFETY: a prefetch hint does not access memory (no fault on any address).
+                    unsafe {
+                        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_ET0 }>(
+                            at.cast(),
+                        )
+                    };
+                }
                 // SAFETY: rows `ic .. ic+mc`, columns `p·16 .. +nr` lie in `out` (the
                 // caller's contract); sliver `t` of the block starts at `t · 6 · k` in
                 // `slivers` and holds `6 · kc` values from there (`pc + kc ≤ k`).
@@ -343,6 +441,18 @@ impl PackedLhs {
                         init,
                         None,
                     );
+                }
+                if let Some(bias) = bias.and_then(|b| b.get(ic..ic + mc)) {
+                    for (r, &b) in bias.iter().enumerate() {
+                        // SAFETY: row `ic + r < m`, columns `p·16 .. +nr` lie in `out` (the
+                        // caller's contract) and were just written by this thread.
+                        let row = unsafe {
+                            std::slice::from_raw_parts_mut(out.add((ic + r) * ldc + p * NR), nr)
+                        };
+                        for v in row {
+                            *v += b;
+                        }
+                    }
                 }
             }
         }
@@ -563,7 +673,11 @@ fn softmax_unnormalized(row: &mut [f32], scale: f32) -> f32 {
 /// value-major: `out[(g · k + i) · group + r] = w[(g · group + r) · ld + i]`, zero past the
 /// last row (the layout of both packed operands).
 fn interleave_rows(w: &[f32], rows: usize, k: usize, ld: usize, group: usize) -> Vec<f32> {
-    let mut data = vec![0f32; rows.div_ceil(group) * group * k];
+    let mut data = vec![0f32; rows.div_ceil(group.max(1)) * group * k];
+    if data.is_empty() {
+        // No depth (a layer with no inputs): nothing to pack.
+        return data;
+    }
     for (g, block) in data.chunks_exact_mut(group * k).enumerate() {
         for r in 0..group.min(rows - g * group) {
             let row = &w[(g * group + r) * ld..(g * group + r) * ld + k];
@@ -1381,6 +1495,69 @@ pub(crate) mod tests {
             }
         }
         assert!(PackedLhs::from_rows(&[0.0; 5], 2, 3).is_err());
+    }
+
+    #[test]
+    fn setting_a_product_with_a_row_bias_equals_adding_it_onto_the_bias() {
+        // Depths of one block, of two (past `KC`) and of none; row counts around the 24-row
+        // wide tile and the 48-row block; a panel cut short (n not a multiple of 16).
+        for &(m, n, k) in &[
+            (1, 1, 1),
+            (7, 33, 300),
+            (50, 17, 1600),
+            (30, 16, 3100),
+            (5, 9, 0),
+        ] {
+            let w = values(m * k, 21);
+            let x = values(k * n, 22);
+            let bias = values(m, 23);
+            let lhs = PackedLhs::from_rows(&w, m, k).unwrap();
+            let ldc = n + 3;
+            let fill = |i0: usize, rows: usize, j0: usize, cols: usize, panel: &mut [f32]| {
+                for i in 0..rows {
+                    for j in 0..cols {
+                        panel[i * NR + j] = x[(i0 + i) * n + j0 + j];
+                    }
+                }
+            };
+            let mut want: Vec<f32> = (0..m * ldc).map(|i| bias[i / ldc]).collect();
+            // NaN everywhere: any value `set_product` read instead of writing shows.
+            let mut got = vec![f32::NAN; m * ldc];
+            #[allow(unsafe_code)]
+            // SAFETY: both outputs hold `m` rows of `ldc ≥ n` floats; `bias` has `m` values.
+            unsafe {
+                lhs.add_product(n, fill, want.as_mut_ptr(), ldc);
+                lhs.set_product(n, fill, got.as_mut_ptr(), ldc, Some(&bias));
+            }
+            for r in 0..m {
+                for c in 0..n {
+                    let (g, e) = (got[r * ldc + c], want[r * ldc + c]);
+                    assert_eq!(g.to_bits(), e.to_bits(), "{m}×{n}×{k} at ({r}, {c})");
+                }
+                // Columns past `n` are not the product's: left as they were.
+                assert!(got[r * ldc + n..(r + 1) * ldc].iter().all(|v| v.is_nan()));
+            }
+            let mut plain = vec![f32::NAN; m * ldc];
+            #[allow(unsafe_code)]
+            // SAFETY: as above.
+            unsafe {
+                lhs.set_product(n, fill, plain.as_mut_ptr(), ldc, None)
+            };
+            let mut zero_based = vec![0f32; m * ldc];
+            #[allow(unsafe_code)]
+            // SAFETY: as above.
+            unsafe {
+                lhs.add_product(n, fill, zero_based.as_mut_ptr(), ldc)
+            };
+            for r in 0..m {
+                for c in 0..n {
+                    assert_eq!(
+                        plain[r * ldc + c].to_bits(),
+                        zero_based[r * ldc + c].to_bits()
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -289,10 +289,11 @@ impl SConv1x1Pair {
         }))
     }
 
-    /// `conv_a(ELU(a)) + conv_b(b)`; `a` and `b` `(B, in_a | in_b, T)`.
-    pub fn forward(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    /// `conv_a(ELU(a)) + conv_b(b)`, and the ELU of that when `elu_out`; `a` and `b`
+    /// `(B, in_a | in_b, T)`.
+    pub fn forward(&self, a: &Tensor, b: &Tensor, elu_out: bool) -> Result<Tensor> {
         let (w, bias) = self.packed.as_ref();
-        crate::cpu_conv::conv1x1_pair((a, true), b, w, Some(bias))
+        crate::cpu_conv::conv1x1_pair((a, true), b, w, Some(bias), elu_out)
     }
 }
 

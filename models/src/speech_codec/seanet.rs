@@ -96,7 +96,16 @@ fn state_mismatch() -> crate::Error {
 
 /// Whole-clip pass through a chain of layers.
 fn chain_forward(layers: &[Layer], xs: &Tensor) -> Result<Tensor> {
-    layers.iter().try_fold(xs.clone(), |xs, l| l.forward(&xs))
+    let mut xs = xs.clone();
+    let mut rest = layers;
+    while let Some((layer, after)) = rest.split_first() {
+        (xs, rest) = match (layer, after.split_first()) {
+            // A residual block and the ELU after it (both SEANets): one pass.
+            (Layer::Res(r), Some((Layer::Elu, after_elu))) => (r.forward_then_elu(&xs)?, after_elu),
+            _ => (layer.forward(&xs)?, after),
+        };
+    }
+    Ok(xs)
 }
 
 /// One chunk through a chain (`None` = nothing reached that layer yet).
@@ -182,14 +191,28 @@ impl SEANetResnetBlock {
 
     /// `shortcut(x) + block(x)`.
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        self.forward_then(xs, false)
+    }
+
+    /// `ELU(shortcut(x) + block(x))`: the residual block and the ELU that follows it in
+    /// both SEANets, with the ELU fused into the block's last product where it has one.
+    pub fn forward_then_elu(&self, xs: &Tensor) -> Result<Tensor> {
+        self.forward_then(xs, true)
+    }
+
+    fn forward_then(&self, xs: &Tensor, then_elu: bool) -> Result<Tensor> {
         let cpu_f32 = matches!(xs.device(), candle_core::Device::Cpu)
             && xs.dtype() == candle_core::DType::F32;
         if let Some(tail) = self.tail.as_ref().filter(|_| cpu_f32) {
             // ELU and the first convolution, then ELU + `block.3` + shortcut in one product.
             let h = chain_forward(&self.block[..2], xs)?;
-            return tail.forward(&h, xs);
+            return tail.forward(&h, xs, then_elu);
         }
-        Ok((self.shortcut.forward(xs)? + chain_forward(&self.block, xs)?)?)
+        let out = (self.shortcut.forward(xs)? + chain_forward(&self.block, xs)?)?;
+        if then_elu {
+            return elu(&out);
+        }
+        Ok(out)
     }
 
     fn new_state(&self) -> ResnetBlockState {
