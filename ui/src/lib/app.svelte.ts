@@ -53,10 +53,20 @@ export class AppState {
     this.show(noteToast(title, advice));
   }
 
+  /** Whether a dialog (models, presets) is open: toasts then show inside it. */
+  get modalOpen(): boolean {
+    return this.models.open || this.presets.open;
+  }
+
   private show(t: Toast) {
+    // The same message twice (a repeated failure, the same note per turn) shows once.
+    if (this.toasts.some((o) => o.title === t.title && o.advice === t.advice && o.info === t.info)) return;
     this.toasts = [...this.toasts, t];
     setTimeout(() => this.dismiss(t.id), 8000);
   }
+
+  /** Conversations whose "oldest messages left out" note was shown (once each). */
+  private leftOutNoted = new Set<number | null>();
 
   dismiss(id: number) {
     this.toasts = this.toasts.filter((t) => t.id !== id);
@@ -131,8 +141,16 @@ export class AppState {
       if (ev.kind === "done" || ev.kind === "failed") {
         if (ev.kind === "done") {
           this.lastSpeed = ev.tokens_per_s;
-          for (const w of ev.warnings)
-            this.note(w, w.includes("left out") ? "The model no longer sees the start of this conversation; start a new one (Ctrl+N) when it matters." : "");
+          for (const w of ev.warnings) {
+            if (!w.includes("left out")) {
+              this.note(w);
+              continue;
+            }
+            // Every later turn of a long conversation leaves turns out too: say it once.
+            if (this.leftOutNoted.has(this.currentId)) continue;
+            this.leftOutNoted.add(this.currentId);
+            this.note(w, "The model no longer sees the start of this conversation; start a new one (Ctrl+N) when it matters.");
+          }
         }
         if (ev.kind === "failed") this.toast(ev.error);
         if (this.running?.messageId === messageId) this.running = null;

@@ -48,6 +48,37 @@ describe("AppState", () => {
     expect(app.toasts[0].advice).toMatch(/start a new one/);
   });
 
+  it("notes left-out turns once per conversation and never shows the same toast twice", async () => {
+    const { api, channel, emit } = fakeApi();
+    const app = new AppState(api as unknown as Api, channel);
+    const leftOut = (n: number) => `the ${n} oldest messages were left out: the whole conversation does not fit`;
+    for (const n of [2, 4, 6]) {
+      expect(await app.send("again")).toBe(true);
+      emit({ kind: "done", message: { ...app.messages[app.messages.length - 1], status: "done" }, tokens_per_s: 2, warnings: [leftOut(n)] });
+    }
+    // Three long turns of conversation 5: one note, the first.
+    expect(app.toasts.map((t) => t.title)).toEqual([leftOut(2)]);
+    // The same failure twice while the first toast is up: one toast.
+    await app.attach("bad.png", new Uint8Array([1]));
+    await app.attach("bad.png", new Uint8Array([1]));
+    expect(app.toasts.filter((t) => /not a readable picture/.test(t.title))).toHaveLength(1);
+    // Dismissed, it can show again.
+    app.dismiss(app.toasts[1].id);
+    await app.attach("bad.png", new Uint8Array([1]));
+    expect(app.toasts.filter((t) => /not a readable picture/.test(t.title))).toHaveLength(1);
+  });
+
+  it("shows toasts inside an open dialog instead of over it", () => {
+    const { api, channel } = fakeApi();
+    const app = new AppState(api as unknown as Api, channel);
+    expect(app.modalOpen).toBe(false);
+    app.models.open = true;
+    expect(app.modalOpen).toBe(true);
+    app.models.open = false;
+    app.presets.open = true;
+    expect(app.modalOpen).toBe(true);
+  });
+
   it("turns a refused attachment into a toast and stays usable", async () => {
     const { api, channel } = fakeApi();
     const app = new AppState(api as unknown as Api, channel);
