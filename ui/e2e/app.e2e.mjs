@@ -308,11 +308,13 @@ async function main() {
   await s.waitFor("[data-model-manager] [data-sizes]", 20000);
   await s.shot("models");
   // An error while the dialog is open shows inside it, not over its fields.
+  await setField(s, "folder", "/nonexistent/mio-release");
   await setField(s, "folder", "/nonexistent/mio-release", "change");
-  await s.waitFor("[data-model-manager] .toasts.inline .toast", 10000);
+  await s.waitFor("[data-model-manager] .toasts.inline .toast:not(.info)", 10000);
   assert.equal(await s.exec("return document.querySelectorAll('.toasts:not(.inline)').length;"), 0);
   await s.shot("models-error-inline");
-  await s.click("[data-model-manager] .toast button");
+  await s.click("[data-model-manager] .toast:not(.info) button");
+  await setField(s, "folder", "");
   await setField(s, "folder", "", "change");
   await s.waitFor("[data-model-manager] [data-sizes]", 20000);
   await s.type("[data-field=import-source]", release);
