@@ -242,21 +242,32 @@ impl CustomOp1 for Elu {
 
 /// `f` of every value, on candle's pool, as a storage of the layout's shape.
 fn map_values(xs: &[f32], layout: &Layout, f: impl Fn(f32) -> f32 + Sync) -> (CpuStorage, Shape) {
-    let mut out = vec![0f32; xs.len()];
-    par_rows((xs, 1), (&mut out, 1), |src, dst| {
+    // Written once, not zeroed first (a `memset` of the whole output on the calling thread
+    // while the pool waited, at a SEED forward's GELU 12 MB per block).
+    let mut out = Vec::<f32>::with_capacity(xs.len());
+    par_rows((xs, 1), (out.spare_capacity_mut(), 1), |src, dst| {
         for (d, &x) in dst.iter_mut().zip(src) {
-            *d = f(x);
+            d.write(f(x));
         }
     });
+    // SAFETY: `par_rows` ran the closure on every one of the `xs.len()` rows of one value
+    // (the spare capacity holds at least that many), which wrote each of them.
+    #[allow(unsafe_code)]
+    unsafe {
+        out.set_len(xs.len())
+    };
     (CpuStorage::F32(out), layout.shape().clone())
 }
 
 /// Runs `f(input rows, output rows)` over blocks of whole rows (`rows_in` input values and
-/// `rows_out` output values per row; about 64 Ki values per block) on candle's pool.
-pub(crate) fn par_rows(
+/// `rows_out` output values per row; about 64 Ki values per block) on candle's pool. Every
+/// row of `x` is passed to `f` exactly once when `out` has room for all of them (nothing
+/// runs otherwise); `out` may be uninitialised (`MaybeUninit`) for an `f` that writes all
+/// of its output rows.
+pub(crate) fn par_rows<T: Send>(
     (x, row_in): (&[f32], usize),
-    (out, row_out): (&mut [f32], usize),
-    f: impl Fn(&[f32], &mut [f32]) + Sync,
+    (out, row_out): (&mut [T], usize),
+    f: impl Fn(&[f32], &mut [T]) + Sync,
 ) {
     let rows = x.len() / row_in.max(1);
     if rows == 0 || out.len() < rows * row_out {
@@ -269,7 +280,7 @@ pub(crate) fn par_rows(
         return;
     }
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let out_at = crate::cpu_conv::SendPtr(out.as_mut_ptr());
+    let out_at = RowsOut(out.as_mut_ptr());
     candle_core::utils::barrier_pool().execute(|_| loop {
         let blk = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if blk >= blocks {
@@ -284,6 +295,20 @@ pub(crate) fn par_rows(
         f(&x[r0 * row_in..(r0 + n) * row_in], dst);
     });
 }
+
+/// [`par_rows`]'s output pointer, shared by the pool's threads (each writes its own rows).
+struct RowsOut<T>(*mut T);
+
+impl<T> RowsOut<T> {
+    fn get(&self) -> *mut T {
+        self.0
+    }
+}
+
+// SAFETY: the threads sharing it write disjoint rows of values that may move between
+// threads (`T: Send`).
+#[allow(unsafe_code)]
+unsafe impl<T: Send> Sync for RowsOut<T> {}
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
@@ -379,6 +404,26 @@ mod tests {
             let t = x.transpose(1, 2).unwrap();
             let want = t.elu(1.0).unwrap();
             assert!(crate::sgemm::tests::max_abs_diff(&elu(&t).unwrap(), &want) < 1e-6);
+        }
+    }
+
+    #[test]
+    fn every_value_of_a_mapped_output_is_written() {
+        // Outputs are not zeroed before the pool writes them: over several of its blocks
+        // (64 Ki values each) and a partial one, each value is exactly the scalar function.
+        let n = 3 * (1 << 16) + 12_345;
+        let x = Tensor::randn(0f32, 2.0, n, &Device::Cpu).unwrap();
+        let xs = x.to_vec1::<f32>().unwrap();
+        for (got, f) in [
+            (elu(&x).unwrap(), elu_value as fn(f32) -> f32),
+            (gelu_erf(&x).unwrap(), gelu_erf_value),
+        ] {
+            let got = got.to_vec1::<f32>().unwrap();
+            assert_eq!(got.len(), n);
+            assert!(got
+                .iter()
+                .zip(&xs)
+                .all(|(g, &v)| g.to_bits() == f(v).to_bits()));
         }
     }
 }

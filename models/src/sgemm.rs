@@ -95,10 +95,71 @@ impl PackedRhs {
         if m == 0 || n == 0 {
             return Ok(());
         }
+        if k == 0 {
+            // An empty sum: the bias (or zeros) in every row.
+            for row in out.chunks_exact_mut(n) {
+                match bias {
+                    Some(b) => row.copy_from_slice(b),
+                    None => row.fill(0.0),
+                }
+            }
+            return Ok(());
+        }
+        // SAFETY: `out` holds `m · n` floats (checked above).
+        #[allow(unsafe_code)]
+        unsafe {
+            self.product(x, m, bias, out.as_mut_ptr())
+        };
+        Ok(())
+    }
+
+    /// [`Self::matmul`] into a new vector that the kernel writes without its being zeroed
+    /// first: every output is stored by the first depth block's tiles, so the `memset` a
+    /// `vec![0.0; …]` costs (about 1 % of a SEED forward, on the calling thread alone while
+    /// the pool's other threads wait) is not needed.
+    pub fn matmul_new(
+        &self,
+        x: &[f32],
+        m: usize,
+        bias: Option<&[f32]>,
+    ) -> candle_core::Result<Vec<f32>> {
+        let (n, k) = (self.n, self.k);
+        if k == 0 || m == 0 || n == 0 {
+            let mut out = vec![0f32; m * n];
+            self.matmul(x, m, bias, &mut out)?;
+            return Ok(out);
+        }
+        if x.len() != m * k || bias.is_some_and(|b| b.len() != n) {
+            candle_core::bail!(
+                "matmul of {} inputs does not fit {m} rows of a {k} → {n} layer",
+                x.len()
+            );
+        }
+        let mut out = Vec::<f32>::with_capacity(m * n);
+        #[allow(unsafe_code)]
+        // SAFETY: the capacity holds `m · n` floats; `product` stores every one of them
+        // (depth `k > 0`: the first depth block's tiles set each output of every row block
+        // and panel, later blocks add to values set before), so all are initialised when
+        // the length is set.
+        unsafe {
+            self.product(x, m, bias, out.as_mut_ptr());
+            out.set_len(m * n);
+        }
+        Ok(out)
+    }
+
+    /// The product of [`Self::matmul`] (sizes checked by the caller, `k > 0`) into `out`.
+    ///
+    /// # Safety
+    /// `out` points at `m · n` writable floats that nothing else uses during the call; the
+    /// first depth block writes each of them before any is read.
+    #[allow(unsafe_code)]
+    unsafe fn product(&self, x: &[f32], m: usize, bias: Option<&[f32]>, out: *mut f32) {
+        let (n, k) = (self.n, self.k);
         let pool = candle_core::utils::barrier_pool();
         let threads = (pool.n_workers() + 1).min(n.div_ceil(NR)).max(1);
         let panels_per = n.div_ceil(NR).div_ceil(threads);
-        let out_at = SendPtr(out.as_mut_ptr());
+        let out_at = SendPtr(out);
         pool.execute(|tid| {
             let p0 = tid * panels_per;
             let p1 = ((tid + 1) * panels_per).min(n.div_ceil(NR));
@@ -114,7 +175,6 @@ impl PackedRhs {
                 self.columns((x, k), m, bias, (out_ptr, n), p0, p1);
             }
         });
-        Ok(())
     }
 
     /// The product for weight panels `p0..p1` into `out` (rows `ldc` apart) from `x` (`m`
@@ -1230,8 +1290,7 @@ impl CustomOp1 for DenseOp<'_> {
         let x = crate::lm::qgemv::input_rows(self.name(), storage, layout, k)?;
         let mut dims = layout.dims().to_vec();
         let m = x.len() / k.max(1);
-        let mut out = vec![0f32; m * self.rhs.n()];
-        self.rhs.matmul(x, m, self.bias, &mut out)?;
+        let out = self.rhs.matmul_new(x, m, self.bias)?;
         if let Some(last) = dims.last_mut() {
             *last = self.rhs.n();
         }
@@ -1495,6 +1554,31 @@ pub(crate) mod tests {
             }
         }
         assert!(PackedLhs::from_rows(&[0.0; 5], 2, 3).is_err());
+    }
+
+    #[test]
+    fn a_product_into_a_new_vector_equals_one_into_zeros() {
+        // Partial panels and row blocks, two depth blocks (past `KC`), and no depth at all.
+        for &(m, n, k) in &[(1, 1, 1), (7, 33, 300), (50, 17, 1600), (3, 5, 0)] {
+            let (x, w, bias) = (values(m * k, 31), values(n * k, 32), values(n, 33));
+            let rhs = PackedRhs::from_rows(&w, n, k).unwrap();
+            for b in [None, Some(&bias[..])] {
+                let mut want = vec![0f32; m * n];
+                rhs.matmul(&x, m, b, &mut want).unwrap();
+                let got = rhs.matmul_new(&x, m, b).unwrap();
+                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&got), bits(&want), "{m}×{n}×{k}");
+                if k == 0 {
+                    let row = b.map_or(vec![0f32; n], <[f32]>::to_vec);
+                    assert!(got.chunks_exact(n).all(|r| r == row.as_slice()));
+                }
+            }
+            assert!(
+                rhs.matmul_new(&x[..x.len().saturating_sub(1)], m, None)
+                    .is_err()
+                    || k == 0
+            );
+        }
     }
 
     #[test]
