@@ -309,41 +309,11 @@ impl PackedLhs {
         out: *mut f32,
         ldc: usize,
     ) {
-        let (m, k) = (self.m, self.k);
-        if m == 0 || n == 0 || k == 0 {
+        if self.m == 0 || n == 0 || self.k == 0 {
             return;
         }
-        let kcb = k.div_ceil(k.div_ceil(KC));
-        let panels = n.div_ceil(NR);
-        PACK.with(|buf| {
-            let mut buf = buf.borrow_mut();
-            if buf.len() < panels * NR * kcb {
-                buf.resize(panels * NR * kcb, 0.0);
-            }
-            for pc in (0..k).step_by(kcb) {
-                let kc = (k - pc).min(kcb);
-                let bp = &mut buf[..panels * NR * kc];
-                for (p, panel) in bp.chunks_exact_mut(NR * kc).enumerate() {
-                    let cols = NR.min(n - p * NR);
-                    if cols < NR {
-                        panel.fill(0.0);
-                    }
-                    fill(pc, kc, p * NR, cols, panel);
-                }
-                let bp = &bp[..];
-                // SAFETY: the caller's contract.
-                unsafe {
-                    self.block(
-                        n,
-                        (pc, kc),
-                        |p| &bp[p * NR * kc..][..NR * kc],
-                        out,
-                        ldc,
-                        Init::Add,
-                    )
-                };
-            }
-        });
+        // SAFETY: the caller's contract.
+        unsafe { self.filled_product(n, fill, (out, ldc), Init::Add, None) }
     }
 
     /// `out ← W · X + bias` (`bias[r]` added to row `r`, when given), `X` filled as for
@@ -378,6 +348,26 @@ impl PackedLhs {
             }
             return;
         }
+        // SAFETY: the caller's contract.
+        unsafe { self.filled_product(n, fill, (out, ldc), Init::Set, bias) }
+    }
+
+    /// The product over `n` columns filled by `fill` (as [`Self::add_product`]), depth
+    /// block by depth block: the first one stored with `first` (and `bias[r]` added to row
+    /// `r` when given), every later one added.
+    ///
+    /// # Safety
+    /// As [`Self::add_product`]; `k > 0`; `bias` (when given) holds `m` values.
+    #[allow(unsafe_code)]
+    unsafe fn filled_product(
+        &self,
+        n: usize,
+        fill: impl Fn(usize, usize, usize, usize, &mut [f32]),
+        (out, ldc): (*mut f32, usize),
+        first: Init,
+        bias: Option<&[f32]>,
+    ) {
+        let k = self.k;
         let kcb = k.div_ceil(k.div_ceil(KC));
         let panels = n.div_ceil(NR);
         PACK.with(|buf| {
@@ -397,7 +387,7 @@ impl PackedLhs {
                 }
                 let bp = &bp[..];
                 let (init, row_bias) = match pc {
-                    0 => (Init::Set, bias),
+                    0 => (first, bias),
                     _ => (Init::Add, None),
                 };
                 // SAFETY: the caller's contract.
