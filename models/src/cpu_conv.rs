@@ -165,7 +165,8 @@ pub fn conv1d_packed_reflect(
     }
     let l_out = (padded_len - span) / stride + 1;
     let xs = xs.contiguous()?;
-    let mut out = vec![0f32; b_sz * c_out * l_out];
+    // Not zeroed: the jobs below store every value (`set_product` over all columns).
+    let mut out = Vec::<f32>::with_capacity(b_sz * c_out * l_out);
     {
         let (xs_store, xs_layout) = xs.storage_and_layout();
         let x = cpu_f32(&xs_store, xs_layout)?;
@@ -211,6 +212,12 @@ pub fn conv1d_packed_reflect(
             };
         });
     }
+    // SAFETY: the jobs covered every column block of every batch row, and each stored all
+    // `C_out` rows of its columns.
+    #[allow(unsafe_code)]
+    unsafe {
+        out.set_len(b_sz * c_out * l_out)
+    };
     Ok(Tensor::from_vec(out, (b_sz, c_out, l_out), &Device::Cpu)?)
 }
 
@@ -248,7 +255,8 @@ pub fn conv1x1_pair(
         ));
     }
     let (a, b) = (a.contiguous()?, b.contiguous()?);
-    let mut out = vec![0f32; b_sz * c_out * len];
+    // Not zeroed: the jobs below store every value (`set_product` over all columns).
+    let mut out = Vec::<f32>::with_capacity(b_sz * c_out * len);
     {
         let (a_store, a_layout) = a.storage_and_layout();
         let (b_store, b_layout) = b.storage_and_layout();
@@ -293,6 +301,12 @@ pub fn conv1x1_pair(
             };
         });
     }
+    // SAFETY: the jobs covered every column block of every batch row, and each stored all
+    // `C_out` rows of its columns.
+    #[allow(unsafe_code)]
+    unsafe {
+        out.set_len(b_sz * c_out * len)
+    };
     Ok(Tensor::from_vec(out, (b_sz, c_out, len), &Device::Cpu)?)
 }
 
@@ -378,23 +392,39 @@ pub fn conv_transpose1d_packed(xs: &Tensor, w: &PackedConvTranspose1d) -> Result
     // (B, C_out·s, T + m − 1): phase r of channel o in row o·s + r.
     let phases = conv1d_packed(&padded, &w.conv, None, 1, 1)?;
     let width = t_len + m - 1;
-    let mut out = vec![0f32; b_sz * w.c_out * width * s];
+    let len = b_sz * w.c_out * width * s;
+    // Not zeroed: the interleave below stores every value.
+    let mut out = Vec::<f32>::with_capacity(len);
     {
         let (store, layout) = phases.storage_and_layout();
         let src = cpu_f32(&store, layout)?;
-        crate::activation::par_rows((src, s * width), (&mut out, width * s), |src, dst| {
+        if src.len() != len {
+            return Err(Error::InvalidArgument(format!(
+                "transposed conv1d phases of {} values for an output of {len}",
+                src.len()
+            )));
+        }
+        let dst = out.spare_capacity_mut();
+        crate::activation::par_rows((src, s * width), (dst, width * s), |src, dst| {
             for (src, dst) in src
                 .chunks_exact(s * width)
                 .zip(dst.chunks_exact_mut(width * s))
             {
                 for (r, row) in src.chunks_exact(width).enumerate() {
                     for (t, &v) in row.iter().enumerate() {
-                        dst[t * s + r] = v;
+                        dst[t * s + r].write(v);
                     }
                 }
             }
         });
     }
+    // SAFETY: `par_rows` passed each of the `B · C_out` rows (`s · width` phase values in,
+    // as many out) to the closure, which stored output `t·s + r` for every phase `r < s`
+    // and time `t < width`: all `len` values.
+    #[allow(unsafe_code)]
+    unsafe {
+        out.set_len(len)
+    };
     Ok(Tensor::from_vec(
         out,
         (b_sz, w.c_out, width * s),
