@@ -327,8 +327,9 @@ impl Module for SConv1d {
 /// `kernel - stride` (non-causal).
 #[derive(Debug, Clone)]
 pub struct SConvTranspose1d {
-    /// `(C_out · kernel, C_in)`: rows `o·kernel + j`.
-    weight: Tensor,
+    /// `(C_out · kernel, C_in)`: rows `o·kernel + j`; not kept when packed (the packed copy
+    /// serves every CPU call, so the weights are held once: 40 MB less at the real size).
+    weight: Option<Tensor>,
     /// The same weight packed for our CPU kernel (f32 on the CPU with the kernel).
     packed: Option<std::sync::Arc<crate::cpu_conv::PackedConvTranspose1d>>,
     bias: Tensor,
@@ -374,6 +375,7 @@ impl SConvTranspose1d {
         let packed =
             crate::cpu_conv::PackedConvTranspose1d::new(&weight, out_c, kernel_size, stride)?
                 .map(std::sync::Arc::new);
+        let weight = packed.is_none().then_some(weight);
         Ok(Self {
             packed,
             weight,
@@ -397,9 +399,15 @@ impl SConvTranspose1d {
                 return crate::cpu_conv::conv_transpose1d_packed(xs, packed);
             }
         }
+        let Some(weight) = &self.weight else {
+            return Err(Error::InvalidArgument(format!(
+                "a transposed convolution packed for the CPU got input on {:?}",
+                xs.device().location()
+            )));
+        };
         if let Some(full) = crate::cpu_conv::conv_transpose1d_full(
             xs,
-            &self.weight,
+            weight,
             self.out_c,
             self.kernel_size,
             self.stride,
@@ -408,10 +416,7 @@ impl SConvTranspose1d {
         }
         let (b_sz, _, seq_len) = xs.dims3()?;
         let (s, m) = (self.stride, self.kernel_size / self.stride);
-        let frames = self
-            .weight
-            .broadcast_left(b_sz)?
-            .matmul(&xs.contiguous()?)?;
+        let frames = weight.broadcast_left(b_sz)?.matmul(&xs.contiguous()?)?;
         let frames = frames.reshape((b_sz, self.out_c, m, s, seq_len))?;
         let mut sum: Option<Tensor> = None;
         for j in 0..m {
