@@ -280,7 +280,7 @@ pub(crate) fn par_rows<T: Send>(
         return;
     }
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let out_at = RowsOut(out.as_mut_ptr());
+    let out_at = crate::cpu_conv::SendPtr(out.as_mut_ptr());
     candle_core::utils::barrier_pool().execute(|_| loop {
         let blk = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if blk >= blocks {
@@ -295,20 +295,6 @@ pub(crate) fn par_rows<T: Send>(
         f(&x[r0 * row_in..(r0 + n) * row_in], dst);
     });
 }
-
-/// [`par_rows`]'s output pointer, shared by the pool's threads (each writes its own rows).
-struct RowsOut<T>(*mut T);
-
-impl<T> RowsOut<T> {
-    fn get(&self) -> *mut T {
-        self.0
-    }
-}
-
-// SAFETY: the threads sharing it write disjoint rows of values that may move between
-// threads (`T: Send`).
-#[allow(unsafe_code)]
-unsafe impl<T: Send> Sync for RowsOut<T> {}
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]

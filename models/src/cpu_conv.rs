@@ -676,21 +676,29 @@ fn run(g: &Geometry, b_sz: usize, x: &[f32], w: &[f32], out: &mut [f32]) {
 }
 
 /// The output pointer, shared by the pool's threads (each writes its own blocks).
-#[derive(Clone, Copy)]
-pub(crate) struct SendPtr(pub(crate) *mut f32);
+pub(crate) struct SendPtr<T = f32>(pub(crate) *mut T);
 
-impl SendPtr {
+// A pointer copies whatever it points at (no `T: Copy` bound, as `derive` would add).
+impl<T> Clone for SendPtr<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for SendPtr<T> {}
+
+impl<T> SendPtr<T> {
     /// The pointer (a method, so closures capture the `Sync` wrapper, not the field).
-    pub(crate) fn get(self) -> *mut f32 {
+    pub(crate) fn get(self) -> *mut T {
         self.0
     }
 }
-// SAFETY: the pointer is only written through in disjoint column blocks (see `run`).
+// SAFETY: the pointer is only written through in disjoint blocks, by one thread each (see
+// `run`, `activation::par_rows`), of values that may move between threads.
 #[allow(unsafe_code)]
-unsafe impl Send for SendPtr {}
+unsafe impl<T: Send> Send for SendPtr<T> {}
 // SAFETY: as above.
 #[allow(unsafe_code)]
-unsafe impl Sync for SendPtr {}
+unsafe impl<T: Send> Sync for SendPtr<T> {}
 
 /// Adds every tap's product into output columns `t0..t0+n` of one batch row.
 #[allow(clippy::too_many_arguments)]
