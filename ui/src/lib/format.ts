@@ -1,4 +1,4 @@
-// Human-readable sizes, rates and durations for the model manager.
+// Human-readable sizes, rates and durations (model manager, audio clips).
 
 /** Bytes as B / KiB / MiB / GiB. */
 export function formatBytes(n: number): string {
@@ -15,4 +15,12 @@ export function formatEta(s: number | null): string {
   const h = Math.floor(t / 3600), m = Math.floor((t % 3600) / 60), sec = t % 60;
   const mm = h ? String(m).padStart(2, "0") : String(m);
   return `${h ? `${h}:` : ""}${mm}:${String(sec).padStart(2, "0")}`;
+}
+
+/** A clip's length: milliseconds under a second (a 30 ms clip is not "0.0 s"), else seconds. */
+export function formatClip(s: number): string {
+  if (!Number.isFinite(s) || s < 0) return "…";
+  const ms = Math.round(s * 1000);
+  if (ms < 1000) return `${ms} ms`;
+  return `${s.toFixed(1)} s`;
 }

@@ -3,7 +3,7 @@ import { describe, expect, it, vi } from "vitest";
 vi.mock("@tauri-apps/api/core", () => ({ convertFileSrc: (f: string) => f, invoke: vi.fn(), Channel: class {} }));
 
 import { AppState, type Api } from "./app.svelte";
-import { formatBytes, formatEta } from "./format";
+import { formatBytes, formatClip, formatEta } from "./format";
 import type { ImportEvent, ModelFolder } from "../ipc/bindings";
 
 const folder: ModelFolder = {
@@ -151,5 +151,13 @@ describe("format", () => {
     expect(formatEta(null)).toBe("…");
     expect(formatEta(75)).toBe("1:15");
     expect(formatEta(3725)).toBe("1:02:05");
+  });
+
+  it("clip lengths: milliseconds under a second", () => {
+    expect(formatClip(0.032)).toBe("32 ms");
+    expect(formatClip(0.9996)).toBe("1.0 s");
+    expect(formatClip(1)).toBe("1.0 s");
+    expect(formatClip(12.34)).toBe("12.3 s");
+    expect(formatClip(Number.NaN)).toBe("…");
   });
 });
