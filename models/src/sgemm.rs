@@ -85,13 +85,7 @@ impl PackedRhs {
         out: &mut [f32],
     ) -> candle_core::Result<()> {
         let (n, k) = (self.n, self.k);
-        if x.len() != m * k || out.len() != m * n || bias.is_some_and(|b| b.len() != n) {
-            candle_core::bail!(
-                "matmul of {} inputs and {} outputs does not fit {m} rows of a {k} → {n} layer",
-                x.len(),
-                out.len()
-            );
-        }
+        self.check_sizes(x, m, bias, out.len())?;
         if m == 0 || n == 0 {
             return Ok(());
         }
@@ -129,12 +123,7 @@ impl PackedRhs {
             self.matmul(x, m, bias, &mut out)?;
             return Ok(out);
         }
-        if x.len() != m * k || bias.is_some_and(|b| b.len() != n) {
-            candle_core::bail!(
-                "matmul of {} inputs does not fit {m} rows of a {k} → {n} layer",
-                x.len()
-            );
-        }
+        self.check_sizes(x, m, bias, m * n)?;
         let mut out = Vec::<f32>::with_capacity(m * n);
         #[allow(unsafe_code)]
         // SAFETY: the capacity holds `m · n` floats; `product` stores every one of them
@@ -146,6 +135,25 @@ impl PackedRhs {
             out.set_len(m * n);
         }
         Ok(out)
+    }
+
+    /// An error unless `x` is `m` rows of the layer's inputs, `out_len` is `m` rows of its
+    /// outputs and `bias` (when given) has one value per output.
+    fn check_sizes(
+        &self,
+        x: &[f32],
+        m: usize,
+        bias: Option<&[f32]>,
+        out_len: usize,
+    ) -> candle_core::Result<()> {
+        let (n, k) = (self.n, self.k);
+        if x.len() != m * k || out_len != m * n || bias.is_some_and(|b| b.len() != n) {
+            candle_core::bail!(
+                "matmul of {} inputs and {out_len} outputs does not fit {m} rows of a {k} → {n} layer",
+                x.len()
+            );
+        }
+        Ok(())
     }
 
     /// The product of [`Self::matmul`] (sizes checked by the caller, `k > 0`) into `out`.
@@ -391,7 +399,7 @@ impl PackedLhs {
                 };
                 // SAFETY: the caller's contract.
                 unsafe {
-                    self.block_with_row_bias(
+                    self.block(
                         n,
                         (pc, kc),
                         |p| &bp[p * NR * kc..][..NR * kc],
@@ -422,36 +430,18 @@ impl PackedLhs {
             let init = if pc == 0 { Init::Set } else { Init::Add };
             let panel = |p: usize| &panels[(p * k + pc) * NR..(p * k + pc + kc) * NR];
             // SAFETY: the caller's contract.
-            unsafe { self.block(n, (pc, kc), panel, out, ldc, init) };
+            unsafe { self.block(n, (pc, kc), panel, (out, ldc), init, None) };
         }
     }
 
     /// One depth block `pc .. pc+kc` of the product over all rows and the `n` columns, the
-    /// 16-column panels of `X` for that block given by `panel(p)` (`kc · 16` values).
-    ///
-    /// # Safety
-    /// As [`Self::add_product`].
-    #[allow(unsafe_code)]
-    unsafe fn block<'a>(
-        &self,
-        n: usize,
-        (pc, kc): (usize, usize),
-        panel: impl Fn(usize) -> &'a [f32],
-        out: *mut f32,
-        ldc: usize,
-        init: Init,
-    ) {
-        // SAFETY: the caller's contract.
-        unsafe { self.block_with_row_bias(n, (pc, kc), panel, (out, ldc), init, None) }
-    }
-
-    /// [`Self::block`], then `bias[r]` added to every stored value of row `r` (when given),
-    /// tile by tile.
+    /// 16-column panels of `X` for that block given by `panel(p)` (`kc · 16` values); then
+    /// `bias[r]` added to every stored value of row `r` (when given), tile by tile.
     ///
     /// # Safety
     /// As [`Self::add_product`]; `bias` (when given) holds `m` values.
     #[allow(unsafe_code)]
-    unsafe fn block_with_row_bias<'a>(
+    unsafe fn block<'a>(
         &self,
         n: usize,
         (pc, kc): (usize, usize),
