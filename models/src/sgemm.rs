@@ -548,85 +548,140 @@ pub(crate) const SLIVER_ROWS: usize = MR;
 const QUERY_ROWS: usize = 96;
 
 /// `softmax(scale · q kᵀ) v` for every head: `q` is `b` × `n` rows of `heads · d` values,
-/// `k` and `v` `b` × `m` rows of `heads · d`; the result is laid out like `q`. Per head, `k`
-/// and `v` are packed once; then each task (96 query rows of one head) computes its scores
-/// with the dense kernel, takes their exponentials in place (shifted by the row's maximum;
-/// [`crate::activation::exp_avx2`]), multiplies with `v` and divides each output row by
-/// its sum of exponentials (64 divisions per row instead of 9216), on one thread, while the
-/// scores sit in cache. Tasks are spread over candle's pool.
+/// `k` and `v` `b` × `m` rows of `heads · d`, each given as its first value and the
+/// distance between rows (so `q`, `k` and `v` may be column ranges of one fused `qkv`
+/// output); the result is `b × n` contiguous rows of `heads · d`.
+///
+/// The work is `b · heads · blocks` tasks (a block: up to 96 query rows of one head), dealt
+/// out to the pool's threads as equal consecutive ranges in one call: each thread packs `k`
+/// and `v` of a head when its range reaches it, computes each block's scores with the dense
+/// kernel, takes their exponentials in place (shifted by the row's maximum;
+/// [`crate::activation::exp_avx2`]), multiplies with `v` and divides each output row by its
+/// sum of exponentials (`d` divisions per row instead of `m`), while the scores sit in
+/// cache. (It was one pool call per head, packing on the calling thread while the others
+/// waited, with 257 rows as blocks of 96 + 96 + 65 dealt to two threads: one of them idle a
+/// third of the time.)
 pub fn attention(
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
+    (q, ldq): (&[f32], usize),
+    (k, ldk): (&[f32], usize),
+    (v, ldv): (&[f32], usize),
     (b, n, m): (usize, usize, usize),
     (heads, d): (usize, usize),
     scale: f32,
 ) -> candle_core::Result<Vec<f32>> {
     let inner = heads * d;
-    if q.len() != b * n * inner || k.len() != b * m * inner || v.len() != b * m * inner {
+    let fits = |x: &[f32], ld: usize, rows: usize| {
+        ld >= inner && (rows == 0 || x.len() >= (rows - 1) * ld + inner)
+    };
+    if !fits(q, ldq, b * n) || !fits(k, ldk, b * m) || !fits(v, ldv, b * m) {
         candle_core::bail!("attention inputs do not fit {b} × ({n} | {m}) rows of {heads} × {d}");
     }
-    let mut out = vec![0f32; b * n * inner];
     if b * n * inner == 0 || m == 0 {
-        return Ok(out);
+        return Ok(vec![0f32; b * n * inner]);
     }
     let pool = candle_core::utils::barrier_pool();
     let threads = pool.n_workers() + 1;
     let blocks = n.div_ceil(QUERY_ROWS);
+    // Equal blocks: 257 rows are 86 + 86 + 85.
+    let block_rows = n.div_ceil(blocks);
+    let tasks = b * heads * blocks;
+    let mut out = Vec::<f32>::with_capacity(b * n * inner);
     let out_at = SendPtr(out.as_mut_ptr());
-    for bi in 0..b {
-        for h in 0..heads {
-            let kv = bi * m * inner + h * d;
-            let kp = PackedRhs::from_strided_rows(&k[kv..], m, d, inner);
-            let vp = PackedRhs::from_columns(&v[kv..], m, d, inner);
-            pool.execute(|tid| {
-                let out_ptr = out_at.get();
-                let mut scores = vec![0f32; QUERY_ROWS.min(n) * m];
-                let mut sums = vec![0f32; QUERY_ROWS];
-                for blk in (tid..blocks).step_by(threads) {
-                    let r0 = blk * QUERY_ROWS;
-                    let rows = QUERY_ROWS.min(n - r0);
-                    let at = (bi * n + r0) * inner + h * d;
-                    // SAFETY: `scores` holds `rows × m`; the output rows `r0 .. r0+rows` of
-                    // this batch entry, columns `h·d .. (h+1)·d` (read back for the division
-                    // as `d` floats from row starts `at + r·inner`), belong to this task alone
-                    // (blocks are dealt out to threads, heads run one after another); `q`'s
-                    // rows start at `at`, `inner` apart, with `d` values each.
-                    #[allow(unsafe_code)]
-                    unsafe {
-                        kp.columns(
-                            (&q[at..], inner),
-                            rows,
-                            None,
-                            (scores.as_mut_ptr(), m),
-                            0,
-                            m.div_ceil(NR),
-                        );
-                        for (row, sum) in scores.chunks_exact_mut(m).zip(&mut sums).take(rows) {
-                            *sum = softmax_unnormalized(row, scale);
-                        }
-                        vp.columns(
-                            (&scores, m),
-                            rows,
-                            None,
-                            (out_ptr.add(at), inner),
-                            0,
-                            d.div_ceil(NR),
-                        );
-                        for (r, &sum) in sums.iter().enumerate().take(rows) {
-                            let row =
-                                std::slice::from_raw_parts_mut(out_ptr.add(at + r * inner), d);
-                            let inv = 1.0 / sum;
-                            for x in row {
-                                *x *= inv;
-                            }
-                        }
+    pool.execute(|tid| {
+        let (t0, t1) = (tid * tasks / threads, (tid + 1) * tasks / threads);
+        let out_ptr = out_at.get();
+        let mut scores = vec![0f32; block_rows * m];
+        let mut sums = vec![0f32; block_rows];
+        let mut packed: Option<(usize, PackedRhs, PackedRhs)> = None;
+        for task in t0..t1 {
+            let (pair, blk) = (task / blocks, task % blocks);
+            let (bi, h) = (pair / heads, pair % heads);
+            let (kp, vp) = match &packed {
+                Some((at, kp, vp)) if *at == pair => (kp, vp),
+                _ => {
+                    let (kv, vv) = (bi * m * ldk + h * d, bi * m * ldv + h * d);
+                    let kp = PackedRhs::from_strided_rows(&k[kv..], m, d, ldk);
+                    let vp = PackedRhs::from_columns(&v[vv..], m, d, ldv);
+                    let (_, kp, vp) = packed.insert((pair, kp, vp));
+                    (&*kp, &*vp)
+                }
+            };
+            let r0 = blk * block_rows;
+            let rows = block_rows.min(n - r0);
+            let qa = (bi * n + r0) * ldq + h * d;
+            let at = (bi * n + r0) * inner + h * d;
+            // SAFETY: `scores` holds `rows × m`; the output rows `r0 .. r0+rows` of this
+            // batch entry, columns `h·d .. (h+1)·d` (read back for the division as `d`
+            // floats from row starts `at + r·inner`), belong to this task alone (tasks are
+            // dealt out to threads once) and are stored by `vp.columns` before they are
+            // read; `q`'s rows start at `qa`, `ldq` apart, with `d` values each (checked).
+            #[allow(unsafe_code)]
+            unsafe {
+                kp.columns(
+                    (&q[qa..], ldq),
+                    rows,
+                    None,
+                    (scores.as_mut_ptr(), m),
+                    0,
+                    m.div_ceil(NR),
+                );
+                for (row, sum) in scores.chunks_exact_mut(m).zip(&mut sums).take(rows) {
+                    *sum = softmax_unnormalized(row, scale);
+                }
+                vp.columns(
+                    (&scores, m),
+                    rows,
+                    None,
+                    (out_ptr.add(at), inner),
+                    0,
+                    d.div_ceil(NR),
+                );
+                for (r, &sum) in sums.iter().enumerate().take(rows) {
+                    let row = std::slice::from_raw_parts_mut(out_ptr.add(at + r * inner), d);
+                    let inv = 1.0 / sum;
+                    for x in row {
+                        *x *= inv;
                     }
                 }
-            });
+            }
         }
-    }
+    });
+    // SAFETY: the tasks cover every batch entry, head and query row: each output row's
+    // `heads · d` values were stored above (`m > 0`: the first depth block sets them).
+    #[allow(unsafe_code)]
+    unsafe {
+        out.set_len(b * n * inner)
+    };
     Ok(out)
+}
+
+/// [`attention`] on `qkv (b × n × 3·heads·d)`, the fused projection's output (`q`, `k`,
+/// `v` side by side in each row), read in place; `None` as for [`attention_tensors`].
+pub fn attention_fused_qkv(
+    qkv: &Tensor,
+    heads: usize,
+    scale: f64,
+) -> candle_core::Result<Option<Tensor>> {
+    if !fused_attention_runs_on(qkv) {
+        return Ok(None);
+    }
+    let (b, n, width3) = qkv.dims3()?;
+    if heads == 0 || width3 % (3 * heads) != 0 {
+        candle_core::bail!("fused qkv of {:?} with {heads} heads", qkv.dims());
+    }
+    let inner = width3 / 3;
+    let qkv = qkv.contiguous()?;
+    let (st, l) = qkv.storage_and_layout();
+    let all = cpu_slice(&st, l)?;
+    let out = attention(
+        (all, width3),
+        (all.get(inner..).unwrap_or_default(), width3),
+        (all.get(2 * inner..).unwrap_or_default(), width3),
+        (b, n, n),
+        (heads, inner / heads),
+        scale as f32,
+    )?;
+    Ok(Some(Tensor::from_vec(out, (b, n, inner), &Device::Cpu)?))
 }
 
 /// [`attention`] on tensors `q (b × n × heads·d)`, `k`, `v (b × m × heads·d)`, all f32 on
@@ -656,9 +711,9 @@ pub fn attention_tensors(
     let (ks, kl) = k.storage_and_layout();
     let (vs, vl) = v.storage_and_layout();
     let out = attention(
-        cpu_slice(&qs, ql)?,
-        cpu_slice(&ks, kl)?,
-        cpu_slice(&vs, vl)?,
+        (cpu_slice(&qs, ql)?, inner),
+        (cpu_slice(&ks, kl)?, inner),
+        (cpu_slice(&vs, vl)?, inner),
         (b, n, m),
         (heads, inner / heads),
         scale as f32,
@@ -1407,7 +1462,9 @@ pub(crate) mod tests {
                 let got = &chunked[r * n + j0..r * n + j0 + NR];
                 let want = &out[r * NR..(r + 1) * NR];
                 assert!(
-                    got.iter().zip(want).all(|(a, b)| a.to_bits() == b.to_bits()),
+                    got.iter()
+                        .zip(want)
+                        .all(|(a, b)| a.to_bits() == b.to_bits()),
                     "row {r}, columns {j0}.."
                 );
             }
@@ -1549,6 +1606,38 @@ pub(crate) mod tests {
         assert!(err < 1e-5, "{err}");
         let bad = Tensor::zeros((b, m, heads * d + 1), DType::F32, &dev).unwrap();
         assert!(attention_tensors(&q, &bad, &bad, heads, scale).is_err());
+    }
+
+    #[test]
+    fn attention_on_a_fused_qkv_equals_it_on_separate_tensors_bit_for_bit() {
+        let dev = Device::Cpu;
+        // 257 rows (three blocks of 86 / 86 / 85), tasks split unevenly over the threads.
+        for (b, n, heads, d) in [(2, 257, 4, 24), (1, 5, 1, 16), (3, 97, 2, 8)] {
+            let inner = heads * d;
+            let qkv =
+                Tensor::from_vec(values(b * n * 3 * inner, 13), (b, n, 3 * inner), &dev).unwrap();
+            let part = |i: usize| {
+                qkv.narrow(2, i * inner, inner)
+                    .unwrap()
+                    .contiguous()
+                    .unwrap()
+            };
+            let got = attention_fused_qkv(&qkv, heads, 0.25).unwrap();
+            let want = attention_tensors(&part(0), &part(1), &part(2), heads, 0.25).unwrap();
+            assert_eq!(got.is_some(), KERNELS);
+            let (Some(got), Some(want)) = (got, want) else {
+                return;
+            };
+            assert_eq!(got.dims(), &[b, n, inner]);
+            let got = got.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let want = want.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            assert!(got
+                .iter()
+                .zip(&want)
+                .all(|(a, b)| a.to_bits() == b.to_bits()));
+        }
+        let bad = Tensor::zeros((1, 4, 3 * 10), DType::F32, &dev).unwrap();
+        assert!(attention_fused_qkv(&bad, 4, 0.25).is_err());
     }
 
     #[test]

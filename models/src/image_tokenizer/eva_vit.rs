@@ -88,15 +88,8 @@ impl Module for Attention {
     fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
         let (b_sz, seq_len, _) = xs.dims3()?;
         let qkv = self.qkv.forward(xs)?;
-        if crate::sgemm::fused_attention_runs_on(&qkv) {
-            let width = qkv.dim(2)? / 3;
-            let part = |i: usize| qkv.narrow(2, i * width, width)?.contiguous();
-            let (q, k, v) = (part(0)?, part(1)?, part(2)?);
-            if let Some(out) =
-                crate::sgemm::attention_tensors(&q, &k, &v, self.num_heads, self.scale)?
-            {
-                return self.proj.forward(&out);
-            }
+        if let Some(out) = crate::sgemm::attention_fused_qkv(&qkv, self.num_heads, self.scale)? {
+            return self.proj.forward(&out);
         }
         // (B, N, 3, H, D) → (3, B, H, N, D)
         let qkv = qkv
