@@ -108,7 +108,7 @@ impl PackedRhs {
         // SAFETY: `out` holds `m · n` floats (checked above).
         #[allow(unsafe_code)]
         unsafe {
-            self.product(x, m, bias, out.as_mut_ptr())
+            self.product(x, m, bias, out.as_mut_ptr(), Then::Nothing)
         };
         Ok(())
     }
@@ -123,10 +123,33 @@ impl PackedRhs {
         m: usize,
         bias: Option<&[f32]>,
     ) -> candle_core::Result<Vec<f32>> {
+        self.matmul_new_then(x, m, bias, Then::Nothing)
+    }
+
+    /// [`Self::matmul_new`], then `then` applied to every output tile as soon as it is
+    /// final (an error when an added residual is not `m × n`).
+    pub fn matmul_new_then(
+        &self,
+        x: &[f32],
+        m: usize,
+        bias: Option<&[f32]>,
+        then: Then<'_>,
+    ) -> candle_core::Result<Vec<f32>> {
         let (n, k) = (self.n, self.k);
+        if let Then::Add(residual) = then {
+            if residual.len() != m * n {
+                candle_core::bail!(
+                    "a residual of {} values for {m} × {n} outputs",
+                    residual.len()
+                );
+            }
+        }
         if k == 0 || m == 0 || n == 0 {
             let mut out = vec![0f32; m * n];
             self.matmul(x, m, bias, &mut out)?;
+            for (r, row) in out.chunks_exact_mut(n.max(1)).enumerate() {
+                then.apply(row, r, 0, n);
+            }
             return Ok(out);
         }
         self.check_sizes(x, m, bias, m * n)?;
@@ -137,7 +160,7 @@ impl PackedRhs {
         // and panel, later blocks add to values set before), so all are initialised when
         // the length is set.
         unsafe {
-            self.product(x, m, bias, out.as_mut_ptr());
+            self.product(x, m, bias, out.as_mut_ptr(), then);
             out.set_len(m * n);
         }
         Ok(out)
@@ -168,7 +191,14 @@ impl PackedRhs {
     /// `out` points at `m · n` writable floats that nothing else uses during the call; the
     /// first depth block writes each of them before any is read.
     #[allow(unsafe_code)]
-    unsafe fn product(&self, x: &[f32], m: usize, bias: Option<&[f32]>, out: *mut f32) {
+    unsafe fn product(
+        &self,
+        x: &[f32],
+        m: usize,
+        bias: Option<&[f32]>,
+        out: *mut f32,
+        then: Then<'_>,
+    ) {
         let (n, k) = (self.n, self.k);
         let pool = candle_core::utils::barrier_pool();
         let threads = (pool.n_workers() + 1).min(n.div_ceil(NR)).max(1);
@@ -186,7 +216,7 @@ impl PackedRhs {
             // the panels are only read and their sizes were checked above.
             #[allow(unsafe_code)]
             unsafe {
-                self.columns((x, k), m, bias, (out_ptr, n), p0, p1);
+                self.columns((x, k), m, bias, (out_ptr, n), (p0, p1), then);
             }
         });
     }
@@ -205,8 +235,8 @@ impl PackedRhs {
         m: usize,
         bias: Option<&[f32]>,
         (out, ldc): (*mut f32, usize),
-        p0: usize,
-        p1: usize,
+        (p0, p1): (usize, usize),
+        then: Then<'_>,
     ) {
         let (n, k) = (self.n, self.k);
         // Equal blocks of at most KC: 1408 stays one block, 6144 is four of 1536.
@@ -260,6 +290,18 @@ impl PackedRhs {
                                         init,
                                         bias,
                                     );
+                                }
+                                if pc + kc == k {
+                                    for r in g0 + ic..g0 + ic + mc {
+                                        // SAFETY: as for the tile, which just stored them.
+                                        let row = unsafe {
+                                            std::slice::from_raw_parts_mut(
+                                                out.add(r * ldc + j0),
+                                                nr,
+                                            )
+                                        };
+                                        then.apply(row, r, j0, ldc);
+                                    }
                                 }
                             }
                         }
@@ -622,8 +664,8 @@ pub fn attention(
                     rows,
                     None,
                     (scores.as_mut_ptr(), m),
-                    0,
-                    m.div_ceil(NR),
+                    (0, m.div_ceil(NR)),
+                    Then::Nothing,
                 );
                 for (row, sum) in scores.chunks_exact_mut(m).zip(&mut sums).take(rows) {
                     *sum = softmax_unnormalized(row, scale);
@@ -633,8 +675,8 @@ pub fn attention(
                     rows,
                     None,
                     (out_ptr.add(at), inner),
-                    0,
-                    d.div_ceil(NR),
+                    (0, d.div_ceil(NR)),
+                    Then::Nothing,
                 );
                 for (r, &sum) in sums.iter().enumerate().take(rows) {
                     let row = std::slice::from_raw_parts_mut(out_ptr.add(at + r * inner), d);
@@ -837,6 +879,45 @@ enum Init {
     Set,
     /// Add to what is there.
     Add,
+}
+
+/// What a product does to each output once its last depth block is stored, while the tile
+/// is in L1 (instead of another pass over the whole output, which a 514 × 6144 GELU input
+/// no longer finds in any cache).
+#[derive(Clone, Copy, Debug)]
+pub enum Then<'a> {
+    /// Nothing: the product (and bias) as it is.
+    Nothing,
+    /// The exact GELU ([`crate::activation::gelu_erf_value`]) of every output, the same
+    /// values as [`crate::activation::gelu_erf`] over the finished output.
+    Gelu,
+    /// `residual + output`, `residual` laid out as the output (`m` rows of `n`): the same
+    /// values as adding the finished output to it (one rounded addition either way).
+    Add(&'a [f32]),
+}
+
+impl Then<'_> {
+    /// Applies this to `values`, the outputs of row `r` from column `j0` (a residual's rows
+    /// `ld` apart).
+    #[inline]
+    fn apply(self, values: &mut [f32], r: usize, j0: usize, ld: usize) {
+        match self {
+            Then::Nothing => {}
+            Then::Gelu => {
+                for v in values {
+                    *v = crate::activation::gelu_erf_value(*v);
+                }
+            }
+            Then::Add(residual) => {
+                let from = r * ld + j0;
+                if let Some(res) = residual.get(from..from + values.len()) {
+                    for (v, &x) in values.iter_mut().zip(res) {
+                        *v += x;
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Packs rows `r0 .. r0+mc`, columns `c0 .. c0+kc` of `x` (rows `lda` apart) into 6-row
@@ -1301,6 +1382,52 @@ impl Dense {
     }
 }
 
+impl Dense {
+    /// `gelu_erf(self.forward(xs))`, the GELU taken by the kernel on each finished tile
+    /// (same values) where the weights are packed.
+    pub fn forward_gelu(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
+        match &self.weight {
+            DenseWeight::Packed { rhs, bias } if matches!(xs.device(), Device::Cpu) => xs
+                .to_dtype(DType::F32)?
+                .contiguous()?
+                .apply_op1_no_bwd(&DenseOp {
+                    rhs,
+                    bias: bias.as_deref().map(Vec::as_slice),
+                    then: Then::Gelu,
+                }),
+            _ => crate::activation::gelu_erf(&self.forward(xs)?),
+        }
+    }
+
+    /// `residual + self.forward(xs)`, the addition done by the kernel on each finished tile
+    /// (same values) where the weights are packed and `residual` is an f32 CPU tensor of
+    /// the output's shape; candle's broadcasting addition otherwise.
+    pub fn forward_add(&self, xs: &Tensor, residual: &Tensor) -> candle_core::Result<Tensor> {
+        if let DenseWeight::Packed { rhs, bias } = &self.weight {
+            let mut out_dims = xs.dims().to_vec();
+            if let Some(last) = out_dims.last_mut() {
+                *last = rhs.n();
+            }
+            if matches!((xs.device(), residual.device()), (Device::Cpu, Device::Cpu))
+                && residual.dtype() == DType::F32
+                && residual.dims() == out_dims.as_slice()
+            {
+                let residual = residual.contiguous()?;
+                let (storage, layout) = residual.storage_and_layout();
+                return xs
+                    .to_dtype(DType::F32)?
+                    .contiguous()?
+                    .apply_op1_no_bwd(&DenseOp {
+                        rhs,
+                        bias: bias.as_deref().map(Vec::as_slice),
+                        then: Then::Add(cpu_slice(&storage, layout)?),
+                    });
+            }
+        }
+        residual.broadcast_add(&self.forward(xs)?)
+    }
+}
+
 impl Module for Dense {
     fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
         match &self.weight {
@@ -1310,6 +1437,7 @@ impl Module for Dense {
                 .apply_op1_no_bwd(&DenseOp {
                     rhs,
                     bias: bias.as_deref().map(Vec::as_slice),
+                    then: Then::Nothing,
                 }),
             DenseWeight::Packed { .. } => {
                 candle_core::bail!("this layer's weights were packed for the CPU")
@@ -1334,6 +1462,7 @@ impl Module for Dense {
 struct DenseOp<'a> {
     rhs: &'a PackedRhs,
     bias: Option<&'a [f32]>,
+    then: Then<'a>,
 }
 
 impl CustomOp1 for DenseOp<'_> {
@@ -1350,7 +1479,7 @@ impl CustomOp1 for DenseOp<'_> {
         let x = crate::lm::qgemv::input_rows(self.name(), storage, layout, k)?;
         let mut dims = layout.dims().to_vec();
         let m = x.len() / k.max(1);
-        let out = self.rhs.matmul_new(x, m, self.bias)?;
+        let out = self.rhs.matmul_new_then(x, m, self.bias, self.then)?;
         if let Some(last) = dims.last_mut() {
             *last = self.rhs.n();
         }
@@ -1577,6 +1706,36 @@ pub(crate) mod tests {
             .unwrap();
         let err = max_abs_diff(&ours.forward(&x).unwrap(), &theirs.forward(&x).unwrap());
         assert!(err < 1e-5);
+    }
+
+    #[test]
+    fn a_gelu_or_residual_taken_per_tile_equals_it_on_the_finished_output() {
+        let dev = Device::Cpu;
+        // Rows off the 48-row block, columns off the panel; depth 1600 is two blocks (only
+        // the last one's tiles are final); 720 columns are chunked panels.
+        for (m, k, n) in [(3, 5, 7), (50, 1600, 40), (100, 1600, 720)] {
+            let x = Tensor::from_vec(values(m * k, 20), (m, k), &dev).unwrap();
+            let w = Tensor::from_vec(values(n * k, 21), (n, k), &dev).unwrap();
+            let b = Tensor::from_vec(values(n, 22), n, &dev).unwrap();
+            let residual = Tensor::from_vec(values(m * n, 23), (m, n), &dev).unwrap();
+            let dense = Dense::new(w, Some(b)).unwrap();
+            let plain = dense.forward(&x).unwrap();
+            let bits = |t: &Tensor| -> Vec<u32> {
+                let v = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                v.iter().map(|x| x.to_bits()).collect()
+            };
+            let gelu = crate::activation::gelu_erf(&plain).unwrap();
+            assert_eq!(bits(&dense.forward_gelu(&x).unwrap()), bits(&gelu));
+            let added = (&residual + &plain).unwrap();
+            assert_eq!(
+                bits(&dense.forward_add(&x, &residual).unwrap()),
+                bits(&added)
+            );
+            // A residual of another shape is broadcast as candle adds it.
+            let row = residual.narrow(0, 0, 1).unwrap();
+            let want = row.broadcast_add(&plain).unwrap();
+            assert_eq!(bits(&dense.forward_add(&x, &row).unwrap()), bits(&want));
+        }
     }
 
     #[test]

@@ -84,12 +84,13 @@ impl Attention {
     }
 }
 
-impl Module for Attention {
-    fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
+impl Attention {
+    /// `residual + self.forward(xs)`, the addition done by the output projection's kernel.
+    pub fn forward_add(&self, xs: &Tensor, residual: &Tensor) -> candle_core::Result<Tensor> {
         let (b_sz, seq_len, _) = xs.dims3()?;
         let qkv = self.qkv.forward(xs)?;
         if let Some(out) = crate::sgemm::attention_fused_qkv(&qkv, self.num_heads, self.scale)? {
-            return self.proj.forward(&out);
+            return self.proj.forward_add(&out, residual);
         }
         // (B, N, 3, H, D) → (3, B, H, N, D)
         let qkv = qkv
@@ -104,7 +105,7 @@ impl Module for Attention {
             .matmul(&v)?
             .transpose(1, 2)?
             .reshape((b_sz, seq_len, ()))?;
-        self.proj.forward(&out)
+        self.proj.forward_add(&out, residual)
     }
 }
 
@@ -125,10 +126,17 @@ impl Mlp {
     }
 }
 
+impl Mlp {
+    /// `residual + self.forward(xs)`: the GELU and the addition done by the kernels of `fc1`
+    /// and `fc2` on each finished tile.
+    pub fn forward_add(&self, xs: &Tensor, residual: &Tensor) -> candle_core::Result<Tensor> {
+        self.fc2.forward_add(&self.fc1.forward_gelu(xs)?, residual)
+    }
+}
+
 impl Module for Mlp {
     fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
-        self.fc2
-            .forward(&crate::activation::gelu_erf(&self.fc1.forward(xs)?)?)
+        self.fc2.forward(&self.fc1.forward_gelu(xs)?)
     }
 }
 
@@ -156,8 +164,8 @@ impl Block {
 
 impl Module for Block {
     fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
-        let xs = (xs + self.attn.forward(&self.norm1.forward(xs)?)?)?;
-        &xs + self.mlp.forward(&self.norm2.forward(&xs)?)?
+        let xs = self.attn.forward_add(&self.norm1.forward(xs)?, xs)?;
+        self.mlp.forward_add(&self.norm2.forward(&xs)?, &xs)
     }
 }
 
