@@ -15,12 +15,127 @@
 //! block is narrower than a warp) the result is 0 — a weight-normed 1×1 convolution's norm
 //! becomes 0 and its weight infinite. Such sums are added slice by slice there.
 
+use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use candle_core::{CpuStorage, DType, Device, Module, Storage, Tensor};
 use candle_nn::VarBuilder;
 
 use crate::cpu_conv::SendPtr;
+
+/// `nn.LayerNorm(dim, eps)` over the last dimension, with scale and shift. For a contiguous
+/// f32 tensor on the CPU, candle's own CPU formula (a row's sum and sum of squares in f32,
+/// value by value; `(x − mean) · inv_std · w + b`), the same values bit for bit, on the
+/// pool the matrix products use: candle runs it on its rayon pool, next to the product
+/// pool's spinning thread, and sums one row at a time; here two rows' sums are interleaved
+/// (each row's additions in the same order). Elsewhere candle's `LayerNorm`.
+#[derive(Clone, Debug)]
+pub struct LayerNorm {
+    candle: candle_nn::LayerNorm,
+    eps: f32,
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+}
+
+impl LayerNorm {
+    /// Reads `weight` and `bias` (`dim` values each) under `vb`.
+    pub fn load(dim: usize, eps: f64, vb: VarBuilder) -> candle_core::Result<Self> {
+        let cfg = candle_nn::LayerNormConfig {
+            eps,
+            ..candle_nn::LayerNormConfig::default()
+        };
+        let candle = candle_nn::layer_norm(dim, cfg, vb)?;
+        let weight = candle.weight().to_dtype(DType::F32)?.to_vec1::<f32>()?;
+        let bias = match candle.bias() {
+            Some(b) => b.to_dtype(DType::F32)?.to_vec1::<f32>()?,
+            None => vec![0f32; dim],
+        };
+        Ok(Self {
+            candle,
+            eps: eps as f32,
+            weight,
+            bias,
+        })
+    }
+
+    /// One row's sum and sum of squares, value by value (candle's order).
+    fn sums(row: &[f32]) -> (f32, f32) {
+        let (mut sum, mut sum2) = (0f32, 0f32);
+        for &v in row {
+            sum += v;
+            sum2 += v * v;
+        }
+        (sum, sum2)
+    }
+
+    /// Two rows' [`Self::sums`] in one loop (independent chains, twice the additions per
+    /// cycle; each row's own order unchanged).
+    fn sums2(a: &[f32], b: &[f32]) -> [(f32, f32); 2] {
+        let (mut sa, mut qa, mut sb, mut qb) = (0f32, 0f32, 0f32, 0f32);
+        for (&x, &y) in a.iter().zip(b) {
+            sa += x;
+            qa += x * x;
+            sb += y;
+            qb += y * y;
+        }
+        [(sa, qa), (sb, qb)]
+    }
+
+    /// `src` (a row) normalized into `dst` from its sums.
+    fn write_row(&self, src: &[f32], (sum, sum2): (f32, f32), dst: &mut [MaybeUninit<f32>]) {
+        let dim = src.len() as f32;
+        let mean = sum / dim;
+        let var = sum2 / dim - mean * mean;
+        let inv_std = (var + self.eps).sqrt().recip();
+        for (((d, &s), &w), &b) in dst.iter_mut().zip(src).zip(&self.weight).zip(&self.bias) {
+            d.write((s - mean) * inv_std * w + b);
+        }
+    }
+}
+
+impl Module for LayerNorm {
+    fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
+        let dim = self.weight.len();
+        let ours = matches!(xs.device(), Device::Cpu)
+            && xs.dtype() == DType::F32
+            && xs.dims().last() == Some(&dim)
+            && dim > 0
+            && self.bias.len() == dim;
+        if !ours {
+            return self.candle.forward(xs);
+        }
+        let xs = xs.contiguous()?;
+        let (store, layout) = xs.storage_and_layout();
+        let x = match (&*store, layout.contiguous_offsets()) {
+            (Storage::Cpu(CpuStorage::F32(v)), Some((a, e))) => &v[a..e],
+            _ => return self.candle.forward(&xs),
+        };
+        let mut out = Vec::<f32>::with_capacity(x.len());
+        crate::activation::par_rows((x, dim), (out.spare_capacity_mut(), dim), |src, dst| {
+            let mut pairs = src.chunks_exact(2 * dim).zip(dst.chunks_exact_mut(2 * dim));
+            for (s, d) in &mut pairs {
+                let (s0, s1) = s.split_at(dim);
+                let (d0, d1) = d.split_at_mut(dim);
+                let [a, b] = Self::sums2(s0, s1);
+                self.write_row(s0, a, d0);
+                self.write_row(s1, b, d1);
+            }
+            let rest = src.len() / (2 * dim) * 2 * dim;
+            if let (Some(s), Some(d)) = (src.get(rest..), dst.get_mut(rest..)) {
+                if !s.is_empty() {
+                    self.write_row(s, Self::sums(s), d);
+                }
+            }
+        });
+        // SAFETY: `par_rows` passed every row of `x` (all `x.len()` values, the capacity
+        // has room for them) to the closure, which wrote each output value.
+        #[allow(unsafe_code)]
+        unsafe {
+            out.set_len(x.len())
+        };
+        Tensor::from_vec(out, xs.dims(), &Device::Cpu)
+    }
+}
 
 /// `GroupNorm(groups, channels, eps)` with learned scale and shift, over `(B, C, …)`.
 #[derive(Clone, Debug)]
@@ -248,6 +363,48 @@ fn sum(x: &[f32], f: impl Fn(f32) -> f32) -> f64 {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn layer_norm_equals_candles_bit_for_bit() {
+        let dev = Device::Cpu;
+        // Odd and even row counts (the pairs and the last single row), rows over one pool
+        // block (64 Ki values), a 1-value dimension.
+        for (rows, dim) in [(1, 5), (7, 96), (514, 1408), (3, 1)] {
+            let mut seed = 7u32;
+            let mut next = || {
+                seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                (seed >> 8) as f32 / (1u32 << 24) as f32 * 4.0 - 1.5
+            };
+            let x: Vec<f32> = (0..rows * dim).map(|_| next()).collect();
+            let w: Vec<f32> = (0..dim).map(|_| next()).collect();
+            let b: Vec<f32> = (0..dim).map(|_| next()).collect();
+            let mut map = std::collections::HashMap::new();
+            map.insert(
+                "weight".to_string(),
+                Tensor::new(w.as_slice(), &dev).unwrap(),
+            );
+            map.insert("bias".to_string(), Tensor::new(b.as_slice(), &dev).unwrap());
+            let vb = VarBuilder::from_tensors(map, DType::F32, &dev);
+            let ours = LayerNorm::load(dim, 1e-6, vb.clone()).unwrap();
+            let cfg = candle_nn::LayerNormConfig {
+                eps: 1e-6,
+                ..candle_nn::LayerNormConfig::default()
+            };
+            let theirs = candle_nn::layer_norm(dim, cfg, vb).unwrap();
+            let xs = Tensor::from_vec(x, (1, rows, dim), &dev).unwrap();
+            let bits = |t: Tensor| -> Vec<u32> {
+                let v = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                v.iter().map(|x| x.to_bits()).collect()
+            };
+            let got = ours.forward(&xs).unwrap();
+            assert_eq!(got.dims(), xs.dims());
+            assert_eq!(
+                bits(got),
+                bits(theirs.forward(&xs).unwrap()),
+                "{rows} × {dim}"
+            );
+        }
+    }
 
     #[test]
     fn sums_by_slices_equal_candles() {

@@ -12,20 +12,17 @@
 //! differs from `img_size / patch_size` is refused by the shape check.
 
 use candle_core::{Module, Tensor};
-use candle_nn::{conv2d, layer_norm, Conv2d, Conv2dConfig};
-use candle_nn::{LayerNorm, LayerNormConfig, VarBuilder};
+use candle_nn::VarBuilder;
+use candle_nn::{conv2d, Conv2d, Conv2dConfig};
 
 use super::config::VitConfig;
+use crate::norm::LayerNorm;
 use crate::sgemm::Dense;
 use crate::Result;
 
 /// `nn.LayerNorm(dim, eps)` reading `weight` and `bias`.
 pub(crate) fn layer_norm_eps(dim: usize, eps: f64, vb: VarBuilder) -> Result<LayerNorm> {
-    let cfg = LayerNormConfig {
-        eps,
-        ..LayerNormConfig::default()
-    };
-    Ok(layer_norm(dim, cfg, vb)?)
+    Ok(LayerNorm::load(dim, eps, vb)?)
 }
 
 /// `PatchEmbed`: a stride-`patch` convolution, flattened to `(B, N, width)`.

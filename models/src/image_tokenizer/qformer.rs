@@ -16,7 +16,9 @@
 //! (`intermediate`, `output`), past key values, relative position embeddings.
 
 use candle_core::{Device, Module, Tensor};
-use candle_nn::{LayerNorm, VarBuilder};
+use candle_nn::VarBuilder;
+
+use crate::norm::LayerNorm;
 
 use crate::sgemm::Dense;
 

@@ -12,7 +12,9 @@
 //! [`super::checkpoint::DECODER_SIDE_PREFIXES`]).
 
 use candle_core::{DType, Module, Tensor};
-use candle_nn::{LayerNorm, VarBuilder};
+use candle_nn::VarBuilder;
+
+use crate::norm::LayerNorm;
 
 use crate::sgemm::Dense;
 
