@@ -5,8 +5,8 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use mio_models::engine::{
-    Conversation, EngineInfo, GenerationParams, LoadOptions, Precision, Request, Response,
-    TemplateMode,
+    CodecLoading, Conversation, EngineInfo, GenerationParams, LoadOptions, Precision, Request,
+    Response, TemplateMode,
 };
 use serde_json::json;
 
@@ -217,8 +217,17 @@ pub fn one_sentence(e: &anyhow::Error) -> String {
     kept.join(" ").trim().to_string()
 }
 
-/// Starts the worker and loads the model of `common`.
+/// Starts the worker and loads the model of `common` (media codecs on first use).
 pub(crate) fn start(common: &Common, skip_lm: bool) -> Result<(EngineWorker, EngineInfo)> {
+    start_with(common, skip_lm, CodecLoading::OnFirstUse)
+}
+
+/// [`start`], the media codecs loaded as `codecs` says.
+pub(crate) fn start_with(
+    common: &Common,
+    skip_lm: bool,
+    codecs: CodecLoading,
+) -> Result<(EngineWorker, EngineInfo)> {
     let worker = EngineWorker::spawn()?;
     let precision = match common.precision {
         PrecisionArg::F32 => Precision::F32,
@@ -234,6 +243,7 @@ pub(crate) fn start(common: &Common, skip_lm: bool) -> Result<(EngineWorker, Eng
         gpu_layers: common.gpu_layers,
         cache_dir: common.cache_dir(),
         remote_lm: common.remote_lm(),
+        codecs,
     };
     let info = worker.load((opts, common.device))?;
     for note in &info.notes {

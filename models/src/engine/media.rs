@@ -1,14 +1,21 @@
-//! The engine's media codecs: SpeechTokenizer today (image encoder and decoder attach
-//! here too). Loaded with the engine when their folders exist in the release.
+//! The engine's media codecs: SpeechTokenizer, the SEED image encoder and the unCLIP image
+//! decoder, each available when its folder exists in the release. By default each is loaded
+//! when a request first needs it ([`CodecLoading::OnFirstUse`]): a text conversation never
+//! holds the image encoder's 4 GB of f32 weights (nor the unCLIP UNet's 3.5 GB), and the
+//! engine starts in the time its tokenizer and LM take. [`CodecLoading::AtLoad`] loads
+//! every present codec with the engine (benchmarks, and callers that want bad weights
+//! reported at start).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use candle_core::Device;
 
 use std::sync::atomic::AtomicBool;
 
 use super::types::{
-    AudioInput, Conversation, DecodedImage, Event, ImageInput, MediaInputs, OutputSegment,
+    AudioInput, CodecLoading, Conversation, DecodedImage, Event, ImageInput, MediaInputs,
+    OutputSegment,
 };
 use crate::image_decoder::{DecodeOptions, UnclipDecoder, UNCLIP_DIR};
 use crate::image_tokenizer::{decode_rgb, SeedImageEncoder};
@@ -19,10 +26,47 @@ use crate::{Error, Result};
 
 /// Media codecs found in a release folder.
 pub(crate) struct Codecs {
-    speech: Option<SpeechTokenizer>,
-    image_encoder: Option<SeedImageEncoder>,
-    image_decoder: Option<UnclipDecoder>,
+    dir: PathBuf,
+    dev: Device,
+    cache_dir: Option<PathBuf>,
+    speech: Slot<SpeechTokenizer>,
+    image_encoder: Slot<SeedImageEncoder>,
+    image_decoder: Slot<UnclipDecoder>,
 }
+
+/// A codec: whether the release has it, and the loaded codec once loaded.
+struct Slot<T> {
+    present: bool,
+    loaded: OnceLock<T>,
+}
+
+impl<T> Slot<T> {
+    fn new(present: bool) -> Self {
+        Self {
+            present,
+            loaded: OnceLock::new(),
+        }
+    }
+
+    /// The codec, loaded by `load` the first time (a failed load is not kept: the next
+    /// call tries again and reports the same error); `missing` when the release lacks it.
+    fn get(&self, missing: &str, load: impl FnOnce() -> Result<T>) -> Result<&T> {
+        if !self.present {
+            return Err(Error::Unsupported(missing.into()));
+        }
+        if let Some(codec) = self.loaded.get() {
+            return Ok(codec);
+        }
+        let codec = load()?;
+        Ok(self.loaded.get_or_init(|| codec))
+    }
+}
+
+const NO_SPEECH: &str =
+    "this model folder has no SpeechTokenizer/ (speech input and output need it)";
+const NO_ENCODER: &str = "this model folder has no seed-tokenizer-2/ (image input needs it)";
+const NO_DECODER: &str =
+    "this model folder has no stable-diffusion-2-1-unclip/ (image output needs it)";
 
 /// How the pictures of an answer are drawn.
 pub(crate) struct Render<'a> {
@@ -33,40 +77,51 @@ pub(crate) struct Render<'a> {
 }
 
 impl Codecs {
-    /// Loads every codec whose folder is present (`cache_dir`: where unCLIP's empty-prompt
-    /// embedding is cached).
-    pub(crate) fn load(dir: &Path, dev: &Device, cache_dir: Option<&Path>) -> Result<Self> {
-        let speech_dir = dir.join("SpeechTokenizer");
-        let speech = if speech_dir.is_dir() {
-            Some(SpeechTokenizer::load(&speech_dir, dev)?)
-        } else {
-            None
-        };
+    /// Finds the codecs of `dir` (`cache_dir`: where unCLIP's empty-prompt embedding is
+    /// cached) and, with [`CodecLoading::AtLoad`], loads them.
+    pub(crate) fn load(
+        dir: &Path,
+        dev: &Device,
+        cache_dir: Option<&Path>,
+        loading: CodecLoading,
+    ) -> Result<Self> {
         let has_seed = dir.join("seed-tokenizer-2").is_dir();
-        let image_encoder = if has_seed {
-            Some(SeedImageEncoder::load(dir, dev)?)
-        } else {
-            None
+        let codecs = Self {
+            dir: dir.to_path_buf(),
+            dev: dev.clone(),
+            cache_dir: cache_dir.map(Path::to_path_buf),
+            speech: Slot::new(dir.join("SpeechTokenizer").is_dir()),
+            image_encoder: Slot::new(has_seed),
+            image_decoder: Slot::new(dir.join(UNCLIP_DIR).is_dir() && has_seed),
         };
-        let has_unclip = dir.join(UNCLIP_DIR).is_dir() && has_seed;
-        let image_decoder = if has_unclip {
-            Some(UnclipDecoder::load_with_cache(dir, dev, cache_dir)?)
-        } else {
-            None
-        };
-        Ok(Self {
-            speech,
-            image_encoder,
-            image_decoder,
+        if loading == CodecLoading::AtLoad {
+            if codecs.speech.present {
+                codecs.speech()?;
+            }
+            if codecs.image_encoder.present {
+                codecs.image_encoder()?;
+            }
+            if codecs.image_decoder.present {
+                codecs.image_decoder()?;
+            }
+        }
+        Ok(codecs)
+    }
+
+    fn image_encoder(&self) -> Result<&SeedImageEncoder> {
+        self.image_encoder
+            .get(NO_ENCODER, || SeedImageEncoder::load(&self.dir, &self.dev))
+    }
+
+    fn image_decoder(&self) -> Result<&UnclipDecoder> {
+        self.image_decoder.get(NO_DECODER, || {
+            UnclipDecoder::load_with_cache(&self.dir, &self.dev, self.cache_dir.as_deref())
         })
     }
 
     fn speech(&self) -> Result<&SpeechTokenizer> {
-        self.speech.as_ref().ok_or_else(|| {
-            Error::Unsupported(
-                "this model folder has no SpeechTokenizer/ (speech input and output need it)"
-                    .into(),
-            )
+        self.speech.get(NO_SPEECH, || {
+            SpeechTokenizer::load(&self.dir.join("SpeechTokenizer"), &self.dev)
         })
     }
 
@@ -107,16 +162,11 @@ impl Codecs {
 
     /// SEED codes (32) of one image file's bytes.
     pub(crate) fn encode_image(&self, image: &ImageInput) -> Result<Vec<u32>> {
-        let encoder = self.image_encoder.as_ref().ok_or_else(|| {
-            Error::Unsupported(
-                "this model folder has no seed-tokenizer-2/ (image input needs it)".into(),
-            )
-        })?;
         let rgb = decode_rgb(&image.bytes).map_err(|message| Error::ImageDecode {
             path: image.name.clone().into(),
             message,
         })?;
-        encoder.encode_rgb(&rgb)
+        self.image_encoder()?.encode_rgb(&rgb)
     }
 
     /// The MIO image strings of images.
@@ -138,12 +188,7 @@ impl Codecs {
         render: &Render<'_>,
         emit: &mut dyn FnMut(Event),
     ) -> Result<DecodedImage> {
-        let decoder = self.image_decoder.as_ref().ok_or_else(|| {
-            Error::Unsupported(
-                "this model folder has no stable-diffusion-2-1-unclip/ (image output needs it)"
-                    .into(),
-            )
-        })?;
+        let decoder = self.image_decoder()?;
         let mut progress = |p: crate::image_decoder::DecodeStep| report_step(p, emit);
         let img = decoder.decode(codes, &render.opts, &mut progress, render.cancel)?;
         Ok(DecodedImage {
@@ -163,9 +208,7 @@ impl Codecs {
         render: &Render<'_>,
         emit: &mut dyn FnMut(Event),
     ) -> Result<DecodedImage> {
-        let decoder = self.image_decoder.as_ref().ok_or_else(|| {
-            Error::Unsupported("this model folder has no stable-diffusion-2-1-unclip/".into())
-        })?;
+        let decoder = self.image_decoder()?;
         let dev = decoder.device().clone();
         let latents = one_tensor(latents, &dev)?;
         let noise = one_tensor(noise, &dev)?;
@@ -196,7 +239,8 @@ impl Codecs {
         })
     }
 
-    /// Attaches decoded audio and pictures to the segments whose codec is loaded.
+    /// Attaches decoded audio and pictures to the segments whose codec the release has
+    /// (loading it if needed).
     pub(crate) fn render(
         &self,
         segments: &mut [OutputSegment],
@@ -210,14 +254,15 @@ impl Codecs {
                     timbre,
                     audio,
                 } => {
-                    let Some(codec) = self.speech.as_ref() else {
+                    if !self.speech.present {
                         continue;
-                    };
+                    }
+                    let codec = self.speech()?;
                     let mut layers = vec![content.clone()];
                     layers.extend(timbre.iter().flatten().cloned());
                     *audio = Some(codec.decode_layers(&layers)?);
                 }
-                OutputSegment::Image { codes, image } if self.image_decoder.is_some() => {
+                OutputSegment::Image { codes, image } if self.image_decoder.present => {
                     *image = Some(self.decode_image(codes, render, emit)?);
                 }
                 _ => {}

@@ -123,7 +123,7 @@ impl Engine {
         }
         let tokenizer = TextTokenizer::load(dir)?;
         let defaults = GenerationConfigFile::from_dir(dir)?;
-        let codecs = Codecs::load(dir, dev, opts.cache_dir.as_deref())?;
+        let codecs = Codecs::load(dir, dev, opts.cache_dir.as_deref(), opts.codecs)?;
         let vocab = tokenizer.vocab();
         if let Some(lm) = &lm {
             check_vocab(&lm.config, vocab)?;

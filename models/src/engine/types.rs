@@ -83,6 +83,21 @@ pub struct LoadOptions {
     /// the tokenizer, image and speech codecs still load from `model_dir` and run locally.
     #[serde(default)]
     pub remote_lm: Option<RemoteLm>,
+    /// When the media codecs load.
+    #[serde(default)]
+    pub codecs: CodecLoading,
+}
+
+/// When an engine loads its media codecs (SpeechTokenizer, SEED image encoder, unCLIP).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum CodecLoading {
+    /// Each the first time a request needs it: memory and start-up time only for what is
+    /// used (the first image turn on a CPU then waits for the image encoder to load).
+    #[default]
+    OnFirstUse,
+    /// All with the engine: a bad codec file fails the load.
+    AtLoad,
 }
 
 /// The API a remote LM server speaks.
