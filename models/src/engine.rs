@@ -5,6 +5,7 @@
 mod creator;
 mod history;
 mod media;
+pub use media::LOADING_STAGE;
 mod runner;
 mod timed;
 mod types;

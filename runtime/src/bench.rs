@@ -140,7 +140,7 @@ pub fn image_decode(
         let t0 = std::time::Instant::now();
         let mut marks = vec![];
         let response = worker.run(request())?.wait(|e| {
-            if let Event::Progress { .. } = e {
+            if matches!(&e, Event::Progress { stage, .. } if stage == "image") {
                 marks.push(t0.elapsed().as_secs_f64());
             }
         })?;

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use mio_models::engine::{
-    ChatMode, Conversation, Event, Message, OutputSegment, Request, Response, Role,
+    ChatMode, Conversation, Event, Message, OutputSegment, Request, Response, Role, LOADING_STAGE,
 };
 use serde_json::json;
 
@@ -249,8 +249,16 @@ pub fn image(what: ImageCommand) -> Result<()> {
             };
             let quiet = common.json;
             let response = worker.run(request)?.wait(|e| {
-                if let (Event::Progress { step, total, .. }, false) = (&e, quiet) {
-                    eprint!("\rdenoising step {step}/{total}");
+                match (&e, quiet) {
+                    (Event::Progress { stage, step: 0, .. }, false)
+                        if stage.starts_with(LOADING_STAGE) =>
+                    {
+                        eprintln!("{stage}…")
+                    }
+                    (Event::Progress { stage, step, total }, false) if stage == "image" => {
+                        eprint!("\rdenoising step {step}/{total}")
+                    }
+                    _ => {}
                 }
                 writer.observe(&e);
             });

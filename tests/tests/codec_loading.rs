@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
-use mio_models::engine::{CodecLoading, Engine, ImageInput, LoadOptions, Request, Response};
+use mio_models::engine::{CodecLoading, Engine, Event, ImageInput, LoadOptions, Request, Response};
 use mio_tests::fixtures;
 
 fn engine(dir: &Path, codecs: CodecLoading) -> mio_models::Result<Engine> {
@@ -103,4 +103,24 @@ fn codes_are_the_same_whether_the_encoder_loads_at_start_or_on_first_use() {
         codes.push(c);
     }
     assert_eq!(codes[0], codes[1]);
+}
+
+#[test]
+fn a_codec_loading_on_first_use_is_reported_once() {
+    let mut e = engine(&fixtures().join("model"), CodecLoading::OnFirstUse).unwrap();
+    let stages = |e: &mut Engine| {
+        let mut seen = vec![];
+        e.run(image_request(), &AtomicBool::new(false), &mut |ev| {
+            if let Event::Progress { stage, step, total } = ev {
+                seen.push((stage, step, total));
+            }
+        })
+        .unwrap();
+        seen
+    };
+    let stage = "loading the SEED image encoder".to_string();
+    assert_eq!(stages(&mut e), vec![(stage.clone(), 0, 1), (stage, 1, 1)]);
+    assert_eq!(stages(&mut e), vec![]);
+    let mut eager = engine(&fixtures().join("model"), CodecLoading::AtLoad).unwrap();
+    assert_eq!(stages(&mut eager), vec![]);
 }

@@ -48,6 +48,11 @@ impl<T> Slot<T> {
         }
     }
 
+    /// Whether the codec still has to be loaded.
+    fn pending(&self) -> bool {
+        self.present && self.loaded.get().is_none()
+    }
+
     /// The codec, loaded by `load` the first time (a failed load is not kept: the next
     /// call tries again and reports the same error); `missing` when the release lacks it.
     fn get(&self, missing: &str, load: impl FnOnce() -> Result<T>) -> Result<&T> {
@@ -67,6 +72,17 @@ const NO_SPEECH: &str =
 const NO_ENCODER: &str = "this model folder has no seed-tokenizer-2/ (image input needs it)";
 const NO_DECODER: &str =
     "this model folder has no stable-diffusion-2-1-unclip/ (image output needs it)";
+
+/// Which codecs a request needs (see [`Codecs::prepare`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Needs {
+    pub speech: bool,
+    pub image_encoder: bool,
+    pub image_decoder: bool,
+}
+
+/// The stage of a codec's [`Event::Progress`] events begins with this.
+pub const LOADING_STAGE: &str = "loading the ";
 
 /// How the pictures of an answer are drawn.
 pub(crate) struct Render<'a> {
@@ -106,6 +122,45 @@ impl Codecs {
             }
         }
         Ok(codecs)
+    }
+
+    /// Loads the codecs of `needs` that the release has and that are not loaded yet, each
+    /// between two [`Event::Progress`] events (`stage` = "loading the …", step 0 then 1 of
+    /// 1) so that a user sees why the first image or speech turn waits.
+    pub(crate) fn prepare(&self, needs: Needs, emit: &mut dyn FnMut(Event)) -> Result<()> {
+        let mut step = |what: &str, pending: bool, load: &dyn Fn() -> Result<()>| {
+            if !pending {
+                return Ok(());
+            }
+            let stage = format!("{LOADING_STAGE}{what}");
+            emit(Event::Progress {
+                stage: stage.clone(),
+                step: 0,
+                total: 1,
+            });
+            load()?;
+            emit(Event::Progress {
+                stage,
+                step: 1,
+                total: 1,
+            });
+            Ok(())
+        };
+        step(
+            "SpeechTokenizer",
+            needs.speech && self.speech.pending(),
+            &|| self.speech().map(|_| ()),
+        )?;
+        step(
+            "SEED image encoder",
+            needs.image_encoder && self.image_encoder.pending(),
+            &|| self.image_encoder().map(|_| ()),
+        )?;
+        step(
+            "unCLIP image decoder",
+            needs.image_decoder && self.image_decoder.pending(),
+            &|| self.image_decoder().map(|_| ()),
+        )
     }
 
     fn image_encoder(&self) -> Result<&SeedImageEncoder> {
@@ -257,12 +312,22 @@ impl Codecs {
                     if !self.speech.present {
                         continue;
                     }
+                    let needs = Needs {
+                        speech: true,
+                        ..Needs::default()
+                    };
+                    self.prepare(needs, emit)?;
                     let codec = self.speech()?;
                     let mut layers = vec![content.clone()];
                     layers.extend(timbre.iter().flatten().cloned());
                     *audio = Some(codec.decode_layers(&layers)?);
                 }
                 OutputSegment::Image { codes, image } if self.image_decoder.present => {
+                    let needs = Needs {
+                        image_decoder: true,
+                        ..Needs::default()
+                    };
+                    self.prepare(needs, emit)?;
                     *image = Some(self.decode_image(codes, render, emit)?);
                 }
                 _ => {}

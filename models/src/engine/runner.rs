@@ -12,7 +12,7 @@ use std::sync::Arc;
 use candle_core::{DType, Device};
 use serde::Serialize;
 
-use super::media::{Codecs, Render, SpeechPreview};
+use super::media::{Codecs, Needs, Render, SpeechPreview};
 use super::timed::Timed;
 use super::types::*;
 use super::{creator, history};
@@ -71,6 +71,34 @@ pub struct Engine {
     codecs: Codecs,
     defaults: GenerationConfigFile,
     info: EngineInfo,
+}
+
+/// The codecs a request needs before it runs (those of an answer's speech and pictures
+/// are prepared as they appear).
+fn needs(request: &Request) -> Needs {
+    let media = |m: &MediaInputs| Needs {
+        speech: !m.speech.is_empty(),
+        image_encoder: !m.images.is_empty(),
+        image_decoder: false,
+    };
+    match request {
+        Request::SpeechEncode { .. } | Request::SpeechDecode { .. } => Needs {
+            speech: true,
+            ..Needs::default()
+        },
+        Request::ImageEncode { .. } => Needs {
+            image_encoder: true,
+            ..Needs::default()
+        },
+        Request::ImageDecode { .. } => Needs {
+            image_decoder: true,
+            ..Needs::default()
+        },
+        Request::Template { media: m, .. } | Request::Chat { media: m, .. } => media(m),
+        Request::Tokenize { .. } | Request::Detokenize { .. } | Request::Generate { .. } => {
+            Needs::default()
+        }
+    }
 }
 
 fn dtype_of(p: Precision) -> DType {
@@ -177,6 +205,7 @@ impl Engine {
         cancel: &AtomicBool,
         emit: &mut dyn FnMut(Event),
     ) -> Result<Response> {
+        self.codecs.prepare(needs(&request), emit)?;
         match request {
             Request::Tokenize { text } => Ok(Response::Ids {
                 ids: self.tokenizer.encode(&text)?,
@@ -495,7 +524,14 @@ impl Engine {
         let mut on_token = |ev: &TokenEvent| {
             if stream_text {
                 if let Some((index, content)) = preview.push(&vocab, ev.token) {
-                    match codecs.decode_speech_layers(&[content]) {
+                    let speech = Needs {
+                        speech: true,
+                        ..Needs::default()
+                    };
+                    let decoded = codecs
+                        .prepare(speech, emit)
+                        .and_then(|()| codecs.decode_speech_layers(&[content]));
+                    match decoded {
                         Ok(samples) => emit(Event::SpeechPreview {
                             index,
                             sample_rate: SPEECH_SAMPLE_RATE,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { applyEvent, closeStep, groupSteps, mediaKindOf, type LiveMessage } from "./thread";
+import { applyEvent, closeStep, groupSteps, mediaKindOf, progressLabel, type LiveMessage } from "./thread";
 import { asAppError, toastFrom } from "./errors";
 
 const base: LiveMessage = {
@@ -49,6 +49,18 @@ describe("engine guide steps and previews", () => {
     expect(m.segments).toEqual([step0]);
     m = applyEvent(m, { kind: "text", text: " Water" });
     expect(closeStep(m.segments, { kind: "step", index: 1, text: "Water", file: null, width: 0, height: 0 }).map((s) => s.kind)).toEqual(["step", "step"]);
+  });
+});
+
+describe("a model part loading on first use", () => {
+  it("shows while it loads and goes once loaded; image steps keep their counts", () => {
+    const loading = { kind: "progress", stage: "loading the SEED image encoder", step: 0, total: 1 } as const;
+    let m = applyEvent(base, loading);
+    expect(m.progress && progressLabel(m.progress)).toBe("Loading the SEED image encoder…");
+    m = applyEvent(m, { ...loading, step: 1 });
+    expect(m.progress).toBeNull();
+    m = applyEvent(m, { kind: "progress", stage: "image", step: 3, total: 20 });
+    expect(m.progress && progressLabel(m.progress)).toBe("Drawing the picture: step 3 of 20");
   });
 });
 

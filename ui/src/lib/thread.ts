@@ -15,6 +15,19 @@ export interface LiveMessage extends MessageView {
   progress?: Progress | null;
 }
 
+/** Whether a progress stage is a model part loading (the engine's "loading the …"). */
+export function isLoading(p: Progress): boolean {
+  return p.stage.startsWith("loading the ");
+}
+
+/** What a progress bar says: "Drawing the picture: step 3 of 20", "Loading the SEED image
+ * encoder…". */
+export function progressLabel(p: Progress): string {
+  if (isLoading(p)) return `L${p.stage.slice(1)}…`;
+  const what = p.stage === "image" ? "Drawing the picture" : p.stage;
+  return `${what}: step ${p.step} of ${p.total}`;
+}
+
 /** The message after one stream event (a new object; the input is not changed). */
 export function applyEvent(msg: LiveMessage, ev: StreamEvent): LiveMessage {
   switch (ev.kind) {
@@ -34,6 +47,9 @@ export function applyEvent(msg: LiveMessage, ev: StreamEvent): LiveMessage {
     case "speech_preview":
       return { ...msg, preview: ev.segment };
     case "progress":
+      // A codec loading on first use ("loading the SEED image encoder"): shown until it
+      // has loaded, then gone.
+      if (isLoading(ev) && ev.step >= ev.total) return { ...msg, progress: null };
       return { ...msg, progress: { stage: ev.stage, step: ev.step, total: ev.total } };
     case "done":
       return { ...ev.message, preview: null, progress: null, imagePreview: null };
