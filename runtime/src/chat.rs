@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use mio_models::engine::{
-    ChatMode, Conversation, Event, Message, OutputSegment, Request, Response, Role, LOADING_STAGE,
+    ChatMode, Conversation, Event, Message, OutputSegment, Request, Response, Role,
 };
 use serde_json::json;
 
@@ -249,12 +249,9 @@ pub fn image(what: ImageCommand) -> Result<()> {
             };
             let quiet = common.json;
             let response = worker.run(request)?.wait(|e| {
+                // Denoising steps only (not a codec's loading: stderr keeps to one line
+                // when the request then fails).
                 match (&e, quiet) {
-                    (Event::Progress { stage, step: 0, .. }, false)
-                        if stage.starts_with(LOADING_STAGE) =>
-                    {
-                        eprintln!("{stage}…")
-                    }
                     (Event::Progress { stage, step, total }, false) if stage == "image" => {
                         eprint!("\rdenoising step {step}/{total}")
                     }
