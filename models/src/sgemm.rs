@@ -1387,14 +1387,9 @@ impl Dense {
     /// (same values) where the weights are packed.
     pub fn forward_gelu(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
         match &self.weight {
-            DenseWeight::Packed { rhs, bias } if matches!(xs.device(), Device::Cpu) => xs
-                .to_dtype(DType::F32)?
-                .contiguous()?
-                .apply_op1_no_bwd(&DenseOp {
-                    rhs,
-                    bias: bias.as_deref().map(Vec::as_slice),
-                    then: Then::Gelu,
-                }),
+            DenseWeight::Packed { rhs, bias } if matches!(xs.device(), Device::Cpu) => {
+                packed_forward(xs, rhs, bias.as_deref(), Then::Gelu)
+            }
             _ => crate::activation::gelu_erf(&self.forward(xs)?),
         }
     }
@@ -1414,14 +1409,8 @@ impl Dense {
             {
                 let residual = residual.contiguous()?;
                 let (storage, layout) = residual.storage_and_layout();
-                return xs
-                    .to_dtype(DType::F32)?
-                    .contiguous()?
-                    .apply_op1_no_bwd(&DenseOp {
-                        rhs,
-                        bias: bias.as_deref().map(Vec::as_slice),
-                        then: Then::Add(cpu_slice(&storage, layout)?),
-                    });
+                let then = Then::Add(cpu_slice(&storage, layout)?);
+                return packed_forward(xs, rhs, bias.as_deref(), then);
             }
         }
         residual.broadcast_add(&self.forward(xs)?)
@@ -1431,14 +1420,9 @@ impl Dense {
 impl Module for Dense {
     fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
         match &self.weight {
-            DenseWeight::Packed { rhs, bias } if matches!(xs.device(), Device::Cpu) => xs
-                .to_dtype(DType::F32)?
-                .contiguous()?
-                .apply_op1_no_bwd(&DenseOp {
-                    rhs,
-                    bias: bias.as_deref().map(Vec::as_slice),
-                    then: Then::Nothing,
-                }),
+            DenseWeight::Packed { rhs, bias } if matches!(xs.device(), Device::Cpu) => {
+                packed_forward(xs, rhs, bias.as_deref(), Then::Nothing)
+            }
             DenseWeight::Packed { .. } => {
                 candle_core::bail!("this layer's weights were packed for the CPU")
             }
@@ -1457,6 +1441,22 @@ impl Module for Dense {
             }
         }
     }
+}
+
+/// `xs · Wᵀ (+ bias)` on the packed weights, then `then` on each finished tile.
+fn packed_forward(
+    xs: &Tensor,
+    rhs: &PackedRhs,
+    bias: Option<&Vec<f32>>,
+    then: Then<'_>,
+) -> candle_core::Result<Tensor> {
+    xs.to_dtype(DType::F32)?
+        .contiguous()?
+        .apply_op1_no_bwd(&DenseOp {
+            rhs,
+            bias: bias.map(Vec::as_slice),
+            then,
+        })
 }
 
 struct DenseOp<'a> {
