@@ -111,15 +111,12 @@ impl Codecs {
             image_decoder: Slot::new(dir.join(UNCLIP_DIR).is_dir() && has_seed),
         };
         if loading == CodecLoading::AtLoad {
-            if codecs.speech.present {
-                codecs.speech()?;
-            }
-            if codecs.image_encoder.present {
-                codecs.image_encoder()?;
-            }
-            if codecs.image_decoder.present {
-                codecs.image_decoder()?;
-            }
+            let all = Needs {
+                speech: true,
+                image_encoder: true,
+                image_decoder: true,
+            };
+            codecs.prepare(all, &mut |_| {})?;
         }
         Ok(codecs)
     }
