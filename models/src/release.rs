@@ -115,6 +115,44 @@ fn pickle_summary(files: &[PathBuf]) -> Result<(Vec<String>, u64)> {
     Ok((dtypes, params))
 }
 
+/// Element types and parameter count of the weights a codec's loader reads: every pickle of
+/// the SEED and SpeechTokenizer folders; of unCLIP the UNet, VAE, image normalizer and text
+/// encoder files the loaders pick (not the release's unused image encoder, nor the `.bin`
+/// and fp16 copies of the same weights).
+fn codec_summary(c: &Component) -> Result<(Vec<String>, u64)> {
+    let weights: Vec<PathBuf> = if c.format == "diffusers" {
+        let mut picked: Vec<PathBuf> = ["unet", "vae", "image_normalizer"]
+            .iter()
+            .filter_map(|sub| crate::image_decoder::component_weights(&c.path.join(sub)).ok())
+            .collect();
+        picked.extend(crate::image_decoder::text_encoder_weights(&c.path).ok());
+        picked
+    } else {
+        c.files
+            .iter()
+            .filter(|f| f.extension().is_some_and(|e| e == "pth" || e == "pt"))
+            .cloned()
+            .collect()
+    };
+    let mut dtypes: Vec<String> = vec![];
+    let mut params = 0u64;
+    for f in &weights {
+        let (d, p) = if f.extension().is_some_and(|e| e == "safetensors") {
+            safetensors_summary(f)?
+        } else {
+            pickle_summary(std::slice::from_ref(f))?
+        };
+        for d in d {
+            if !dtypes.contains(&d) {
+                dtypes.push(d);
+            }
+        }
+        params += p;
+    }
+    dtypes.sort();
+    Ok((dtypes, params))
+}
+
 fn files_under(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     for p in list_dir(dir)? {
         if p.is_dir() {
@@ -209,7 +247,11 @@ impl ReleaseInfo {
             if dir.is_dir() {
                 let mut files = vec![];
                 files_under(&dir, &mut files)?;
-                components.push(component(name, dir, files, format)?);
+                let mut c = component(name, dir, files, format)?;
+                let (dtypes, params) = codec_summary(&c)?;
+                c.dtypes = dtypes;
+                c.parameters = Some(params);
+                components.push(c);
             } else {
                 missing.push(format!("{name} ({sub}/)"));
             }
@@ -237,9 +279,62 @@ mod tests {
         assert!(lm.parameters.unwrap() > 1_000_000);
         assert!(info.missing.is_empty(), "{:?}", info.missing);
 
+        for name in ["seed-tokenizer", "speech-tokenizer", "unclip"] {
+            let c = info.components.iter().find(|c| c.name == name).unwrap();
+            assert!(
+                c.parameters.unwrap() > 100_000,
+                "{name}: {:?}",
+                c.parameters
+            );
+            assert!(
+                c.dtypes.contains(&"f32".to_string()),
+                "{name}: {:?}",
+                c.dtypes
+            );
+        }
+
         let empty = tempfile::tempdir().unwrap();
         let info = ReleaseInfo::scan(empty.path()).unwrap();
         assert_eq!(info.components.len(), 0);
         assert_eq!(info.missing.len(), 5);
+    }
+
+    /// unCLIP's parameters are those of the files its loaders read: an fp16 copy of the
+    /// UNet beside the full-precision file (as the real release ships) does not count twice.
+    #[cfg(unix)]
+    #[test]
+    fn unclip_counts_the_weights_its_loaders_read_once() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/model");
+        let unclip = |info: &ReleaseInfo| {
+            let c = info.components.iter().find(|c| c.name == "unclip").unwrap();
+            (c.parameters.unwrap(), c.bytes)
+        };
+        let (params, bytes) = unclip(&ReleaseInfo::scan(&root).unwrap());
+        let tmp = tempfile::tempdir().unwrap();
+        for entry in list_dir(&root).unwrap() {
+            let name = entry.file_name().unwrap();
+            if name != "stable-diffusion-2-1-unclip" {
+                std::os::unix::fs::symlink(&entry, tmp.path().join(name)).unwrap();
+            }
+        }
+        let sd = tmp.path().join("stable-diffusion-2-1-unclip");
+        std::fs::create_dir(&sd).unwrap();
+        for entry in list_dir(&root.join("stable-diffusion-2-1-unclip")).unwrap() {
+            let name = entry.file_name().unwrap();
+            if name != "unet" {
+                std::os::unix::fs::symlink(&entry, sd.join(name)).unwrap();
+            }
+        }
+        let unet = sd.join("unet");
+        std::fs::create_dir(&unet).unwrap();
+        for entry in list_dir(&root.join("stable-diffusion-2-1-unclip/unet")).unwrap() {
+            std::fs::copy(&entry, unet.join(entry.file_name().unwrap())).unwrap();
+        }
+        let weights = unet.join("diffusion_pytorch_model.safetensors");
+        let copy = unet.join("diffusion_pytorch_model.fp16.safetensors");
+        std::fs::copy(&weights, &copy).unwrap();
+        let (params2, bytes2) = unclip(&ReleaseInfo::scan(tmp.path()).unwrap());
+        assert_eq!(params2, params);
+        assert_eq!(bytes2, bytes + std::fs::metadata(&copy).unwrap().len());
     }
 }

@@ -84,8 +84,20 @@ pub fn run(common: &Common) -> Result<()> {
         })
     });
     let memory = cfg.as_ref().map(estimates).unwrap_or_default();
+    // The media codecs compute in f32 whatever their files hold, each loaded on first use.
+    let codecs: Vec<(String, u64)> = info
+        .components
+        .iter()
+        .filter(|c| ["seed-tokenizer", "speech-tokenizer", "unclip"].contains(&c.name.as_str()))
+        .filter_map(|c| Some((c.name.clone(), c.parameters? * 4)))
+        .collect();
+    let codec_memory: Vec<_> = codecs
+        .iter()
+        .map(|(name, bytes)| json!({ "component": name, "f32_weight_bytes": bytes }))
+        .collect();
     let value = json!({ "root": info.root, "components": info.components, "missing": info.missing,
-                        "lm": lm, "memory_estimate": memory });
+                        "lm": lm, "memory_estimate": memory,
+                        "codec_memory_estimate": codec_memory });
     print(common, value, || {
         let mut s = format!("MIO release at {}\n", info.root.display());
         for c in &info.components {
@@ -111,6 +123,12 @@ pub fn run(common: &Common) -> Result<()> {
                 gib(m.total_bytes),
                 gib(m.weight_bytes),
                 gib(m.kv_cache_bytes)
+            );
+        }
+        for (name, bytes) in &codecs {
+            s += &format!(
+                "  {name:<17} needs about {} of f32 weights, loaded on first use\n",
+                gib(*bytes)
             );
         }
         s.trim_end().to_string()
