@@ -124,3 +124,32 @@ fn a_codec_loading_on_first_use_is_reported_once() {
     let mut eager = engine(&fixtures().join("model"), CodecLoading::AtLoad).unwrap();
     assert_eq!(stages(&mut eager), vec![]);
 }
+
+#[test]
+fn prepare_loads_what_it_names_ahead_of_the_turn() {
+    let mut e = engine(&fixtures().join("model"), CodecLoading::OnFirstUse).unwrap();
+    let run_seeing = |e: &mut Engine, request: Request| {
+        let mut seen = vec![];
+        let response = e
+            .run(request, &AtomicBool::new(false), &mut |ev| {
+                if let Event::Progress { stage, step, .. } = ev {
+                    seen.push((stage, step));
+                }
+            })
+            .unwrap();
+        (response, seen)
+    };
+    let prepare = |image_encoder| Request::Prepare {
+        speech: false,
+        image_encoder,
+        image_decoder: false,
+    };
+    let (response, seen) = run_seeing(&mut e, prepare(false));
+    assert_eq!((response, seen), (Response::Prepared, vec![]));
+    let (response, seen) = run_seeing(&mut e, prepare(true));
+    assert_eq!(response, Response::Prepared);
+    let stage = "loading the SEED image encoder".to_string();
+    assert_eq!(seen, vec![(stage.clone(), 0), (stage, 1)]);
+    let (_, seen) = run_seeing(&mut e, image_request());
+    assert_eq!(seen, vec![]);
+}

@@ -95,6 +95,15 @@ fn needs(request: &Request) -> Needs {
             ..Needs::default()
         },
         Request::Template { media: m, .. } | Request::Chat { media: m, .. } => media(m),
+        &Request::Prepare {
+            speech,
+            image_encoder,
+            image_decoder,
+        } => Needs {
+            speech,
+            image_encoder,
+            image_decoder,
+        },
         Request::Tokenize { .. } | Request::Detokenize { .. } | Request::Generate { .. } => {
             Needs::default()
         }
@@ -292,6 +301,8 @@ impl Engine {
                 params,
                 media,
             } => self.chat(&conversation, mode, &params, &media, cancel, emit),
+            // Loaded by `prepare` above.
+            Request::Prepare { .. } => Ok(Response::Prepared),
         }
     }
 

@@ -329,6 +329,20 @@ pub enum Request {
         #[serde(default)]
         media: MediaInputs,
     },
+    /// Load media codecs now (each that the release has and that is not loaded yet, between
+    /// two `Progress` events), e.g. while the user writes the message an attached picture
+    /// belongs to, so that the turn does not wait for the load.
+    Prepare {
+        /// The SpeechTokenizer (speech in or out).
+        #[serde(default)]
+        speech: bool,
+        /// The SEED image encoder (pictures, video and camera frames in).
+        #[serde(default)]
+        image_encoder: bool,
+        /// The unCLIP image decoder (pictures out).
+        #[serde(default)]
+        image_decoder: bool,
+    },
 }
 
 /// A streamed event.
@@ -515,6 +529,8 @@ pub enum Response {
         /// Samples per second.
         sample_rate: u32,
     },
+    /// The codecs of a `Prepare` request are loaded.
+    Prepared,
     /// An assistant turn.
     Chat {
         /// The answer as the model wrote it (text with its media blocks as token strings):
