@@ -9,6 +9,7 @@ fn main() {
         "send_message",
         "regenerate",
         "cancel",
+        "prepare_media",
         "mic_start",
         "mic_stop",
         "camera_start",

@@ -14,7 +14,7 @@ use crate::error::{AppError, AppResult, ErrorCode};
 use crate::export;
 use crate::ipc::{
     Attachment, ConversationSummary, ConversationView, ExportFormat, ExportResult, LoadArgs,
-    LoadEvent, ModelInfo, SendArgs, StreamEvent, TurnStarted,
+    LoadEvent, MediaKind, ModelInfo, SendArgs, StreamEvent, TurnStarted,
 };
 use crate::session::{self, History};
 
@@ -295,6 +295,16 @@ fn stop_camera(state: &AppState) {
 pub async fn camera_stop(state: State<'_, AppState>) -> AppResult<()> {
     stop_camera(&state);
     Ok(())
+}
+
+#[tauri::command]
+pub async fn prepare_media(
+    state: State<'_, AppState>,
+    kind: MediaKind,
+    on_event: Channel<StreamEvent>,
+) -> AppResult<()> {
+    require_model(&state)?;
+    session::prepare(&state.worker, kind, sink(on_event))
 }
 
 #[tauri::command]

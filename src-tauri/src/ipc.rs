@@ -386,6 +386,12 @@ pub const COMMANDS: &[CommandSpec] = &[
     ),
     cmd("cancel", "requestId: number", "{ requestId }", "void"),
     cmd(
+        "prepare_media",
+        "kind: MediaKind, onEvent: Channel<StreamEvent>",
+        "{ kind, onEvent }",
+        "void",
+    ),
+    cmd(
         "mic_start",
         "args: MicArgs, onEvent: Channel<MicEvent>",
         "{ args, onEvent }",

@@ -80,6 +80,7 @@ pub fn run_app<R: Runtime>(builder: tauri::Builder<R>) -> tauri::Result<()> {
             commands::send_message,
             commands::regenerate,
             commands::cancel,
+            commands::prepare_media,
             commands::mic_start,
             commands::mic_stop,
             commands::camera_start,

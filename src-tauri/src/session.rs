@@ -14,7 +14,7 @@ use mio_runtime::worker::{Backend, RunHandle, RunMessage, Worker};
 use crate::error::{AppError, AppResult, ErrorCode};
 use crate::files::MediaDir;
 use crate::ipc::{
-    GenOverrides, MessageStatus, Mode, Role, Segment, SendArgs, StreamEvent, TurnStarted,
+    GenOverrides, MediaKind, MessageStatus, Mode, Role, Segment, SendArgs, StreamEvent, TurnStarted,
 };
 pub use crate::modes::{chat_mode, close_step, generation_params, presets, PREVIEW_EVERY};
 use crate::store::Store;
@@ -44,6 +44,42 @@ impl History {
             .map_err(|_| AppError::new(ErrorCode::Internal, "the history is unavailable"))?;
         f(&mut guard)
     }
+}
+
+/// Starts loading the codec an attachment of `kind` will need (the engine loads each
+/// once; a loaded one costs nothing), so that the turn it belongs to does not wait for it.
+/// The loading's `progress` events go to `sink`, then nothing (loaded) or one `failed`.
+pub fn prepare<B: ChatBackend>(worker: &Worker<B>, kind: MediaKind, sink: Sink) -> AppResult<()> {
+    let request = Request::Prepare {
+        speech: kind == MediaKind::Audio,
+        image_encoder: matches!(kind, MediaKind::Image | MediaKind::Video),
+        image_decoder: false,
+    };
+    let handle = worker
+        .run(request)
+        .map_err(|e| AppError::from_chain(ErrorCode::Engine, &e))?;
+    let mut sink = sink;
+    std::thread::Builder::new()
+        .name(format!("mio-prepare-{}", handle.id))
+        .spawn(move || {
+            let done = handle.wait(|e| {
+                if let Event::Progress { stage, step, total } = e {
+                    sink(StreamEvent::Progress {
+                        stage,
+                        step: step as u32,
+                        total: total as u32,
+                    });
+                }
+            });
+            if let Err(e) = done {
+                sink(StreamEvent::Failed {
+                    error: AppError::from_chain(ErrorCode::Engine, &e),
+                    message: None,
+                });
+            }
+        })
+        .map_err(|e| AppError::new(ErrorCode::Internal, format!("cannot start a thread: {e}")))?;
+    Ok(())
 }
 
 /// Stores the user's message and starts the answer.

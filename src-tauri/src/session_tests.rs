@@ -33,6 +33,25 @@ impl Backend for FakeEngine {
         cancel: &AtomicBool,
         emit: &mut dyn FnMut(Event),
     ) -> anyhow::Result<Response> {
+        if let Request::Prepare {
+            image_encoder,
+            speech,
+            ..
+        } = request
+        {
+            // A fake with an image encoder to load and no speech codec.
+            anyhow::ensure!(!speech, "fake engine: no speech codec");
+            if image_encoder {
+                for step in 0..2 {
+                    emit(Event::Progress {
+                        stage: "loading the SEED image encoder".into(),
+                        step,
+                        total: 1,
+                    });
+                }
+            }
+            return Ok(Response::Prepared);
+        }
         let Request::Chat {
             conversation,
             media,
@@ -40,7 +59,7 @@ impl Backend for FakeEngine {
             params,
         } = request
         else {
-            anyhow::bail!("fake engine: chat only");
+            anyhow::bail!("fake engine: chat and prepare only");
         };
         assert_eq!(conversation.images.len(), media.images.len());
         if mode == ChatMode::Guide {
@@ -643,5 +662,39 @@ fn a_video_attachment_sends_its_keyframes_after_the_pictures() {
     assert_eq!(
         conversation.messages[0].content,
         format!("what happens?\n<image_placeholder_0>\n{frames}")
+    );
+}
+
+#[test]
+fn preparing_for_an_attachment_streams_the_loading_then_ends_quietly_or_fails_once() {
+    let (_dir, worker, _history) = setup(1, 0);
+    let (sink, rx) = collect();
+    prepare(&worker, MediaKind::Video, sink).unwrap();
+    let mut seen = vec![];
+    while let Ok(e) = rx.recv_timeout(Duration::from_secs(20)) {
+        seen.push(e);
+    }
+    let stage = "loading the SEED image encoder".to_string();
+    assert_eq!(
+        seen,
+        vec![
+            StreamEvent::Progress {
+                stage: stage.clone(),
+                step: 0,
+                total: 1
+            },
+            StreamEvent::Progress {
+                stage,
+                step: 1,
+                total: 1
+            },
+        ]
+    );
+    let (sink, rx) = collect();
+    prepare(&worker, MediaKind::Audio, sink).unwrap();
+    let events = until_end(&rx);
+    assert!(
+        matches!(&events[..], [StreamEvent::Failed { error, message: None }] if error.message.contains("no speech codec")),
+        "{events:?}"
     );
 }

@@ -729,6 +729,10 @@ export function cancel(requestId: number): Promise<void> {
   return invoke("cancel", { requestId });
 }
 
+export function prepareMedia(kind: MediaKind, onEvent: Channel<StreamEvent>): Promise<void> {
+  return invoke("prepare_media", { kind, onEvent });
+}
+
 export function micStart(args: MicArgs, onEvent: Channel<MicEvent>): Promise<MicStarted> {
   return invoke("mic_start", { args, onEvent });
 }

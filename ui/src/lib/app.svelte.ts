@@ -5,7 +5,7 @@ import * as bindings from "../ipc/bindings";
 import type {
   Attachment, CameraEvent, ConversationSummary, LoadArgs, LoadEvent, MicEvent, Mode, ModelInfo, StreamEvent,
 } from "../ipc/bindings";
-import { applyEvent, type LiveMessage } from "./thread";
+import { applyEvent, isLoading, progressLabel, type LiveMessage } from "./thread";
 import { noteToast, toastFrom, type Toast } from "./errors";
 import { ModelManager } from "./models.svelte";
 import { Presets } from "./presets.svelte";
@@ -27,6 +27,8 @@ export class AppState {
   messages = $state<LiveMessage[]>([]);
   mode = $state<Mode>("chat");
   attachments = $state<Attachment[]>([]);
+  /** What the engine loads for the attachments, e.g. "Loading the SEED image encoder…". */
+  preparing = $state<string | null>(null);
   running = $state<{ requestId: number; messageId: number } | null>(null);
   toasts = $state<Toast[]>([]);
   query = $state("");
@@ -129,10 +131,22 @@ export class AppState {
 
   async attach(name: string, bytes: Uint8Array) {
     try {
-      this.attachments = [...this.attachments, await this.api.importMedia(name, bytes)];
+      this.addAttachment(await this.api.importMedia(name, bytes));
     } catch (e) {
       this.toast(e);
     }
+  }
+
+  /** Adds an attachment and has the engine load what it needs (the image encoder, the
+   * speech codec) while the user writes, instead of when the message is sent. */
+  private addAttachment(a: Attachment) {
+    this.attachments = [...this.attachments, a];
+    const ch = this.channel<StreamEvent>((ev) => {
+      if (ev.kind === "progress" && isLoading(ev)) this.preparing = ev.step < ev.total ? progressLabel(ev) : null;
+      else if (ev.kind === "failed") { this.preparing = null; this.toast(ev.error); }
+    });
+    // Without a model (or on an old shell) there is nothing to prepare: the turn says why.
+    this.api.prepareMedia(a.kind, ch).catch(() => {});
   }
 
   private handler(messageId: number) {
@@ -244,7 +258,7 @@ export class AppState {
     this.mic.active = true;
     const ch = this.channel<MicEvent>((ev) => {
       if (ev.kind === "level") { this.mic.level = ev.db; this.mic.speaking = ev.speaking; }
-      else if (ev.kind === "utterance") this.attachments = [...this.attachments, ev.attachment];
+      else if (ev.kind === "utterance") this.addAttachment(ev.attachment);
       else if (ev.kind === "failed") this.toast(ev.error);
       else if (ev.kind === "stopped") { this.mic.active = false; this.mic.speaking = false; }
     });
@@ -287,7 +301,7 @@ export class AppState {
     this.camera.busy = true;
     try {
       const a = clip ? await this.api.cameraClip(this.camera.clipS) : await this.api.cameraSnapshot();
-      this.attachments = [...this.attachments, a];
+      this.addAttachment(a);
     } catch (e) {
       this.toast(e);
     } finally {

@@ -24,6 +24,7 @@ function fakeApi() {
     }),
     cancel: vi.fn(async () => {}),
     importMedia: vi.fn(async () => { throw { code: "INVALID_INPUT", message: "bad.png is not a readable picture" }; }),
+    prepareMedia: vi.fn(async () => {}),
   };
   const channel = <T,>(f: (m: T) => void) => ({ onmessage: f }) as never;
   return { api, channel, emit: (e: StreamEvent) => onEvent!(e) };
@@ -152,6 +153,28 @@ describe("AppState", () => {
     await app.micStart();
     expect(app.mic.active).toBe(false);
     expect(app.toasts.map((t) => t.title)).toEqual(["no microphone to record from: no input device"]);
+  });
+
+  it("has the engine load what an attachment needs while the user writes, and says so", async () => {
+    const { api, channel } = fakeApi();
+    let ev: ((e: StreamEvent) => void) | null = null;
+    const pic: Attachment = { kind: "image", name: "a.png", segment: { kind: "image", file: "a.png", width: 4, height: 4 } };
+    Object.assign(api, {
+      importMedia: vi.fn(async () => pic),
+      prepareMedia: vi.fn(async (_k: unknown, ch: { onmessage: (e: StreamEvent) => void }) => { ev = ch.onmessage; }),
+    });
+    const app = new AppState(api as unknown as Api, channel);
+    await app.attach("a.png", new Uint8Array([1]));
+    expect(app.attachments).toEqual([pic]);
+    expect((api as unknown as { prepareMedia: ReturnType<typeof vi.fn> }).prepareMedia.mock.calls[0][0]).toBe("image");
+    ev!({ kind: "progress", stage: "loading the SEED image encoder", step: 0, total: 1 });
+    expect(app.preparing).toBe("Loading the SEED image encoder…");
+    ev!({ kind: "progress", stage: "loading the SEED image encoder", step: 1, total: 1 });
+    expect(app.preparing).toBeNull();
+    ev!({ kind: "progress", stage: "loading the SEED image encoder", step: 0, total: 1 });
+    ev!({ kind: "failed", error: { code: "ENGINE", message: "invalid checkpoint eva_vit_g.pth" }, message: null });
+    expect(app.preparing).toBeNull();
+    expect(app.toasts.map((t) => t.title)).toEqual(["invalid checkpoint eva_vit_g.pth"]);
   });
 
   it("opens the camera with a live preview, takes a snapshot and a clip, closes", async () => {
