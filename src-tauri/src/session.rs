@@ -49,7 +49,11 @@ impl History {
 /// Starts loading the codec an attachment of `kind` will need (the engine loads each
 /// once; a loaded one costs nothing), so that the turn it belongs to does not wait for it.
 /// The loading's `progress` events go to `sink`, then nothing (loaded) or one `failed`.
-pub fn prepare<B: ChatBackend>(worker: &Worker<B>, kind: MediaKind, sink: Sink) -> AppResult<()> {
+pub fn prepare<B: ChatBackend>(
+    worker: &Worker<B>,
+    kind: MediaKind,
+    mut sink: Sink,
+) -> AppResult<()> {
     let request = Request::Prepare {
         speech: kind == MediaKind::Audio,
         image_encoder: matches!(kind, MediaKind::Image | MediaKind::Video),
@@ -58,17 +62,12 @@ pub fn prepare<B: ChatBackend>(worker: &Worker<B>, kind: MediaKind, sink: Sink) 
     let handle = worker
         .run(request)
         .map_err(|e| AppError::from_chain(ErrorCode::Engine, &e))?;
-    let mut sink = sink;
     std::thread::Builder::new()
         .name(format!("mio-prepare-{}", handle.id))
         .spawn(move || {
             let done = handle.wait(|e| {
                 if let Event::Progress { stage, step, total } = e {
-                    sink(StreamEvent::Progress {
-                        stage,
-                        step: step as u32,
-                        total: total as u32,
-                    });
+                    sink(progress(stage, step, total));
                 }
             });
             if let Err(e) = done {
@@ -80,6 +79,15 @@ pub fn prepare<B: ChatBackend>(worker: &Worker<B>, kind: MediaKind, sink: Sink) 
         })
         .map_err(|e| AppError::new(ErrorCode::Internal, format!("cannot start a thread: {e}")))?;
     Ok(())
+}
+
+/// The stream event of the engine's `Progress`.
+fn progress(stage: String, step: usize, total: usize) -> StreamEvent {
+    StreamEvent::Progress {
+        stage,
+        step: step as u32,
+        total: total as u32,
+    }
 }
 
 /// Stores the user's message and starts the answer.
@@ -458,11 +466,7 @@ impl Drain {
                     segment,
                 });
             }
-            Event::Progress { stage, step, total } => (self.sink)(StreamEvent::Progress {
-                stage,
-                step: step as u32,
-                total: total as u32,
-            }),
+            Event::Progress { stage, step, total } => (self.sink)(progress(stage, step, total)),
             _ => {}
         }
         Ok(())
